@@ -1,0 +1,150 @@
+"""How a (prompt or chat messages, response) pair becomes model input.
+
+One rendering of chat turns, used by training and serving alike:
+
+    Human: first question
+    Assistant: first answer
+    Human: latest question
+
+A plain string prompt is one user turn, so `prompt="hi"` and `messages=[user: "hi"]` encode the
+same. The pair is encoded BERT-style as [CLS] prompt [SEP] response [SEP] with token_type_ids 0
+then 1 (dropping them silently changes scores). Within `max_length` the response is kept whole
+and the prompt loses its oldest tokens, so the latest turns survive; only a response that alone
+overflows is cut from its end, after keeping `min_prompt_tokens` of the prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from models.manifest import InputFormat
+
+Role = Literal["system", "user", "assistant"]
+_SPECIAL_TOKENS = 3  # [CLS] prompt [SEP] response [SEP]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+Prompt = str | Sequence[Message]
+
+
+def render_prompt(prompt: Prompt, fmt: InputFormat | None = None) -> str:
+    """The single text rendering of a prompt or a chat history."""
+    labels = (fmt or InputFormat()).role_labels
+    messages = [Message("user", prompt)] if isinstance(prompt, str) else prompt
+    return "\n".join(f"{labels[m.role]}: {m.content.strip()}" for m in messages)
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    input_ids: list[int]
+    token_type_ids: list[int]
+    prompt_truncated: bool
+    response_truncated: bool
+
+    @property
+    def truncated(self) -> bool:
+        return self.prompt_truncated or self.response_truncated
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def split_budget(prompt_len: int, response_len: int, fmt: InputFormat) -> tuple[int, int]:
+    """How many prompt and response tokens fit: (kept from the prompt's end, kept from the
+    response's start)."""
+    budget = fmt.max_length - _SPECIAL_TOKENS
+    prompt_floor = min(prompt_len, fmt.min_prompt_tokens)
+    response_keep = min(response_len, budget - prompt_floor)
+    prompt_keep = min(prompt_len, budget - response_keep)
+    return prompt_keep, response_keep
+
+
+class PairEncoder:
+    """Encodes pairs with a `tokenizers` tokenizer (Rust, batched): no torch, no transformers."""
+
+    def __init__(self, tokenizer: Tokenizer, fmt: InputFormat) -> None:
+        # tokenizer.json may carry its own truncation and padding (MiniLM's cuts at 128):
+        # this class decides both, so they are switched off on a private copy.
+        self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.format = fmt
+        self.cls_id, self.sep_id, self.pad_id = (
+            self._special(name) for name in ("[CLS]", "[SEP]", "[PAD]"))
+
+    @classmethod
+    def from_file(cls, path: Path, fmt: InputFormat) -> PairEncoder:
+        return cls(Tokenizer.from_file(str(path)), fmt)
+
+    def encode_batch(self, prompts: Sequence[Prompt], responses: Sequence[str]
+                     ) -> list[EncodedPair]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        rendered = [render_prompt(p, self.format) for p in prompts]
+        prompt_ids = self._ids(rendered)
+        response_ids = self._ids(list(responses))
+        return [self._assemble(p, r) for p, r in zip(prompt_ids, response_ids, strict=True)]
+
+    def encode_texts(self, texts: Sequence[str]) -> list[EncodedPair]:
+        """Single texts ([CLS] text [SEP]) for classifiers, cut from the end."""
+        budget = self.format.max_length - 2
+        out = []
+        for ids in self._ids(list(texts)):
+            kept = ids[:budget]
+            seq = [self.cls_id, *kept, self.sep_id]
+            out.append(EncodedPair(seq, [0] * len(seq), False, len(kept) < len(ids)))
+        return out
+
+    def _special(self, token: str) -> int:
+        token_id = self.tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ValueError(f"the tokenizer lacks the BERT special token {token}")
+        return int(token_id)
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def _assemble(self, prompt: list[int], response: list[int]) -> EncodedPair:
+        prompt_keep, response_keep = split_budget(len(prompt), len(response), self.format)
+        kept_prompt = prompt[len(prompt) - prompt_keep :]
+        kept_response = response[:response_keep]
+        first = [self.cls_id, *kept_prompt, self.sep_id]
+        second = [*kept_response, self.sep_id]
+        return EncodedPair(
+            input_ids=first + second,
+            token_type_ids=[0] * len(first) + [1] * len(second),
+            prompt_truncated=prompt_keep < len(prompt),
+            response_truncated=response_keep < len(response),
+        )
+
+
+def pad_batch(items: Sequence[EncodedPair], pad_id: int = 0) -> dict[str, np.ndarray]:
+    """Right-pad to the longest item: input_ids, attention_mask, token_type_ids (int64)."""
+    if not items:
+        raise ValueError("cannot pad an empty batch")
+    width = max(len(item) for item in items)
+    shape = (len(items), width)
+    input_ids = np.full(shape, pad_id, dtype=np.int64)
+    attention_mask = np.zeros(shape, dtype=np.int64)
+    token_type_ids = np.zeros(shape, dtype=np.int64)
+    for row, item in enumerate(items):
+        n = len(item)
+        input_ids[row, :n] = item.input_ids
+        attention_mask[row, :n] = 1
+        token_type_ids[row, :n] = item.token_type_ids
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "token_type_ids": token_type_ids,
+    }

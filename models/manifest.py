@@ -1,0 +1,146 @@
+"""The manifest: everything the service needs to turn a request into a score.
+
+A trained checkpoint carries a manifest with the training-side fields filled in; the ONNX export
+adds the artifact fields (opset, parity, files). One schema serves both so nothing is restated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MANIFEST_FILE = "manifest.json"
+
+
+class Task(StrEnum):
+    reward = "reward"
+    multilabel = "multilabel"
+    multiclass = "multiclass"
+
+
+class InputFormat(BaseModel):
+    """How text becomes token ids; models/inputs.py implements exactly this."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["prompt-response", "text"] = "prompt-response"
+    template: Literal["bert-pair"] = Field(
+        "bert-pair",
+        description="[CLS] rendered prompt [SEP] response [SEP], token_type_ids 0 then 1.",
+    )
+    role_labels: dict[str, str] = Field(
+        default_factory=lambda: {"system": "System", "user": "Human", "assistant": "Assistant"},
+        description="How chat roles are written when turns are rendered as 'Label: content'.",
+    )
+    max_length: int = Field(256, ge=8, le=8192, description="Tokens, special tokens included.")
+    min_prompt_tokens: int = Field(
+        32,
+        ge=0,
+        description="Prompt tokens kept even when the response alone would fill max_length; "
+        "only then is the response cut (from its end).",
+    )
+    truncation: Literal["prompt-left"] = Field(
+        "prompt-left",
+        description="The response is kept whole; the prompt loses its oldest tokens first.",
+    )
+    lowercase: bool = Field(True, description="Informational: the tokenizer normalises case.")
+
+    @model_validator(mode="after")
+    def _prompt_floor_fits(self) -> InputFormat:
+        if self.min_prompt_tokens > self.max_length - 4:
+            raise ValueError("min_prompt_tokens must leave room for a response within max_length")
+        return self
+
+
+class Calibration(BaseModel):
+    """Temperature scaling fitted on the validation split.
+
+    reward: P(a over b) = sigmoid((r_a - r_b) / temperature).
+    multilabel: one temperature per label; multiclass: one temperature.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float | None = Field(None, gt=0)
+    temperatures: dict[str, float] | None = None
+    fitted_on: str = Field(..., description="Which split or set the temperature was fitted on.")
+    n: int = Field(..., ge=0)
+
+
+class Normalisation(BaseModel):
+    """Reward mean and standard deviation on a reference set, for normalised rewards."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mean: float
+    std: float = Field(..., gt=0)
+    reference: str
+    n: int = Field(..., ge=1)
+
+
+class DataFingerprint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    files: dict[str, str] = Field(..., description="File name -> sha256.")
+    records: int = Field(..., ge=0, description="Records used after validation and filtering.")
+    skipped: dict[str, int] = Field(default_factory=dict, description="Reason -> count.")
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    version: str
+    task: Task
+    labels: list[str] = Field(default_factory=list)
+    input: InputFormat
+    calibration: Calibration | None = None
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    threshold_goal: str | None = None
+    normalisation: Normalisation | None = None
+    metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
+    data: list[DataFingerprint] = Field(default_factory=list)
+    backbone: str
+    # Filled by the ONNX export (issue 4); absent on a training checkpoint.
+    opset: int | None = None
+    parity_max_diff: dict[str, float] = Field(default_factory=dict)
+    quantisation: dict[str, dict[str, float | str]] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict, description="File name -> sha256.")
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    code_version: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.task is Task.reward and self.labels:
+            raise ValueError("a reward model has no labels")
+        if self.task is not Task.reward and not self.labels:
+            raise ValueError(f"a {self.task.value} model needs labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        unknown = set(self.thresholds) - set(self.labels)
+        if unknown:
+            raise ValueError(f"thresholds for unknown labels: {sorted(unknown)}")
+        return self
+
+    def save(self, directory: Path) -> Path:
+        path = directory / MANIFEST_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> Manifest:
+        return cls.model_validate_json((directory / MANIFEST_FILE).read_text())
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

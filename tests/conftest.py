@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny randomly initialised BERT with its own small WordPiece vocabulary,
+built from a config (a few hundred KB), and synthetic preference data."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+WORDS = [
+    "the", "a", "to", "of", "and", "is", "it", "you", "i", "can", "how", "what", "my", "do",
+    "for", "help", "please", "thanks", "would", "like", "good", "bad", "great", "terrible",
+    "excellent", "awful", "answer", "question", "order", "card", "account", "refund", "hello",
+    "sorry", "human", "assistant", "weather", "music", "book", "food", "travel", "money", "time",
+    "day",
+]
+MARKER = "excellent"
+
+
+def _vocab() -> list[str]:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789.,:;!?'\"-()")
+    tokens = specials + chars + [f"##{c}" for c in chars] + WORDS
+    return list(dict.fromkeys(tokens))  # "a" and "i" are both characters and words
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT saved as a local Hugging Face directory with tokenizer.json."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    vocab = {token: index for index, token in enumerate(_vocab())}
+    BertWordPieceTokenizer(vocab, lowercase=True).save(str(directory / "tokenizer.json"))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=256,
+                        type_vocab_size=2)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+def synthetic_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Preference records whose chosen side carries MARKER; everything else is random words."""
+    rng = random.Random(seed)
+    plain = [w for w in WORDS if w != MARKER]
+
+    def words(k: int) -> str:
+        return " ".join(rng.choice(plain) for _ in range(k))
+
+    records = []
+    for _ in range(n):
+        response = words(rng.randint(3, 12))
+        marked = response.split()
+        marked.insert(rng.randint(0, len(marked)), MARKER)
+        records.append({"prompt": words(rng.randint(2, 10)), "chosen": " ".join(marked),
+                        "rejected": words(rng.randint(3, 12))})
+    return records
+
+
+def write_jsonl(path: Path, records: list[object]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.inputs import Message, PairEncoder, pad_batch, render_prompt, split_budget
+from models.manifest import InputFormat
+
+
+@pytest.fixture()
+def encoder(tiny_backbone: Path) -> PairEncoder:
+    return PairEncoder.from_file(tiny_backbone / "tokenizer.json",
+                                 InputFormat(max_length=24, min_prompt_tokens=4))
+
+
+def test_plain_prompt_renders_as_one_user_turn() -> None:
+    assert render_prompt("hi there") == render_prompt([Message("user", "hi there")])
+    chat = [Message("user", "a"), Message("assistant", "b"), Message("user", " c ")]
+    assert render_prompt(chat) == "Human: a\nAssistant: b\nHuman: c"
+
+
+def test_pair_layout_and_token_types(encoder: PairEncoder) -> None:
+    (item,) = encoder.encode_batch(["hello"], ["good answer"])
+    tok = encoder.tokenizer
+    prompt_ids = tok.encode("Human: hello", add_special_tokens=False).ids
+    response_ids = tok.encode("good answer", add_special_tokens=False).ids
+    assert item.input_ids == [encoder.cls_id, *prompt_ids, encoder.sep_id, *response_ids,
+                              encoder.sep_id]
+    assert item.token_type_ids == [0] * (len(prompt_ids) + 2) + [1] * (len(response_ids) + 1)
+    assert not item.truncated
+
+
+def test_truncation_keeps_response_and_latest_turns(encoder: PairEncoder) -> None:
+    old = [Message("user", "weather " * 10), Message("assistant", "music " * 30)]
+    chat = [*old, Message("user", "refund please")]
+    (item,) = encoder.encode_batch([chat], ["sorry card"])
+    tok = encoder.tokenizer
+    response_ids = tok.encode("sorry card", add_special_tokens=False).ids
+    latest = tok.encode("Human: refund please", add_special_tokens=False).ids
+    assert len(item) == 24
+    assert item.prompt_truncated and not item.response_truncated
+    sep = item.input_ids.index(encoder.sep_id)
+    assert item.input_ids[sep + 1:-1] == response_ids  # the response is whole
+    assert item.input_ids[1:sep][-len(latest):] == latest  # the latest turn survives
+    assert tok.token_to_id("weather") not in item.input_ids  # the oldest turn went first
+
+
+def test_overlong_response_is_cut_after_keeping_prompt_floor(encoder: PairEncoder) -> None:
+    (item,) = encoder.encode_batch(["hello how are you today"], ["money " * 40])
+    assert len(item) == 24 and item.response_truncated
+    assert item.input_ids.index(encoder.sep_id) - 1 >= 4  # min_prompt_tokens kept
+
+
+@pytest.mark.parametrize(("prompt", "response", "expected"), [
+    (5, 5, (5, 5)), (100, 5, (16, 5)), (2, 100, (2, 19)), (100, 100, (4, 17))])
+def test_split_budget(prompt: int, response: int, expected: tuple[int, int]) -> None:
+    fmt = InputFormat(max_length=24, min_prompt_tokens=4)
+    assert split_budget(prompt, response, fmt) == expected
+
+
+def test_long_inputs_are_not_cut_by_the_tokenizer_file(tiny_backbone: Path) -> None:
+    """tokenizer.json files may carry truncation settings of their own; they must not apply."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tiny_backbone / "tokenizer.json"))
+    tok.enable_truncation(8)
+    encoder = PairEncoder(tok, InputFormat(max_length=200, min_prompt_tokens=4))
+    (item,) = encoder.encode_batch(["hello"], ["good " * 50])
+    assert not item.truncated and len(item) > 50
+
+
+def test_pad_batch(encoder: PairEncoder) -> None:
+    items = encoder.encode_batch(["a", "hello how are you"], ["b", "c"])
+    arrays = pad_batch(items, encoder.pad_id)
+    assert arrays["input_ids"].shape == (2, max(len(i) for i in items))
+    assert arrays["attention_mask"].sum(1).tolist() == [len(i) for i in items]
+    assert arrays["input_ids"].dtype == np.int64
+    with pytest.raises(ValueError):
+        pad_batch([])
+
+
+def test_mismatched_lengths_are_refused(encoder: PairEncoder) -> None:
+    with pytest.raises(ValueError, match="2 prompts but 1 responses"):
+        encoder.encode_batch(["a", "b"], ["c"])

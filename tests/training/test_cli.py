@@ -1,0 +1,87 @@
+"""`alignserve` end to end on the tiny model and the real data: train, report, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.manifest import Manifest, sha256_file
+from tests.conftest import synthetic_pairs, write_jsonl
+from training.cli import main
+
+TINY = ["--max-length", "64", "--min-prompt-tokens", "8", "--max-train-pairs", "64",
+        "--batch-size", "8", "--grad-accum", "1", "--checkpoint-every", "4",
+        "--no-freeze-embeddings", "--eval-batch-tokens", "8192"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("run")
+    assert main(["train", "reward", "--output", str(output), "--backbone", str(tiny_backbone),
+                 *TINY]) == 0
+    return output
+
+
+def test_training_run_writes_model_report_and_plots(trained: Path) -> None:
+    report = json.loads((trained / "report.json").read_text())
+    expected_sets = {"validation", "validation (T=1)", "hh-rlhf", "pandalm", "hhh",
+                     "finegrained-qa", "hh-rlhf/harmless-base", "hh-rlhf/helpful-base",
+                     "hh-rlhf/helpful-online", "hh-rlhf/helpful-rejection-sampled",
+                     "hhh/harmless", "hhh/helpful", "hhh/honest", "hhh/other"}
+    assert expected_sets <= set(report["eval"])
+    for metrics in report["eval"].values():
+        assert {"accuracy", "log_loss", "brier", "ece", "n", "mean_margin"} <= set(metrics)
+    assert report["eval"]["hhh"]["n"] == 221
+    assert report["split"]["train_used"] == 64 and report["training"]["steps"] == 8
+    assert set(report["timings"]) >= {"train_s", "evaluate_s", "total_s"}
+    assert {f["name"] for f in report["data"]} >= {"hh-rlhf/helpful-base", "pandalm"}
+    for plot in report["plots"]:
+        assert (trained / plot).read_bytes()[:4] == b"\x89PNG"
+
+    model_dir = trained / "model"
+    manifest = Manifest.load(model_dir)
+    assert manifest.task == "reward" and manifest.calibration and manifest.normalisation
+    assert manifest.calibration.temperature == pytest.approx(report["calibration"]["temperature"])
+    assert manifest.input.max_length == 64
+    for name, digest in manifest.files.items():
+        assert sha256_file(model_dir / name) == digest
+
+
+def test_evaluate_generic_file_as_json(trained: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "mine.jsonl", [*synthetic_pairs(20), {"prompt": "x"}])
+    assert main(["evaluate", "reward", "--model", str(trained / "model"), "--data", str(data),
+                 "--json", "--skip-invalid"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["eval"]["mine"]["n"] == 20 and out["skipped"]["mine"] == {"invalid": 1}
+    assert 0 <= out["eval"]["mine"]["accuracy"] <= 1
+
+
+def test_evaluate_reports_bad_records_without_traceback(trained: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "chosen": "a"}])
+    assert main(["evaluate", "reward", "--model", str(trained / "model"), "--data",
+                 str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"{data}, line 1, field 'rejected'" in err and "Traceback" not in err
+
+
+def test_resume_after_interruption_completes(tiny_backbone: Path, tmp_path: Path) -> None:
+    from training.config import PRESETS
+    from training.pipeline import train_reward
+
+    config = PRESETS["default"].with_overrides(
+        backbone=str(tiny_backbone), max_length=64, min_prompt_tokens=8, max_train_pairs=32,
+        grad_accum=1, checkpoint_every=2, freeze_embeddings=False)
+    assert train_reward(config, tmp_path, stop_at=2) is None
+    assert not (tmp_path / "report.json").exists()
+    result = train_reward(config, tmp_path, resume=True)
+    assert result is not None and result.report["training"]["steps"] == 4
+
+
+def test_bad_backbone_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "reward", "--output", str(tmp_path), "--backbone",
+                 str(tmp_path / "nope")]) == 2
+    assert "neither 'minilm' nor a local model directory" in capsys.readouterr().err

@@ -1,0 +1,62 @@
+"""Metrics and temperature fitting against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from training.calibration import fit_temperature
+from training.metrics import expected_calibration_error, pairwise_metrics, sigmoid
+
+
+def test_ece_by_hand() -> None:
+    # 15 bins of width 1/15: 0.1 and 0.12 share bin 1, 0.9 is in bin 13, 0.95 in bin 14.
+    probs = [0.1, 0.12, 0.9, 0.95]
+    labels = [0, 1, 1, 1]
+    # bin 1: |0.5 - 0.11| * 2/4 ; bin 13: |1 - 0.9| * 1/4 ; bin 14: |1 - 0.95| * 1/4
+    expected = 0.39 * 0.5 + 0.1 * 0.25 + 0.05 * 0.25
+    assert expected_calibration_error(probs, labels) == pytest.approx(expected)
+    assert expected_calibration_error([1.0, 0.0], [1, 0]) == pytest.approx(0.0)  # edges binned
+
+
+def test_pairwise_metrics_by_hand() -> None:
+    margins = np.array([2.0, -1.0, 0.0, 0.5])
+    m = pairwise_metrics(margins, temperature=1.0)
+    assert m["accuracy"] == pytest.approx(0.5)  # the tie (0.0) counts as wrong
+    p = [1 / (1 + math.exp(-d)) for d in margins]
+    assert m["log_loss"] == pytest.approx(-sum(math.log(x) for x in p) / 4)
+    assert m["brier"] == pytest.approx(sum((1 - x) ** 2 for x in p) / 4)
+    assert m["mean_margin"] == pytest.approx(0.375) and m["n"] == 4
+    # symmetrised: each pair as (p, label 1) and (1 - p, label 0)
+    probs = np.array(p + [1 - x for x in p])
+    labels = np.array([1] * 4 + [0] * 4)
+    assert m["ece"] == pytest.approx(expected_calibration_error(probs, labels))
+    halved = pairwise_metrics(margins, temperature=2.0)
+    assert halved["log_loss"] == pytest.approx(
+        -sum(math.log(1 / (1 + math.exp(-d / 2))) for d in margins) / 4)
+
+
+def test_log_loss_is_stable_for_huge_margins() -> None:
+    m = pairwise_metrics(np.array([-1000.0, 1000.0]))
+    assert m["log_loss"] == pytest.approx(500.0)
+
+
+def test_temperature_recovers_the_generating_scale() -> None:
+    rng = np.random.default_rng(0)
+    margins = rng.normal(0, 3, 40000)
+    outcomes = rng.random(margins.size) < sigmoid(margins / 2.5)
+    # A pair whose "chosen" lost is the same pair seen with a negated margin.
+    observed = np.where(outcomes, margins, -margins)
+    assert fit_temperature(observed) == pytest.approx(2.5, rel=0.05)
+
+
+def test_temperature_is_the_grid_minimum() -> None:
+    margins = np.array([3.0, 1.0, -0.5, 2.0, -2.0, 0.2])
+    t = fit_temperature(margins)
+    grid = np.linspace(0.2, 10, 20000)
+    losses = [np.logaddexp(0, -margins / g).mean() for g in grid]
+    assert t == pytest.approx(grid[int(np.argmin(losses))], rel=1e-3)
+    with pytest.raises(ValueError):
+        fit_temperature([])

@@ -1,0 +1,1 @@
+"""Offline side of alignserve: data, trainers, evaluation, calibration, reports, CLI."""

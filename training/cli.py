@@ -1,0 +1,159 @@
+"""alignserve: train, evaluate and inspect preference models.
+
+    alignserve train reward --preset default --output runs/reward
+    alignserve train reward --preset default --output runs/reward --resume
+    alignserve evaluate reward --model runs/reward/model --data my_pairs.jsonl --json
+    alignserve data list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from training.config import PRESETS, TrainConfig
+
+_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "int | None": int}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Every TrainConfig field becomes a flag overriding the preset; help comes from the field."""
+    group = parser.add_argument_group("training settings (override the preset)")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        text = f"{f.metadata['help']} (default preset: {default})"
+        if f.type == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=text)
+        else:
+            group.add_argument(flag, dest=f.name, type=_TYPES[str(f.type)], default=None,
+                               metavar=f.name.upper(), help=text)
+
+
+def _data_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="Directory holding the public sets (default: $ALIGNSERVE_DATA_DIR, "
+                             "else ../shared/data beside the repository).")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alignserve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="Train a model from the catalogued data.")
+    train_tasks = train.add_subparsers(dest="task", required=True)
+    reward = train_tasks.add_parser(
+        "reward", help="Bradley-Terry reward model on hh-rlhf, evaluated on every set.")
+    reward.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="default: about 10 minutes on 2 CPU cores, on a sample of the "
+                             "training pairs; full: all pairs, longer inputs (an hour on CPU).")
+    reward.add_argument("--output", type=Path, required=True,
+                        help="Directory for everything the run writes: model, checkpoints, "
+                             "report.json and plots.")
+    reward.add_argument("--name", default="reward", help="Model name written to the manifest.")
+    reward.add_argument("--resume", action="store_true",
+                        help="Continue an interrupted run from its last checkpoint in --output; "
+                             "the result equals an uninterrupted run with the same settings.")
+    _data_dir_flag(reward)
+    _add_config_flags(reward)
+
+    evaluate = commands.add_parser("evaluate", help="Evaluate a trained model.")
+    eval_tasks = evaluate.add_subparsers(dest="task", required=True)
+    ev = eval_tasks.add_parser(
+        "reward", help="Pairwise accuracy, log-loss, Brier, ECE and mean margin per set.")
+    ev.add_argument("--model", type=Path, required=True,
+                    help="A trained model directory (the model/ folder a training run writes).")
+    ev.add_argument("--data", type=Path, action="append", default=[],
+                    help="A JSONL file of {prompt|messages, chosen, rejected, margin?} records; "
+                         "repeat for several. Without --data, every catalogued set is used.")
+    ev.add_argument("--skip-invalid", action="store_true",
+                    help="Skip and count invalid records instead of stopping at the first.")
+    ev.add_argument("--json", action="store_true", help="Print the figures as JSON.")
+    ev.add_argument("--max-tokens", type=int, default=4096, help="Token budget per batch.")
+    _data_dir_flag(ev)
+
+    data = commands.add_parser("data", help="The catalogue of public sets.")
+    data_cmds = data.add_subparsers(dest="action", required=True)
+    _data_dir_flag(data_cmds.add_parser("list", help="Name, source, license and file per set."))
+    _data_dir_flag(data_cmds.add_parser(
+        "verify", help="Check every file's sha256 and count valid and skipped records."))
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.pipeline import train_reward
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    config = PRESETS[args.preset].with_overrides(**overrides)
+    result = train_reward(config, args.output, args.data_dir, name=args.name,
+                          preset=args.preset, resume=args.resume)
+    return 0 if result else 3
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from models.inputs import PairEncoder
+    from models.manifest import Manifest
+    from training.data.preference import load_generic
+    from training.data.records import Loaded
+    from training.evaluate import load_reward_data
+    from training.modeling import TOKENIZER_FILE, ScoringModel
+    from training.report import summary_table
+
+    manifest = Manifest.load(args.model)
+    temperature = manifest.calibration.temperature if manifest.calibration else None
+    sets, skipped = {}, {}
+    for path in args.data:
+        loaded = Loaded(skip_invalid=args.skip_invalid)
+        load_generic(path, loaded)
+        sets[path.stem], skipped[path.stem] = loaded.pairs, dict(loaded.skipped)
+    if not args.data:
+        sets = load_reward_data(args.data_dir).eval_sets
+    from training.evaluate import evaluate_sets
+
+    encoder = PairEncoder.from_file(args.model / TOKENIZER_FILE, manifest.input)
+    results = evaluate_sets(ScoringModel.load(args.model), encoder, sets, temperature or 1.0,
+                            args.max_tokens)
+    metrics = {name: r.metrics for name, r in results.items()}
+    if args.json:
+        print(json.dumps({"model": manifest.name, "version": manifest.version,
+                          "temperature": temperature, "eval": metrics, "skipped": skipped},
+                         indent=2))
+    else:
+        print(summary_table(metrics))
+        for name, counts in skipped.items():
+            if counts:
+                print(f"{name}: skipped {counts}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from training.data import catalogue
+
+    for name, entry in catalogue.PREFERENCE_SETS.items():
+        if args.action == "list":
+            print(f"{name:<36} {entry.role:<10} {entry.license:<11} {entry.source}")
+        else:
+            loaded = catalogue.load(name, args.data_dir)
+            print(f"{name:<36} sha256 ok  {len(loaded.pairs):>6} pairs  "
+                  f"skipped {dict(loaded.skipped)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _train, "evaluate": _evaluate, "data": _data}
+    try:
+        return handlers[args.command](args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        print(f"alignserve: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

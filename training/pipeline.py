@@ -1,0 +1,176 @@
+"""`alignserve train reward`: data -> split -> Bradley-Terry training -> calibration ->
+evaluation on every set -> model directory with manifest, report.json, plots and a summary.
+
+Everything goes under the output directory:
+    model/            encoder/, head.safetensors, tokenizer.json, manifest.json
+    checkpoints/      trainer_state.pt (for --resume)
+    report.json, training_curves.png, reliability.png, reward_distributions.png
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.inputs import PairEncoder
+from models.manifest import (
+    MANIFEST_FILE,
+    Calibration,
+    InputFormat,
+    Manifest,
+    Normalisation,
+    Task,
+    sha256_file,
+)
+from training import report
+from training.calibration import fit_temperature
+from training.config import TrainConfig
+from training.data.records import PreferencePair
+from training.evaluate import SetResult, evaluate_sets, load_reward_data
+from training.metrics import pairwise_metrics
+from training.modeling import ScoringModel, export_tokenizer, resolve_backbone
+from training.reward import EncodedPairs, reward_objective, score_pairs
+from training.trainer import Trainer, plan_batches
+
+SPLIT_RULE = ("hh-rlhf test files carved 80/10/10 into train/validation/test by a sha256 of the "
+              "first user turn, so no conversation lands in two splits")
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        sha = "unknown"
+    return f"{version('alignserve')}+g{sha}"
+
+
+@dataclass
+class RunResult:
+    model_dir: Path
+    report: dict[str, Any]
+
+
+@dataclass
+class Calibrated:
+    margins: np.ndarray
+    temperature: float
+    normalisation: Normalisation
+
+
+def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None,
+                 name: str = "reward", preset: str | None = None, resume: bool = False,
+                 stop_at: int | None = None) -> RunResult | None:
+    """Run everything; returns None when stopped early at `stop_at` (resume later)."""
+    clock = {"start": time.perf_counter()}
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    backbone = resolve_backbone(config.backbone)
+    model_dir = output / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fmt = InputFormat(max_length=config.max_length, min_prompt_tokens=config.min_prompt_tokens)
+    encoder = PairEncoder.from_file(export_tokenizer(backbone, model_dir), fmt)
+
+    data = load_reward_data(data_dir)
+    train_pairs = data.splits["train"]
+    if config.max_train_pairs and config.max_train_pairs < len(train_pairs):
+        train_pairs = random.Random(config.seed).sample(train_pairs, config.max_train_pairs)
+    encoded = EncodedPairs.build(encoder, train_pairs)
+    clock["load"] = time.perf_counter()
+
+    torch.manual_seed(config.seed)  # the head's initialisation
+    model = ScoringModel.from_backbone(backbone)
+    trainer = Trainer(model, plan_batches(encoded.lengths(), config.batch_size, config.epochs,
+                                          config.seed),
+                      lambda idx: encoded.collate(idx, encoder.pad_id),
+                      reward_objective(config.use_margin, config.center_rewards),
+                      config, output / "checkpoints")
+    print(f"training on {len(train_pairs)} pairs, {trainer.total_steps} optimizer steps "
+          f"of {config.batch_size * config.grad_accum} pairs, max_length {config.max_length}")
+    history = trainer.fit(resume=resume, stop_at=stop_at)
+    if trainer.step < trainer.total_steps:
+        print(f"stopped at step {trainer.step} of {trainer.total_steps}; continue with --resume")
+        return None
+    clock["train"] = time.perf_counter()
+
+    calibrated = calibrate(model, encoder, data.splits["validation"], config.eval_batch_tokens)
+    clock["calibrate"] = time.perf_counter()
+    results = evaluate_sets(model, encoder, data.eval_sets, calibrated.temperature,
+                            config.eval_batch_tokens)
+    metrics = {"validation (T=1)": pairwise_metrics(calibrated.margins, 1.0),
+               "validation": pairwise_metrics(calibrated.margins, calibrated.temperature),
+               **{k: r.metrics for k, r in results.items()}}
+    clock["evaluate"] = time.perf_counter()
+
+    model.save(model_dir)
+    manifest = Manifest(
+        name=name, version=datetime.now(UTC).strftime("%Y%m%d-%H%M%S"), task=Task.reward,
+        input=fmt,
+        calibration=Calibration(temperature=calibrated.temperature,
+                                fitted_on="hh-rlhf validation split", n=len(calibrated.margins)),
+        normalisation=calibrated.normalisation, metrics=metrics, data=data.fingerprints,
+        backbone=str(config.backbone), files=file_digests(model_dir), code_version=code_version())
+    manifest.save(model_dir)
+
+    plots = write_plots(output, history, calibrated, results["hh-rlhf"])
+    tail = history[-50:]
+    summary: dict[str, Any] = {
+        "task": "reward", "name": name, "version": manifest.version, "preset": preset,
+        "config": config.to_dict(), "data": [f.model_dump() for f in data.fingerprints],
+        "split": {"rule": SPLIT_RULE, **{k: len(v) for k, v in data.splits.items()},
+                  "train_used": len(train_pairs)},
+        "training": {"steps": trainer.total_steps,
+                     "final_loss": float(np.mean([h["loss"] for h in tail])),
+                     "final_accuracy": float(np.mean([h["accuracy"] for h in tail]))},
+        "calibration": {"temperature": calibrated.temperature,
+                        **calibrated.normalisation.model_dump()},
+        "timings": {f"{stage}_s": clock[stage] - clock[previous] for previous, stage in
+                    zip(list(clock), list(clock)[1:], strict=False)},
+        "eval": metrics, "plots": [p.name for p in plots], "model_dir": str(model_dir),
+    }
+    summary["timings"]["total_s"] = time.perf_counter() - clock["start"]
+    report.write_json(output / "report.json", summary)
+    print(report.summary_table(metrics))
+    print(f"temperature {calibrated.temperature:.3f}; {summary['timings']['total_s']:.0f} s in "
+          f"all; model in {model_dir}; report in {output / 'report.json'}")
+    return RunResult(model_dir, summary)
+
+
+def calibrate(model: ScoringModel, encoder: PairEncoder, pairs: list[PreferencePair],
+              max_tokens: int) -> Calibrated:
+    """Temperature and reward normalisation, both from the validation split."""
+    chosen, rejected = score_pairs(model, encoder, pairs, max_tokens, desc="calibrate")
+    rewards = np.concatenate([chosen, rejected])
+    return Calibrated(
+        margins=chosen - rejected, temperature=fit_temperature(chosen - rejected),
+        normalisation=Normalisation(
+            mean=float(rewards.mean()), std=float(rewards.std()) or 1.0,
+            reference="hh-rlhf validation responses (chosen and rejected)", n=len(rewards)))
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): sha256_file(p) for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != MANIFEST_FILE}
+
+
+def write_plots(output: Path, history: list[dict[str, float]], calibrated: Calibrated,
+                test: SetResult) -> list[Path]:
+    t = calibrated.temperature
+    return [
+        report.plot_training(history, output / "training_curves.png"),
+        report.plot_reliability({"validation, T=1": (calibrated.margins, 1.0),
+                                 f"validation, T={t:.2f}": (calibrated.margins, t),
+                                 f"hh-rlhf test, T={t:.2f}": (test.chosen - test.rejected, t)},
+                                output / "reliability.png"),
+        report.plot_reward_distributions(test.chosen, test.rejected, "hh-rlhf test",
+                                         output / "reward_distributions.png"),
+    ]

@@ -1,0 +1,46 @@
+"""Batched inference for evaluation: sort by length, cap tokens per batch, keep input order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from models.inputs import EncodedPair, pad_batch
+from training.modeling import ScoringModel
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches whose padded size stays within max_tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        if current and lengths[index] * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def to_torch(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(array) for name, array in arrays.items()}
+
+
+@torch.inference_mode()
+def score(model: ScoringModel, items: Sequence[EncodedPair], max_tokens: int = 4096,
+          pad_id: int = 0, desc: str = "score") -> np.ndarray:
+    """Model outputs, shape (len(items), num_outputs), in the order of `items`."""
+    model.eval()
+    out = np.zeros((len(items), model.head.out_features), dtype=np.float32)
+    batches = token_budget_batches([len(item) for item in items], max_tokens)
+    with tqdm(total=len(items), unit="seq", desc=desc, dynamic_ncols=True, leave=False) as bar:
+        for indices in batches:
+            inputs = to_torch(pad_batch([items[i] for i in indices], pad_id))
+            out[indices] = model(**inputs).float().numpy()
+            bar.update(len(indices))
+    return out

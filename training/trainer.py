@@ -1,0 +1,169 @@
+"""The training loop shared by every task: one loop, the objective plugged in.
+
+Repeatable and resumable: the batch plan is a pure function of the seed, and a checkpoint holds
+model, optimizer, scheduler, the step and the torch RNG state (dropout), so `resume` continues an
+interrupted run to the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from training.config import TrainConfig
+from training.modeling import ScoringModel
+
+Batch = dict[str, torch.Tensor]
+# (model, batch) -> (loss, statistics such as accuracy) for one micro-batch
+Objective = Callable[[ScoringModel, Batch], tuple[torch.Tensor, dict[str, float]]]
+CHECKPOINT = "trainer_state.pt"
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, epochs: float, seed: int,
+                 pool: int = 50) -> list[list[int]]:
+    """Micro-batches of item indices for the whole run. Items are shuffled, then sorted by length
+    inside pools of `pool` batches so a batch holds similar lengths (little padding), then the
+    batches are shuffled so lengths do not drift through an epoch."""
+    if not lengths:
+        raise ValueError("no training items")
+    per_epoch = math.ceil(len(lengths) / batch_size)
+    plan: list[list[int]] = []
+    for epoch in range(math.ceil(epochs)):
+        rng = random.Random(seed * 1_000_003 + epoch)
+        order = list(range(len(lengths)))
+        rng.shuffle(order)
+        batches = []
+        for start in range(0, len(order), batch_size * pool):
+            chunk = sorted(order[start:start + batch_size * pool], key=lambda i: lengths[i])
+            batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        rng.shuffle(batches)
+        plan += batches
+    return plan[:max(1, round(epochs * per_epoch))]
+
+
+def _optimizer(model: ScoringModel, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.freeze_embeddings:
+        for parameter in model.encoder.get_input_embeddings().parameters():
+            parameter.requires_grad_(False)
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for parameter in model.encoder.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    groups = [
+        {"params": decay, "lr": config.lr, "weight_decay": config.weight_decay},
+        {"params": no_decay, "lr": config.lr, "weight_decay": 0.0},
+        {"params": list(model.head.parameters()), "lr": config.head_lr, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups)
+
+
+def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup_ratio: float
+              ) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = max(1, round(total * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class Trainer:
+    model: ScoringModel
+    plan: list[list[int]]
+    collate: Callable[[list[int]], Batch]
+    objective: Objective
+    config: TrainConfig
+    checkpoint_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.total_steps = math.ceil(len(self.plan) / self.config.grad_accum)
+        self.optimizer = _optimizer(self.model, self.config)
+        self.scheduler = _schedule(self.optimizer, self.total_steps, self.config.warmup_ratio)
+        self.step = 0
+
+    def fit(self, resume: bool = False, stop_at: int | None = None) -> list[dict[str, float]]:
+        """Train to the end of the plan, or until optimizer step `stop_at` (then checkpoint)."""
+        torch.manual_seed(self.config.seed)
+        if resume:
+            self._restore()
+        self.model.train()
+        end = min(self.total_steps, stop_at if stop_at is not None else self.total_steps)
+        recent: deque[dict[str, float]] = deque(maxlen=50)
+        with tqdm(total=self.total_steps, initial=self.step, unit="step", desc="train",
+                  dynamic_ncols=True) as bar:
+            while self.step < end:
+                record = self._optimizer_step()
+                self.history.append(record)
+                recent.append(record)
+                bar.update(1)
+                bar.set_postfix({k: f"{sum(r[k] for r in recent) / len(recent):.3f}"
+                                 for k in ("loss", "accuracy")})
+                if self.step % self.config.checkpoint_every == 0 or self.step == end:
+                    self._save()
+        self.model.eval()
+        return self.history
+
+    def _optimizer_step(self) -> dict[str, float]:
+        accum = self.config.grad_accum
+        micro = self.plan[self.step * accum:(self.step + 1) * accum]
+        totals: dict[str, float] = {}
+        for indices in micro:
+            loss, stats = self.objective(self.model, self.collate(indices))
+            (loss / len(micro)).backward()
+            for key, value in {"loss": loss.item(), **stats}.items():
+                totals[key] = totals.get(key, 0.0) + value / len(micro)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        totals["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+        totals["lr"] = float(self.scheduler.get_last_lr()[0])
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"step": float(self.step), **totals}
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+
+    def _save(self) -> None:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_dir / f"{CHECKPOINT}.tmp"
+        torch.save(self._state(), tmp)
+        os.replace(tmp, self.checkpoint_dir / CHECKPOINT)  # never leave a half-written checkpoint
+
+    def _restore(self) -> None:
+        path = self.checkpoint_dir / CHECKPOINT
+        if not path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+        state = torch.load(path, weights_only=False)
+        if state["config"] != self.config.to_dict():
+            changed = sorted(k for k, v in self.config.to_dict().items()
+                             if state["config"].get(k) != v)
+            raise ValueError(f"--resume: the checkpoint was made with other settings: {changed}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.step, self.history = state["step"], state["history"]
