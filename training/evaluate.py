@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from models.inputs import PairEncoder
-from models.manifest import DataFingerprint
+from models.manifest import DataFingerprint, sha256_file
 from training.data import catalogue
-from training.data.records import PreferencePair
+from training.data.preference import load_generic
+from training.data.records import Loaded, PreferencePair
 from training.data.split import Split, split_pairs
 from training.metrics import pairwise_metrics
 from training.modeling import ScoringModel
@@ -32,14 +33,26 @@ class RewardData:
     fingerprints: list[DataFingerprint] = field(default_factory=list)
 
 
-def load_reward_data(data_dir: Path | None = None) -> RewardData:
+def load_reward_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
+                     skip_invalid: bool = False) -> RewardData:
+    """hh-rlhf split by conversation, the other-source sets for evaluation, and users' own JSONL
+    files (`extra`), which join the split and get a test set of their own."""
     fingerprints, hh = [], []
     for name in HH_SUBSETS:
         loaded = catalogue.load(name, data_dir)
         fingerprints.append(catalogue.PREFERENCE_SETS[name].fingerprint(loaded))
         hh += loaded.pairs
+    for path in extra:
+        loaded = Loaded(skip_invalid=skip_invalid)
+        load_generic(path, loaded)
+        fingerprints.append(DataFingerprint(name=path.stem, files={path.name: sha256_file(path)},
+                                            records=len(loaded.pairs),
+                                            skipped=dict(loaded.skipped)))
+        hh += loaded.pairs
     splits = split_pairs(hh)
-    eval_sets = {"hh-rlhf": splits["test"]}
+    eval_sets = {"hh-rlhf": [p for p in splits["test"] if p.subset.startswith("hh-rlhf/")]}
+    eval_sets.update({path.stem: [p for p in splits["test"] if p.subset == path.stem]
+                      for path in extra})
     for name in OTHER_SOURCES:
         loaded = catalogue.load(name, data_dir)
         fingerprints.append(catalogue.PREFERENCE_SETS[name].fingerprint(loaded))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -69,7 +70,8 @@ class Calibrated:
 
 def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None,
                  name: str = "reward", preset: str | None = None, resume: bool = False,
-                 stop_at: int | None = None) -> RunResult | None:
+                 stop_at: int | None = None, train_data: Sequence[Path] = (),
+                 skip_invalid: bool = False) -> RunResult | None:
     """Run everything; returns None when stopped early at `stop_at` (resume later)."""
     clock = {"start": time.perf_counter()}
     if config.threads:
@@ -80,7 +82,7 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
     fmt = InputFormat(max_length=config.max_length, min_prompt_tokens=config.min_prompt_tokens)
     encoder = PairEncoder.from_file(export_tokenizer(backbone, model_dir), fmt)
 
-    data = load_reward_data(data_dir)
+    data = load_reward_data(data_dir, train_data, skip_invalid)
     train_pairs = data.splits["train"]
     if config.max_train_pairs and config.max_train_pairs < len(train_pairs):
         train_pairs = random.Random(config.seed).sample(train_pairs, config.max_train_pairs)

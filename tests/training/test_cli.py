@@ -19,8 +19,9 @@ TINY = ["--max-length", "64", "--min-prompt-tokens", "8", "--max-train-pairs", "
 @pytest.fixture(scope="module")
 def trained(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("run")
+    own = write_jsonl(output.parent / "own.jsonl", [*synthetic_pairs(300, seed=5), {"prompt": 1}])
     assert main(["train", "reward", "--output", str(output), "--backbone", str(tiny_backbone),
-                 *TINY]) == 0
+                 "--train-data", str(own), "--skip-invalid", *TINY]) == 0
     return output
 
 
@@ -34,6 +35,9 @@ def test_training_run_writes_model_report_and_plots(trained: Path) -> None:
     for metrics in report["eval"].values():
         assert {"accuracy", "log_loss", "brier", "ece", "n", "mean_margin"} <= set(metrics)
     assert report["eval"]["hhh"]["n"] == 221
+    own = next(f for f in report["data"] if f["name"] == "own")
+    assert own["records"] == 300 and own["skipped"] == {"invalid": 1}
+    assert 10 < report["eval"]["own"]["n"] < 60  # its own test split, about 10%
     assert report["split"]["train_used"] == 64 and report["training"]["steps"] == 8
     assert set(report["timings"]) >= {"train_s", "evaluate_s", "total_s"}
     assert {f["name"] for f in report["data"]} >= {"hh-rlhf/helpful-base", "pandalm"}
