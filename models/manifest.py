@@ -144,3 +144,9 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """sha256 of every file under `directory` except the manifest itself."""
+    return {str(p.relative_to(directory)): sha256_file(p) for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != MANIFEST_FILE}

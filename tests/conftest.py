@@ -4,10 +4,16 @@ built from a config (a few hundred KB), and synthetic preference data."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Before anything imports bentoml: a private model store, no telemetry.
+os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="alignserve-test-bentoml-")
+os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 
 WORDS = [
     "the", "a", "to", "of", "and", "is", "it", "you", "i", "can", "how", "what", "my", "do",
@@ -66,3 +72,20 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
 def write_jsonl(path: Path, records: list[object]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+TINY_TRAINING = ["--max-length", "64", "--min-prompt-tokens", "8", "--max-train-pairs", "64",
+                 "--batch-size", "8", "--grad-accum", "1", "--checkpoint-every", "4",
+                 "--no-freeze-embeddings", "--eval-batch-tokens", "8192"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`alignserve train reward` on the tiny model, the real data and a file of our own."""
+    from training.cli import main
+
+    output = tmp_path_factory.mktemp("run")
+    own = write_jsonl(output.parent / "own.jsonl", [*synthetic_pairs(300, seed=5), {"prompt": 1}])
+    assert main(["train", "reward", "--output", str(output), "--backbone", str(tiny_backbone),
+                 "--train-data", str(own), "--skip-invalid", *TINY_TRAINING]) == 0
+    return output

@@ -86,6 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-tokens", type=int, default=4096, help="Token budget per batch.")
     _data_dir_flag(ev)
 
+    export = commands.add_parser(
+        "export", help="ONNX artifact (fused fp32, fp16, int8 if accurate) into the model store.")
+    export.add_argument("--checkpoint", type=Path, required=True,
+                        help="A trained model directory (the model/ folder a run writes).")
+    export.add_argument("--name", required=True,
+                        help="Store name (lowercase letters, digits, '.', '_', '-').")
+    export.add_argument("--output", type=Path, default=None,
+                        help="Where to build the artifact (default: artifact/ beside the "
+                             "checkpoint); it is then copied into the BentoML store.")
+    export.add_argument("--no-store", action="store_true",
+                        help="Build and check the artifact but do not save it to the store.")
+    _data_dir_flag(export)
+
+    models = commands.add_parser("models", help="Artifacts in the BentoML model store "
+                                                "($BENTOML_HOME/models).")
+    model_cmds = models.add_subparsers(dest="action", required=True)
+    model_cmds.add_parser("list", help="Tag, task, files and int8 status of every artifact.")
+    for action, text in (("show", "The manifest of one artifact, as JSON."),
+                         ("verify", "Check every file's sha256 against the manifest.")):
+        model_cmds.add_parser(action, help=text).add_argument(
+            "tag", help="name (latest version) or name:version")
+
     data = commands.add_parser("data", help="The catalogue of public sets.")
     data_cmds = data.add_subparsers(dest="action", required=True)
     _data_dir_flag(data_cmds.add_parser("list", help="Name, source, license and file per set."))
@@ -141,6 +163,55 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from models import store
+    from models.inputs import PairEncoder
+    from models.manifest import Manifest
+    from training.evaluate import load_reward_data
+    from training.export import export_checkpoint
+    from training.modeling import TOKENIZER_FILE
+    from training.reward import EncodedPairs
+
+    manifest = Manifest.load(args.checkpoint)
+    encoder = PairEncoder.from_file(args.checkpoint / TOKENIZER_FILE, manifest.input)
+    validation = EncodedPairs.build(encoder, load_reward_data(args.data_dir).splits["validation"])
+    output = args.output or args.checkpoint.parent / "artifact"
+    exported = export_checkpoint(args.checkpoint, output, args.name,
+                                 (validation.chosen, validation.rejected))
+    exported.save(output)
+    int8 = exported.quantisation["int8"]
+    print(f"artifact {exported.name}:{exported.version} in {output}")
+    print("  parity max |onnx - torch|: " + ", ".join(
+        f"{k} {v:.2e}" for k, v in exported.parity_max_diff.items()))
+    print(f"  int8 {'kept' if int8['accepted'] == 'yes' else 'REJECTED'}: {int8['metric']} "
+          f"fp32 {float(int8['fp32']):.4f}, int8 {float(int8['int8']):.4f}, "
+          f"drop {float(int8['drop_points']):.2f} points (max {int8['max_drop_points']})")
+    if not args.no_store:
+        print(f"  saved to the store as {store.save(output)} ({store.store_location()})")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from models import store
+
+    if args.action == "list":
+        for tag, path in store.list_stored():
+            try:
+                manifest = store.verify(path)
+                state = f"{manifest.task.value:<10} files ok  " + " ".join(
+                    sorted(n for n in manifest.files if n.endswith(".onnx")))
+            except store.ArtifactError as exc:
+                state = f"BROKEN: {exc}"
+            print(f"{tag:<40} {state}")
+        return 0
+    stored = store.get(args.tag)
+    if args.action == "show":
+        print(stored.manifest.model_dump_json(indent=2))
+    else:
+        print(f"{stored.tag}: {len(stored.manifest.files)} files match their sha256")
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from training.data import catalogue
 
@@ -156,10 +227,11 @@ def _data(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "evaluate": _evaluate, "data": _data}
+    handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "models": _models,
+                "data": _data}
     try:
         return handlers[args.command](args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as exc:
         print(f"alignserve: error: {exc}", file=sys.stderr)
         return 2
 

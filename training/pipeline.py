@@ -24,13 +24,12 @@ import torch
 
 from models.inputs import PairEncoder
 from models.manifest import (
-    MANIFEST_FILE,
     Calibration,
     InputFormat,
     Manifest,
     Normalisation,
     Task,
-    sha256_file,
+    file_digests,
 )
 from training import report
 from training.calibration import fit_temperature
@@ -157,11 +156,6 @@ def calibrate(model: ScoringModel, encoder: PairEncoder, pairs: list[PreferenceP
         normalisation=Normalisation(
             mean=float(rewards.mean()), std=float(rewards.std()) or 1.0,
             reference="hh-rlhf validation responses (chosen and rejected)", n=len(rewards)))
-
-
-def file_digests(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): sha256_file(p) for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.name != MANIFEST_FILE}
 
 
 def write_plots(output: Path, history: list[dict[str, float]], calibrated: Calibrated,

@@ -9,22 +9,8 @@ import torch
 from tqdm.auto import tqdm
 
 from models.inputs import EncodedPair, pad_batch
+from models.runtime import token_budget_batches
 from training.modeling import ScoringModel
-
-
-def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Indices sorted by length, cut into batches whose padded size stays within max_tokens."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        if current and lengths[index] * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
 
 
 def to_torch(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -11,22 +11,9 @@ from models.manifest import Manifest, sha256_file
 from tests.conftest import synthetic_pairs, write_jsonl
 from training.cli import main
 
-TINY = ["--max-length", "64", "--min-prompt-tokens", "8", "--max-train-pairs", "64",
-        "--batch-size", "8", "--grad-accum", "1", "--checkpoint-every", "4",
-        "--no-freeze-embeddings", "--eval-batch-tokens", "8192"]
 
-
-@pytest.fixture(scope="module")
-def trained(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("run")
-    own = write_jsonl(output.parent / "own.jsonl", [*synthetic_pairs(300, seed=5), {"prompt": 1}])
-    assert main(["train", "reward", "--output", str(output), "--backbone", str(tiny_backbone),
-                 "--train-data", str(own), "--skip-invalid", *TINY]) == 0
-    return output
-
-
-def test_training_run_writes_model_report_and_plots(trained: Path) -> None:
-    report = json.loads((trained / "report.json").read_text())
+def test_training_run_writes_model_report_and_plots(trained_run: Path) -> None:
+    report = json.loads((trained_run / "report.json").read_text())
     expected_sets = {"validation", "validation (T=1)", "hh-rlhf", "pandalm", "hhh",
                      "finegrained-qa", "hh-rlhf/harmless-base", "hh-rlhf/helpful-base",
                      "hh-rlhf/helpful-online", "hh-rlhf/helpful-rejection-sampled",
@@ -42,9 +29,9 @@ def test_training_run_writes_model_report_and_plots(trained: Path) -> None:
     assert set(report["timings"]) >= {"train_s", "evaluate_s", "total_s"}
     assert {f["name"] for f in report["data"]} >= {"hh-rlhf/helpful-base", "pandalm"}
     for plot in report["plots"]:
-        assert (trained / plot).read_bytes()[:4] == b"\x89PNG"
+        assert (trained_run / plot).read_bytes()[:4] == b"\x89PNG"
 
-    model_dir = trained / "model"
+    model_dir = trained_run / "model"
     manifest = Manifest.load(model_dir)
     assert manifest.task == "reward" and manifest.calibration and manifest.normalisation
     assert manifest.calibration.temperature == pytest.approx(report["calibration"]["temperature"])
@@ -53,20 +40,20 @@ def test_training_run_writes_model_report_and_plots(trained: Path) -> None:
         assert sha256_file(model_dir / name) == digest
 
 
-def test_evaluate_generic_file_as_json(trained: Path, tmp_path: Path,
+def test_evaluate_generic_file_as_json(trained_run: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     data = write_jsonl(tmp_path / "mine.jsonl", [*synthetic_pairs(20), {"prompt": "x"}])
-    assert main(["evaluate", "reward", "--model", str(trained / "model"), "--data", str(data),
+    assert main(["evaluate", "reward", "--model", str(trained_run / "model"), "--data", str(data),
                  "--json", "--skip-invalid"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["eval"]["mine"]["n"] == 20 and out["skipped"]["mine"] == {"invalid": 1}
     assert 0 <= out["eval"]["mine"]["accuracy"] <= 1
 
 
-def test_evaluate_reports_bad_records_without_traceback(trained: Path, tmp_path: Path,
+def test_evaluate_reports_bad_records_without_traceback(trained_run: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     data = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "chosen": "a"}])
-    assert main(["evaluate", "reward", "--model", str(trained / "model"), "--data",
+    assert main(["evaluate", "reward", "--model", str(trained_run / "model"), "--data",
                  str(data)]) == 2
     err = capsys.readouterr().err
     assert f"{data}, line 1, field 'rejected'" in err and "Traceback" not in err

@@ -1,0 +1,72 @@
+"""onnxruntime sessions over the artifact's graphs: open one, and score encoded items with it.
+
+Shared by the export (parity and the int8 acceptance check) and the service, so both run the
+graph the same way. onnxruntime is imported lazily: the training side can read manifests without
+it, and a missing engine is reported with the extra that brings it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from models.inputs import EncodedPair, pad_batch
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAME = "logits"
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError("onnxruntime is missing: install alignserve[serve] (CPU) or "
+                          "alignserve[gpu] (CUDA), never both") from exc
+    return onnxruntime
+
+
+def open_session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 threads: int | None = None) -> onnxruntime.InferenceSession:
+    ort = _ort()
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=list(providers))
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches whose padded size stays within max_tokens:
+    padding is the main waste on a CPU, and sorting removes most of it."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        if current and lengths[index] * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def run(session: onnxruntime.InferenceSession, items: Sequence[EncodedPair],
+        max_tokens: int = 4096, pad_id: int = 0) -> np.ndarray:
+    """Model outputs, shape (len(items), num_outputs), in the order of `items`."""
+    if not items:
+        raise ValueError("no items to score")
+    outputs: np.ndarray | None = None
+    for indices in token_budget_batches([len(item) for item in items], max_tokens):
+        arrays = pad_batch([items[i] for i in indices], pad_id)
+        (logits,) = session.run([OUTPUT_NAME], {name: arrays[name] for name in INPUT_NAMES})
+        if outputs is None:
+            outputs = np.zeros((len(items), logits.shape[1]), dtype=np.float32)
+        outputs[indices] = logits
+    assert outputs is not None
+    return outputs

@@ -1,0 +1,126 @@
+"""Export on the tiny trained model: fused graph, parity gate, int8, fp16, store and tampering."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import store
+from models.inputs import PairEncoder
+from models.manifest import Manifest
+from models.runtime import open_session, run
+from training import export
+from training.cli import main
+from training.evaluate import load_reward_data
+from training.modeling import ScoringModel
+from training.reward import EncodedPairs
+from training.scoring import score
+
+
+@pytest.fixture(scope="module")
+def validation(trained_run: Path) -> EncodedPairs:
+    manifest = Manifest.load(trained_run / "model")
+    encoder = PairEncoder.from_file(trained_run / "model" / "tokenizer.json", manifest.input)
+    return EncodedPairs.build(encoder, load_reward_data().splits["validation"][:200])
+
+
+@pytest.fixture(scope="module")
+def artifact(trained_run: Path, validation: EncodedPairs,
+             tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
+    out = tmp_path_factory.mktemp("artifact")
+    manifest = export.export_checkpoint(trained_run / "model", out, "tiny-reward",
+                                        (validation.chosen, validation.rejected))
+    manifest.save(out)
+    return out, manifest
+
+
+def test_artifact_is_complete_and_its_manifest_round_trips(artifact: tuple[Path, Manifest]
+                                                           ) -> None:
+    out, manifest = artifact
+    assert Manifest.load(out) == manifest
+    assert store.verify(out) == manifest
+    int8 = manifest.quantisation["int8"]
+    expected = {"model.onnx", "model.fp16.onnx", "tokenizer.json"}
+    if int8["accepted"] == "yes":
+        expected.add("model.int8.onnx")
+    assert set(manifest.files) == expected
+    assert {"accepted", "fp32", "int8", "drop_points", "metric"} <= set(int8)
+    assert manifest.opset == export.OPSET and manifest.name == "tiny-reward"
+    assert manifest.parity_max_diff["fp32"] < 1e-4
+    assert manifest.quantisation["fused_operators"]["Attention"] == 2  # one per layer
+    assert manifest.calibration and manifest.normalisation  # carried over from training
+
+
+def test_onnx_matches_torch_alone_and_in_padded_batches(artifact: tuple[Path, Manifest],
+                                                        trained_run: Path,
+                                                        validation: EncodedPairs) -> None:
+    out, _ = artifact
+    model = ScoringModel.load(trained_run / "model")
+    items = validation.chosen[:40]
+    expected = score(model, items)
+    session = open_session(out / "model.onnx")
+    batched = run(session, items, max_tokens=100_000)  # everything padded together
+    alone = np.concatenate([run(session, [item]) for item in items])
+    assert np.abs(batched - expected).max() < 1e-4
+    assert np.abs(alone - expected).max() < 1e-4
+
+
+def test_a_broken_export_fails_the_gate(artifact: tuple[Path, Manifest], trained_run: Path,
+                                        validation: EncodedPairs) -> None:
+    out, _ = artifact
+    model = ScoringModel.load(trained_run / "model")
+    with torch.no_grad():
+        model.head.bias += 0.5  # the graph no longer matches the model it claims to be
+    with pytest.raises(export.ParityError, match=r"model.onnx: output 'logits' differs from "
+                                                 r"PyTorch by up to 0.5"):
+        export.check_parity(model, out / "model.onnx", validation.chosen[:8], 1e-4)
+
+
+def test_int8_graph_holds_quantised_operators(artifact: tuple[Path, Manifest],
+                                              tmp_path: Path) -> None:
+    out, _ = artifact
+    int8 = export.quantise_int8(out / "model.onnx", tmp_path / "q.onnx")
+    fp32_ops, int8_ops = export.count_ops(out / "model.onnx"), export.count_ops(int8)
+    weight_matmuls = fp32_ops.get("MatMul", 0) + fp32_ops.get("Gemm", 0)
+    assert int8_ops["MatMulInteger"] == weight_matmuls  # every weight matmul is quantised
+    assert int8_ops["QAttention"] == fp32_ops["Attention"] == 2
+    assert int8_ops["DynamicQuantizeLinear"] >= 1 and "MatMul" not in int8_ops
+
+
+def test_int8_is_rejected_and_reported_when_the_metric_drops(
+        trained_run: Path, validation: EncodedPairs, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export, "INT8_MAX_DROP_POINTS", -100.0)  # nothing can pass
+    manifest = export.export_checkpoint(trained_run / "model", tmp_path, "tiny-reward",
+                                        (validation.chosen[:50], validation.rejected[:50]))
+    assert manifest.quantisation["int8"]["accepted"] == "no"
+    assert not (tmp_path / "model.int8.onnx").exists() and "model.int8.onnx" not in manifest.files
+
+
+def test_store_round_trip_and_tampered_files_are_refused(artifact: tuple[Path, Manifest],
+                                                         tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    out, manifest = artifact
+    copy = tmp_path / "artifact"
+    shutil.copytree(out, copy)
+    tag = store.save(copy)
+    stored = store.get(tag)
+    assert stored.manifest == manifest and tag in [t for t, _ in store.list_stored()]
+    assert store.get("tiny-reward").tag == tag  # latest version by name
+    assert main(["models", "verify", tag]) == 0
+
+    with (stored.path / "model.onnx").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(store.ArtifactError, match=r"model\.onnx was changed or truncated"):
+        store.get(tag)
+    (stored.path / "tokenizer.json").unlink()
+    assert main(["models", "verify", tag]) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer.json is missing" in err and "model.onnx was changed" in err
+    with pytest.raises(store.ArtifactError, match="no model 'nope'"):
+        store.get("nope")

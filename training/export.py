@@ -1,0 +1,178 @@
+"""Checkpoint -> artifact: ONNX fp32 with fused attention, a parity gate, int8 and fp16.
+
+    alignserve export --checkpoint runs/reward/model --name reward
+
+The artifact directory holds what DESIGN.md names: model.onnx (fused fp32, parity-checked
+against PyTorch), model.int8.onnx (dynamic per-channel, kept only if the validation metric drops
+by at most 0.5 points), model.fp16.onnx (for GPU hosts, parity-checked on the CPU),
+tokenizer.json and a complete manifest.json.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.inputs import EncodedPair, PairEncoder, pad_batch
+from models.manifest import Manifest, Task, file_digests
+from models.runtime import INPUT_NAMES, OUTPUT_NAME, open_session, run
+from training.modeling import TOKENIZER_FILE, ScoringModel
+from training.scoring import to_torch
+
+OPSET = 17
+FP32, INT8, FP16 = "model.onnx", "model.int8.onnx", "model.fp16.onnx"
+# Rewards and logits are O(1); fp32 graphs agree with PyTorch to ~1e-6, fp16 to ~1e-3. int8 has
+# no value tolerance: the validation metric decides whether it ships.
+TOLERANCE = {FP32: 1e-4, FP16: 5e-2}
+INT8_MAX_DROP_POINTS = 0.5
+
+
+class ParityError(RuntimeError):
+    pass
+
+
+def export_onnx(model: ScoringModel, path: Path, opset: int = OPSET) -> Path:
+    """Trace with the TorchScript exporter (dynamo=False) so onnxruntime's optimiser can
+    recognise and fuse the eager attention pattern."""
+    model.eval()
+    dummy = {name: torch.ones((2, 8), dtype=torch.int64) for name in INPUT_NAMES}
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    torch.onnx.export(model, tuple(dummy[name] for name in INPUT_NAMES), str(path),
+                      input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                      dynamic_axes={**dynamic, OUTPUT_NAME: {0: "batch"}},
+                      opset_version=opset, dynamo=False)
+    return path
+
+
+def fuse(raw: Path, fused: Path, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Attention, LayerNorm and GELU fusion; returns the fused operator counts."""
+    from onnxruntime.transformers import optimizer
+
+    optimized = optimizer.optimize_model(str(raw), model_type="bert", num_heads=num_heads,
+                                         hidden_size=hidden_size, opt_level=0)
+    optimized.save_model_to_file(str(fused))
+    return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def to_fp16(fused: Path, out: Path) -> Path:
+    import onnx
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(fused)))
+    model.convert_float_to_float16(keep_io_types=True)  # the service feeds int64, reads fp32
+    model.save_model_to_file(str(out))
+    return out
+
+
+def quantise_int8(fused: Path, out: Path) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Fused contrib ops (Attention, SkipLayerNormalization) defeat shape inference; their
+    # tensors are float.
+    quantize_dynamic(str(fused), str(out), per_channel=True, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return out
+
+
+def parity_batches(items: Sequence[EncodedPair]) -> list[list[int]]:
+    """Single items, and the whole set as one padded mixed-length batch in its given order."""
+    return [[i] for i in range(min(4, len(items)))] + [list(range(len(items)))]
+
+
+def check_parity(model: ScoringModel, graph: Path, items: Sequence[EncodedPair],
+                 tolerance: float, pad_id: int = 0) -> float:
+    """Shapes first, then values; returns the max absolute difference or raises ParityError."""
+    session = open_session(graph)
+    worst = 0.0
+    for indices in parity_batches(items):
+        arrays = pad_batch([items[i] for i in indices], pad_id)
+        with torch.inference_mode():
+            expected = model(**to_torch(arrays)).float().numpy()
+        (actual,) = session.run([OUTPUT_NAME], {n: arrays[n] for n in INPUT_NAMES})
+        shape = arrays["input_ids"].shape
+        if actual.shape != expected.shape:
+            raise ParityError(f"{graph.name}: output '{OUTPUT_NAME}' has shape {actual.shape}, "
+                              f"PyTorch gives {expected.shape} (input {shape})")
+        worst = max(worst, float(np.abs(actual.astype(np.float32) - expected).max()))
+    if worst > tolerance:
+        raise ParityError(f"{graph.name}: output '{OUTPUT_NAME}' differs from PyTorch by up to "
+                          f"{worst:.3g}, above the tolerance {tolerance:g}")
+    return worst
+
+
+def count_ops(graph: Path) -> dict[str, int]:
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(graph)).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+@dataclass
+class Int8Decision:
+    accepted: bool
+    metric: str
+    fp32: float
+    int8: float
+
+    @property
+    def drop_points(self) -> float:
+        return (self.fp32 - self.int8) * 100
+
+
+def pairwise_accuracy(graph: Path, chosen: Sequence[EncodedPair],
+                      rejected: Sequence[EncodedPair], pad_id: int) -> float:
+    session = open_session(graph)
+    scores = run(session, [*chosen, *rejected], pad_id=pad_id)[:, 0]
+    return float((scores[:len(chosen)] > scores[len(chosen):]).mean())
+
+
+def export_checkpoint(checkpoint: Path, output: Path, name: str,
+                      validation: tuple[list[EncodedPair], list[EncodedPair]],
+                      opset: int = OPSET) -> Manifest:
+    """Build the artifact in `output`; raises ParityError when a graph disagrees."""
+    manifest = Manifest.load(checkpoint)
+    if manifest.task is not Task.reward:
+        raise ValueError(f"export supports reward checkpoints; this one is {manifest.task.value}")
+    model = ScoringModel.load(checkpoint)
+    encoder = PairEncoder.from_file(checkpoint / TOKENIZER_FILE, manifest.input)
+    chosen, rejected = validation
+    probe = [*chosen[:8], *rejected[:8]]  # real inputs of mixed lengths
+    output.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint / TOKENIZER_FILE, output / TOKENIZER_FILE)
+
+    raw = export_onnx(model, output / "model.raw.onnx", opset)
+    config = model.encoder.config
+    fused_ops = fuse(raw, output / FP32, config.num_attention_heads, config.hidden_size)
+    raw.unlink()
+    parity = {"fp32": check_parity(model, output / FP32, probe, TOLERANCE[FP32], encoder.pad_id)}
+    to_fp16(output / FP32, output / FP16)
+    parity["fp16"] = check_parity(model, output / FP16, probe, TOLERANCE[FP16], encoder.pad_id)
+
+    quantise_int8(output / FP32, output / INT8)
+    decision = Int8Decision(
+        accepted=False, metric="pairwise_accuracy (hh-rlhf validation)",
+        fp32=pairwise_accuracy(output / FP32, chosen, rejected, encoder.pad_id),
+        int8=pairwise_accuracy(output / INT8, chosen, rejected, encoder.pad_id))
+    decision.accepted = decision.drop_points <= INT8_MAX_DROP_POINTS
+    if decision.accepted:
+        parity["int8"] = check_parity(model, output / INT8, probe, float("inf"), encoder.pad_id)
+    else:
+        (output / INT8).unlink()
+
+    exported = manifest.model_copy(update={
+        "name": name, "opset": opset, "parity_max_diff": parity,
+        "quantisation": {"int8": {"accepted": "yes" if decision.accepted else "no",
+                                  "metric": decision.metric, "fp32": decision.fp32,
+                                  "int8": decision.int8, "drop_points": decision.drop_points,
+                                  "max_drop_points": INT8_MAX_DROP_POINTS},
+                         "fused_operators": {k: float(v) for k, v in fused_ops.items()}},
+        "files": file_digests(output)})
+    return Manifest.model_validate(exported.model_dump())  # re-validate the updated copy
