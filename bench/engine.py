@@ -45,6 +45,15 @@ def fixed_length_items(checkpoint: Path, length: int, count: int) -> list[Encode
     return full[:count]
 
 
+def onnx_runner(graph: Path) -> Runner:
+    session = open_session(graph)
+
+    def run(arrays: dict[str, np.ndarray]) -> object:
+        return session.run([OUTPUT_NAME], {n: arrays[n] for n in INPUT_NAMES})
+
+    return run
+
+
 def items_per_second(runner: Runner, batches: list[dict[str, np.ndarray]], size: int,
                      seconds: float) -> float:
     runner(batches[0])  # warm-up: allocations, kernel selection
@@ -82,9 +91,7 @@ def main() -> None:
             if not graph.exists():
                 print(f"skipping {name}: {graph} does not exist (int8 rejected at export?)")
                 continue
-            session = open_session(graph)
-            engines[name] = lambda arrays, s=session: s.run(
-                [OUTPUT_NAME], {n: arrays[n] for n in INPUT_NAMES})
+            engines[name] = onnx_runner(graph)
 
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
               f"{args.seconds:g} s per cell; items/s (ratio to PyTorch eager)")
