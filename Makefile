@@ -1,6 +1,7 @@
 # The README's commands. Each sets up its own environment on a fresh machine.
 #   make test    lint, type-check and run the whole suite (what CI runs)
-#   make train   train the default reward model into runs/reward (about 10 minutes on 2 cores)
+#   make train   train the default reward model into runs/reward (about 10 minutes on 2 cores),
+#                export it to ONNX and save it in the model store (.bentoml/models)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,6 +9,8 @@ BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export BENTOML_DO_NOT_TRACK := true
+# The model store lives in the working tree unless the caller chose one.
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
 
 .PHONY: test lint train clean
 
@@ -29,6 +32,7 @@ test: lint
 
 train: $(STAMP)
 	$(BIN)/alignserve train reward --preset default --output runs/reward
+	$(BIN)/alignserve export --checkpoint runs/reward/model --name reward
 
 clean:
-	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) runs .bentoml .mypy_cache .ruff_cache .pytest_cache
