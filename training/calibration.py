@@ -7,6 +7,7 @@ finds the optimum without a gradient or a dependency.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -35,4 +36,8 @@ def fit_temperature(margins: ArrayLike, low: float = 1e-3, high: float = 1e3,
             a, c, fc = c, e, fe
             e = a + inv_phi * (b - a)
             fe = _pair_nll(d, math.exp(e))
-    return 1.0 / math.exp((a + b) / 2)
+    temperature = 1.0 / math.exp((a + b) / 2)
+    if temperature > 0.99 / low:
+        warnings.warn(f"temperature {temperature:.0f} is at the search bound: the margins carry "
+                      "no signal, so every calibrated probability is about 0.5", stacklevel=2)
+    return temperature

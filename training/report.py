@@ -33,8 +33,10 @@ def plot_training(history: Sequence[Mapping[str, float]], path: Path) -> Path:
     window = max(1, len(history) // 20)
     for ax, key in zip(axes, ("loss", "accuracy", "lr"), strict=True):
         values = np.array([h[key] for h in history])
-        ax.plot(steps, values, alpha=0.3, color="tab:blue", label="per step")
-        if key != "lr" and len(values) >= window:
+        smoothed = key != "lr" and window > 1
+        ax.plot(steps, values, alpha=0.3 if smoothed else 1.0, color="tab:blue",
+                label="per step")
+        if smoothed:
             ax.plot(steps[window - 1:], _smooth(values, window), color="tab:blue",
                     label=f"mean of {window}")
             ax.legend(loc="best", fontsize=8)
