@@ -114,6 +114,8 @@ class Manifest(BaseModel):
     files: dict[str, str] = Field(default_factory=dict, description="File name -> sha256.")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     code_version: str
+    versions: dict[str, str] = Field(default_factory=dict,
+                                     description="Library versions that produced the files.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -136,6 +138,18 @@ class Manifest(BaseModel):
     @classmethod
     def load(cls, directory: Path) -> Manifest:
         return cls.model_validate_json((directory / MANIFEST_FILE).read_text())
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from models.inputs import EncodedPair, PairEncoder, pad_batch
-from models.manifest import Manifest, Task, file_digests
+from models.manifest import Manifest, Task, file_digests, library_versions
 from models.runtime import INPUT_NAMES, OUTPUT_NAME, open_session, run
 from training.modeling import TOKENIZER_FILE, ScoringModel
 from training.scoring import to_torch
@@ -174,5 +174,7 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str,
                                   "int8": decision.int8, "drop_points": decision.drop_points,
                                   "max_drop_points": INT8_MAX_DROP_POINTS},
                          "fused_operators": {k: float(v) for k, v in fused_ops.items()}},
-        "files": file_digests(output)})
+        "files": file_digests(output),
+        "versions": {**manifest.versions,
+                     **library_versions("torch", "onnx", "onnxruntime", "tokenizers")}})
     return Manifest.model_validate(exported.model_dump())  # re-validate the updated copy

@@ -30,6 +30,7 @@ from models.manifest import (
     Normalisation,
     Task,
     file_digests,
+    library_versions,
 )
 from training import report
 from training.calibration import fit_temperature
@@ -119,7 +120,8 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
         calibration=Calibration(temperature=calibrated.temperature,
                                 fitted_on="hh-rlhf validation split", n=len(calibrated.margins)),
         normalisation=calibrated.normalisation, metrics=metrics, data=data.fingerprints,
-        backbone=str(config.backbone), files=file_digests(model_dir), code_version=code_version())
+        backbone=str(config.backbone), files=file_digests(model_dir), code_version=code_version(),
+        versions=library_versions("torch", "transformers", "tokenizers"))
     manifest.save(model_dir)
 
     plots = write_plots(output, history, calibrated, results["hh-rlhf"])

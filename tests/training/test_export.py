@@ -53,6 +53,7 @@ def test_artifact_is_complete_and_its_manifest_round_trips(artifact: tuple[Path,
     assert manifest.parity_max_diff["fp32"] < 1e-4
     assert manifest.quantisation["fused_operators"]["Attention"] == 2  # one per layer
     assert manifest.calibration and manifest.normalisation  # carried over from training
+    assert {"torch", "transformers", "onnx", "onnxruntime"} <= set(manifest.versions)
 
 
 def test_onnx_matches_torch_alone_and_in_padded_batches(artifact: tuple[Path, Manifest],
