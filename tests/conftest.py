@@ -89,3 +89,22 @@ def trained_run(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -
     assert main(["train", "reward", "--output", str(output), "--backbone", str(tiny_backbone),
                  "--train-data", str(own), "--skip-invalid", *TINY_TRAINING]) == 0
     return output
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny trained model exported (fused fp32, fp16, int8 if accurate) with a manifest."""
+    from models.inputs import PairEncoder
+    from models.manifest import Manifest
+    from training import export
+    from training.evaluate import load_reward_data
+    from training.reward import EncodedPairs
+
+    checkpoint = trained_run / "model"
+    manifest = Manifest.load(checkpoint)
+    encoder = PairEncoder.from_file(checkpoint / "tokenizer.json", manifest.input)
+    validation = EncodedPairs.build(encoder, load_reward_data().splits["validation"][:200])
+    out = tmp_path_factory.mktemp("artifact")
+    export.export_checkpoint(checkpoint, out, "tiny-reward",
+                             (validation.chosen, validation.rejected)).save(out)
+    return out

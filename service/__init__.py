@@ -1,0 +1,1 @@
+"""Serving side of alignserve: settings, errors and the model runtime (no torch)."""

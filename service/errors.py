@@ -1,0 +1,40 @@
+"""The closed error taxonomy: one table from error type to HTTP status, one JSON body shape."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorType(StrEnum):
+    validation = "validation"
+    too_large = "too_large"
+    overloaded = "overloaded"
+    unauthorised = "unauthorised"
+    model_not_loaded = "model_not_loaded"
+
+
+STATUS: dict[ErrorType, int] = {
+    ErrorType.validation: 422,
+    ErrorType.too_large: 413,
+    ErrorType.overloaded: 429,
+    ErrorType.unauthorised: 401,
+    ErrorType.model_not_loaded: 503,
+}
+
+
+class ServiceError(Exception):
+    def __init__(self, error_type: ErrorType, message: str,
+                 retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.error_type, self.message, self.retry_after_s = error_type, message, retry_after_s
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.error_type]
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message, "error_type": self.error_type.value}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s else {}

@@ -1,0 +1,113 @@
+"""The reward model at serving time: prepare (tokenise), core (onnxruntime), post (answers).
+
+One batchable primitive, `score`, serves /score, /compare and /rank: items are sorted by length
+and run in micro-batches under a token budget, so an item's score does not depend on what it
+was batched with. The graph and provider are chosen once, at load, and checked: a CUDA session
+that silently fell back to the CPU is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models import store
+from models.inputs import EncodedPair, PairEncoder, Prompt
+from models.manifest import Manifest, Task
+from models.runtime import open_session, run
+from service.settings import Graph, Provider, Settings
+
+GRAPH_FILES = {Graph.fp32: "model.onnx", Graph.int8: "model.int8.onnx",
+               Graph.fp16: "model.fp16.onnx"}
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def choose(directory: Path, settings: Settings, available: Sequence[str]
+           ) -> tuple[Graph, list[str]]:
+    """(graph, providers) for these settings on a host offering `available` providers."""
+    cuda = settings.provider is Provider.cuda or (settings.provider is Provider.auto
+                                                  and CUDA in available)
+    if settings.provider is Provider.cuda and CUDA not in available:
+        raise RuntimeError("ALIGNSERVE_PROVIDER=cuda but onnxruntime offers no CUDA provider "
+                           f"(it has {list(available)}): install alignserve[gpu] on a GPU host")
+    graph = settings.graph
+    if graph is Graph.auto:
+        preferred = Graph.fp16 if cuda else Graph.int8
+        graph = preferred if (directory / GRAPH_FILES[preferred]).exists() else Graph.fp32
+    if not (directory / GRAPH_FILES[graph]).exists():
+        raise RuntimeError(f"ALIGNSERVE_GRAPH={graph.value}: the artifact has no "
+                           f"{GRAPH_FILES[graph]} (int8 is left out when it lost accuracy)")
+    return graph, [CUDA, CPU] if cuda else [CPU]
+
+
+@dataclass(frozen=True)
+class RewardScore:
+    reward: float
+    normalised: float
+    tokens: int
+    prompt_truncated: bool
+    response_truncated: bool
+
+
+class RewardRuntime:
+    def __init__(self, directory: Path, manifest: Manifest, settings: Settings) -> None:
+        if manifest.task is not Task.reward:
+            raise RuntimeError(f"{manifest.name} is a {manifest.task.value} model, not a reward "
+                               "model")
+        import onnxruntime
+
+        self.manifest, self.settings = manifest, settings
+        self.encoder = PairEncoder.from_file(directory / "tokenizer.json", manifest.input)
+        self.graph, providers = choose(directory, settings,
+                                       onnxruntime.get_available_providers())
+        self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
+                                    settings.threads)
+        self.provider = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
+        if CUDA in providers and self.provider != "cuda":
+            raise RuntimeError("CUDA was asked for but onnxruntime fell back to the CPU; "
+                               "refusing to serve at a fraction of the expected speed")
+        self.temperature = manifest.calibration.temperature if manifest.calibration else None
+        norm = manifest.normalisation
+        self.mean, self.std = (norm.mean, norm.std) if norm else (0.0, 1.0)
+
+    @classmethod
+    def from_store(cls, tag: str, settings: Settings) -> RewardRuntime:
+        stored = store.get(tag)  # verifies every file's sha256
+        return cls(stored.path, stored.manifest, settings)
+
+    def prepare(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedPair]:
+        return self.encoder.encode_batch(prompts, responses)
+
+    def core(self, items: Sequence[EncodedPair]) -> np.ndarray:
+        return run(self.session, items, self.settings.max_batch_tokens, self.encoder.pad_id)[:, 0]
+
+    def post(self, items: Sequence[EncodedPair], rewards: np.ndarray) -> list[RewardScore]:
+        return [RewardScore(float(r), float((r - self.mean) / self.std), len(item),
+                            item.prompt_truncated, item.response_truncated)
+                for item, r in zip(items, rewards, strict=True)]
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[RewardScore]:
+        items = self.prepare(prompts, responses)
+        return self.post(items, self.core(items))
+
+    def preference(self, reward_a: float, reward_b: float) -> float:
+        """Calibrated P(a preferred over b) = sigmoid((r_a - r_b) / T)."""
+        z = (reward_a - reward_b) / (self.temperature or 1.0)
+        return float(np.exp(-np.logaddexp(0.0, -z)))
+
+    def rank_probabilities(self, rewards: Sequence[float]) -> np.ndarray:
+        """Bradley-Terry over N candidates: P(candidate i is best) = softmax(r / T)."""
+        z = np.asarray(rewards, dtype=np.float64) / (self.temperature or 1.0)
+        z -= z.max()
+        return np.exp(z) / np.exp(z).sum()
+
+    def warm_up(self) -> None:
+        """Run the largest shape the service will see, so the first request pays nothing."""
+        length = self.manifest.input.max_length
+        count = max(1, min(self.settings.max_batch_size,
+                           self.settings.max_batch_tokens // length))
+        filler = "word " * length
+        self.score([filler] * count, [filler] * count)

@@ -1,0 +1,69 @@
+"""One validated settings object, read from ALIGNSERVE_* environment variables.
+
+Every field's description says what it trades off; invalid settings stop start-up with a
+message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "ALIGNSERVE_"
+OTHER_VARIABLES = {"ALIGNSERVE_DATA_DIR"}  # read by training, not by the service
+
+
+class Provider(StrEnum):
+    auto = "auto"  # CUDA when onnxruntime-gpu sees a GPU, else CPU
+    cpu = "cpu"
+    cuda = "cuda"  # refuse to start rather than fall back to CPU silently
+
+
+class Graph(StrEnum):
+    auto = "auto"  # int8 on CPU when the artifact has it, fp16 on CUDA, else fp32
+    fp32 = "fp32"
+    int8 = "int8"
+    fp16 = "fp16"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid")
+
+    reward_model: str = Field("reward", description="Store tag of the reward model: a name "
+                              "(latest version) or name:version.")
+    provider: Provider = Field(Provider.auto, description="Execution provider; cuda refuses to "
+                               "report ready if onnxruntime fell back to the CPU.")
+    graph: Graph = Field(Graph.auto, description="Which graph of the artifact to run. int8 is "
+                         "~1.5x faster on AVX2 CPUs and was accepted at export only if accuracy "
+                         "held; fp16 is for GPUs.")
+    threads: int | None = Field(None, ge=1, le=256, description="onnxruntime intra-op threads "
+                                "(default: all cores).")
+    max_batch_size: int = Field(64, ge=1, le=1024, description="Most items per inference batch. "
+                                "On a GPU bigger batches raise throughput; on a CPU they do not.")
+    max_latency_ms: int = Field(25, ge=1, le=60_000, description="How long the adaptive batcher "
+                                "may hold a request to fill a batch.")
+    max_batch_tokens: int = Field(8192, ge=256, le=1_048_576, description="Padded tokens per "
+                                  "engine call; items are sorted by length so padding stays small.")
+    max_items: int = Field(64, ge=1, le=4096, description="Most items (or pairs) in one request.")
+    max_chars: int = Field(32_000, ge=16, le=1_000_000, description="Most characters in one text "
+                           "field; longer input is refused with 413 before tokenisation.")
+    max_candidates: int = Field(64, ge=2, le=1024, description="Most candidates in one rank "
+                                "request.")
+    api_key: SecretStr | None = Field(None, description="When set, /v1/* needs 'Authorization: "
+                                      "Bearer <key>'; health and metrics stay open.")
+
+    @model_validator(mode="after")
+    def _safe(self) -> Settings:
+        known = {f"{PREFIX}{name.upper()}" for name in type(self).model_fields} | OTHER_VARIABLES
+        unknown = sorted(k for k in os.environ if k.startswith(PREFIX) and k not in known)
+        if unknown:  # a mistyped variable must not silently leave a default in place
+            raise ValueError(f"unknown settings {unknown}; known: {sorted(known)}")
+        if self.api_key is not None and len(self.api_key.get_secret_value()) < 16:
+            raise ValueError("ALIGNSERVE_API_KEY must be at least 16 characters")
+        if self.provider is Provider.cpu and self.graph is Graph.fp16:
+            raise ValueError("ALIGNSERVE_GRAPH=fp16 needs ALIGNSERVE_PROVIDER=cuda: "
+                             "the CPU has no fast fp16 kernels")
+        return self

@@ -1,0 +1,61 @@
+"""The serving runtime on the tiny exported model: graph choice, batch invariance, answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.manifest import Manifest
+from service.runtime import CPU, CUDA, RewardRuntime, choose
+from service.settings import Graph, Settings
+
+PROMPTS = ["hello", "what is the weather today please", "help me with my card refund " * 6]
+RESPONSES = ["good answer", "sorry i can not help", "the refund will arrive in a day " * 4]
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_artifact: Path) -> RewardRuntime:
+    return RewardRuntime(tiny_artifact, Manifest.load(tiny_artifact), Settings(graph=Graph.fp32))
+
+
+def test_graph_choice(tiny_artifact: Path, tmp_path: Path) -> None:
+    has_int8 = (tiny_artifact / "model.int8.onnx").exists()
+    expected = Graph.int8 if has_int8 else Graph.fp32
+    assert choose(tiny_artifact, Settings(), [CPU]) == (expected, [CPU])
+    assert choose(tiny_artifact, Settings(), [CUDA, CPU]) == (Graph.fp16, [CUDA, CPU])
+    with pytest.raises(RuntimeError, match="no CUDA provider"):
+        choose(tiny_artifact, Settings(provider="cuda"), [CPU])
+    (tmp_path / "model.onnx").touch()
+    with pytest.raises(RuntimeError, match=r"has no model\.int8\.onnx"):
+        choose(tmp_path, Settings(graph=Graph.int8), [CPU])
+
+
+def test_score_is_independent_of_batch_company(runtime: RewardRuntime) -> None:
+    together = runtime.score(PROMPTS, RESPONSES)
+    alone = [runtime.score([p], [r])[0] for p, r in zip(PROMPTS, RESPONSES, strict=True)]
+    for a, b in zip(together, alone, strict=True):
+        assert abs(a.reward - b.reward) <= 1e-4 and a.tokens == b.tokens
+    reordered = runtime.score(PROMPTS[::-1], RESPONSES[::-1])[::-1]
+    assert np.allclose([s.reward for s in reordered], [s.reward for s in together], atol=1e-4)
+
+
+def test_post_processing(runtime: RewardRuntime) -> None:
+    scores = runtime.score(PROMPTS, RESPONSES)
+    for s in scores:
+        assert s.normalised == pytest.approx((s.reward - runtime.mean) / runtime.std, abs=1e-5)
+    a, b = scores[0].reward, scores[1].reward
+    t = runtime.temperature or 1.0
+    assert runtime.preference(a, b) == pytest.approx(1 / (1 + np.exp(-(a - b) / t)))
+    assert runtime.preference(a, b) + runtime.preference(b, a) == pytest.approx(1.0)
+    probs = runtime.rank_probabilities([s.reward for s in scores])
+    assert probs.sum() == pytest.approx(1.0)
+    assert list(np.argsort(-probs)) == list(np.argsort([-s.reward for s in scores]))
+
+
+def test_truncation_is_reported_and_warm_up_runs(runtime: RewardRuntime) -> None:
+    (long,) = runtime.score(["weather " * 200], ["good"])
+    assert long.prompt_truncated and not long.response_truncated
+    assert long.tokens == runtime.manifest.input.max_length
+    runtime.warm_up()
