@@ -132,7 +132,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from models.manifest import Manifest
     from training.data.preference import load_generic
     from training.data.records import Loaded
-    from training.evaluate import load_reward_data
+    from training.evaluate import evaluate_sets, load_reward_data
     from training.modeling import TOKENIZER_FILE, ScoringModel
     from training.report import summary_table
 
@@ -145,7 +145,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         sets[path.stem], skipped[path.stem] = loaded.pairs, dict(loaded.skipped)
     if not args.data:
         sets = load_reward_data(args.data_dir).eval_sets
-    from training.evaluate import evaluate_sets
 
     encoder = PairEncoder.from_file(args.model / TOKENIZER_FILE, manifest.input)
     results = evaluate_sets(ScoringModel.load(args.model), encoder, sets, temperature or 1.0,
