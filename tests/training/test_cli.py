@@ -15,7 +15,8 @@ from training.cli import main
 def test_training_run_writes_model_report_and_plots(trained_run: Path) -> None:
     report = json.loads((trained_run / "report.json").read_text())
     expected_sets = {"validation", "validation (T=1)", "hh-rlhf", "pandalm", "hhh",
-                     "finegrained-qa", "hh-rlhf/harmless-base", "hh-rlhf/helpful-base",
+                     "finegrained-qa", "ukpconvarg", "hh-rlhf/harmless-base",
+                     "hh-rlhf/helpful-base",
                      "hh-rlhf/helpful-online", "hh-rlhf/helpful-rejection-sampled",
                      "hhh/harmless", "hhh/helpful", "hhh/honest", "hhh/other"}
     assert expected_sets <= set(report["eval"])

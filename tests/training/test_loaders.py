@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from training.data.preference import (
     load_hh_rlhf,
     load_hhh,
     load_pandalm,
+    load_ukpconvarg,
     majority,
 )
 from training.data.records import DataError, Loaded
@@ -170,6 +173,31 @@ def test_finegrained(tmp_path: Path) -> None:
         _load(load_finegrained, bad)
 
 
+def _tar(path: Path, members: dict[str, str]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_ukpconvarg(tmp_path: Path) -> None:
+    header = "#id\tlabel\ta1\ta2\n"
+    path = _tar(tmp_path / "u.tar.gz", {
+        "CSV/evolution-vs-creation_evolution.csv":
+            header + "1_2\ta1\tfossils show it\tbecause\n3_4\ta2\tno\tthe record is clear\n"})
+    loaded = _load(load_ukpconvarg, path)
+    assert [(p.chosen, p.rejected) for p in loaded.pairs] == [
+        ("fossils show it", "because"), ("the record is clear", "no")]
+    assert loaded.pairs[0].prompt == "Debate: evolution vs creation. Side: evolution"
+    bad = _tar(tmp_path / "b.tar.gz", {"CSV/t_s.csv": header + "1_2\ta3\tx\ty\n1_3\tx\n"})
+    with pytest.raises(DataError, match=r"CSV/t_s\.csv, line 2, field 'label'"):
+        _load(load_ukpconvarg, bad)
+    assert _load(load_ukpconvarg, bad, skip=True).skipped == {"invalid": 2}
+
+
 # --- catalogue --------------------------------------------------------------------------------
 
 def test_catalogue_refuses_changed_or_missing_files(tmp_path: Path) -> None:
@@ -191,3 +219,4 @@ def test_catalogue_loads_real_data_with_counts() -> None:
     assert len(catalogue.load("hhh").pairs) == 221
     finegrained = catalogue.load("finegrained-qa")
     assert len(finegrained.pairs) == 2616 and finegrained.skipped["tie"] == 384
+    assert len(catalogue.load("ukpconvarg").pairs) == 11650

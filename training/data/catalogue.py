@@ -77,6 +77,12 @@ PREFERENCE_SETS: dict[str, Entry] = {
         "dfdb329a568083246f42ccadc5d0d5807e5d919b55379e1791bacec4892d9cf2",
         "allenai/FineGrainedRLHF @a1469d4e : tasks/qa_feedback/data/dev_feedback.json",
         "Apache-2.0", preference.load_finegrained, "eval"),
+    # Argument convincingness, not assistant replies: the farthest domain from hh-rlhf.
+    "ukpconvarg": Entry(
+        "ukpconvarg", "ukpconvarg1-strict/UKPConvArg1Strict-CSV.tar.gz",
+        "a444db80412887080d022b79ca75ffccfa4f5d2ea84796b5e8a5d340cb373bc8",
+        "UKPLab/acl2016-convincing-arguments @ca9d24e4 : data/UKPConvArg1Strict-CSV/*.csv",
+        "open licenses (see the source README)", preference.load_ukpconvarg, "eval"),
 }
 
 

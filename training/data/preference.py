@@ -7,7 +7,9 @@ Pairs whose two responses are identical teach nothing and are dropped and counte
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -235,3 +237,41 @@ def load_finegrained(path: Path, loaded: Loaded) -> None:
             chosen, rejected = (answers[a], answers[b]) if pref == 1 else (answers[b], answers[a])
             loaded.keep(PreferencePair(question, chosen, rejected, 0.0, "finegrained-qa",
                                        group_key(question)))
+
+
+# --- UKPConvArg1 strict: which of two arguments on a debate side is more convincing ---------
+
+def debate_prompt(member: str) -> str:
+    """'evolution-vs-creation_evolution.csv' -> 'Debate: evolution vs creation. Side: evolution'"""
+    topic, _, side = Path(member).stem.partition("_")
+    return f"Debate: {topic.replace('-', ' ').strip()}. Side: {side.replace('-', ' ').strip()}"
+
+
+def load_ukpconvarg(path: Path, loaded: Loaded) -> None:
+    with tarfile.open(path, "r:gz") as archive:
+        for member in sorted(archive.getmembers(), key=lambda m: m.name):
+            if not member.isfile() or not member.name.endswith(".csv"):
+                continue
+            handle = archive.extractfile(member)
+            assert handle is not None
+            prompt = debate_prompt(member.name)
+            lines = io.TextIOWrapper(handle, encoding="utf-8").read().splitlines()
+            for number, line in enumerate(lines[1:], start=2):  # line 1 is the header
+                where = f"{member.name}, line {number}"
+                fields = line.split("\t")
+                if len(fields) != 4:
+                    loaded.invalid(DataError(path, where, None,
+                                             f"expected 4 tab-separated fields, got {len(fields)}"))
+                    continue
+                _, label, first, second = fields
+                if label not in ("a1", "a2"):
+                    loaded.invalid(DataError(path, where, "label", f"must be a1 or a2, not "
+                                             f"{label!r}"))
+                    continue
+                if not first.strip() or not second.strip():
+                    loaded.invalid(DataError(path, where, "a1" if not first.strip() else "a2",
+                                             "is empty"))
+                    continue
+                chosen, rejected = (first, second) if label == "a1" else (second, first)
+                loaded.keep(PreferencePair(prompt, chosen.strip(), rejected.strip(), 0.0,
+                                           "ukpconvarg", group_key(prompt)))
