@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", type=Path, action="append", default=[],
                     help="A JSONL file of {prompt|messages, chosen, rejected, margin?} records; "
                          "repeat for several. Without --data, every catalogued set is used.")
+    ev.add_argument("--sets", action="append", default=[], metavar="NAME",
+                    help="Only these catalogued sets (hh-rlhf, pandalm, hhh, finegrained-qa, "
+                         "ukpconvarg); repeat for several. Default: all of them.")
     ev.add_argument("--skip-invalid", action="store_true",
                     help="Skip and count invalid records instead of stopping at the first.")
     ev.add_argument("--json", action="store_true", help="Print the figures as JSON.")
@@ -144,7 +147,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         load_generic(path, loaded)
         sets[path.stem], skipped[path.stem] = loaded.pairs, dict(loaded.skipped)
     if not args.data:
-        sets = load_reward_data(args.data_dir).eval_sets
+        catalogued = load_reward_data(args.data_dir).eval_sets
+        unknown = set(args.sets) - set(catalogued)
+        if unknown:
+            raise ValueError(f"unknown sets {sorted(unknown)}; known: {sorted(catalogued)}")
+        sets = {k: v for k, v in catalogued.items() if not args.sets or k in args.sets}
 
     encoder = PairEncoder.from_file(args.model / TOKENIZER_FILE, manifest.input)
     results = evaluate_sets(ScoringModel.load(args.model), encoder, sets, temperature or 1.0,

@@ -51,6 +51,17 @@ def test_evaluate_generic_file_as_json(trained_run: Path, tmp_path: Path,
     assert 0 <= out["eval"]["mine"]["accuracy"] <= 1
 
 
+def test_evaluate_chosen_catalogued_sets(trained_run: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "reward", "--model", str(trained_run / "model"), "--sets", "hhh",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["eval"]["hhh"]["n"] == 221 and "pandalm" not in out["eval"]
+    assert main(["evaluate", "reward", "--model", str(trained_run / "model"), "--sets",
+                 "nope"]) == 2
+    assert "unknown sets ['nope']" in capsys.readouterr().err
+
+
 def test_evaluate_reports_bad_records_without_traceback(trained_run: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     data = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "chosen": "a"}])
