@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
+import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,33 @@ def plan_batches(lengths: Sequence[int], batch_size: int, epochs: float, seed: i
         rng.shuffle(batches)
         plan += batches
     return plan[:max(1, round(epochs * per_epoch))]
+
+
+@dataclass
+class StopRequest:
+    requested: bool = False
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """SIGINT or SIGTERM asks the loop to finish its step, checkpoint and stop, so an
+    interrupted run loses nothing; a second Ctrl-C aborts at once."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be installed from the main thread
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _optimizer(model: ScoringModel, config: TrainConfig) -> torch.optim.Optimizer:
@@ -104,8 +134,8 @@ class Trainer:
         self.model.train()
         end = min(self.total_steps, stop_at if stop_at is not None else self.total_steps)
         recent: deque[dict[str, float]] = deque(maxlen=50)
-        with tqdm(total=self.total_steps, initial=self.step, unit="step", desc="train",
-                  dynamic_ncols=True) as bar:
+        with stop_on_signals() as stop, tqdm(total=self.total_steps, initial=self.step,
+                                             unit="step", desc="train", dynamic_ncols=True) as bar:
             while self.step < end:
                 record = self._optimizer_step()
                 self.history.append(record)
@@ -115,6 +145,10 @@ class Trainer:
                                  for k in ("loss", "accuracy")})
                 if self.step % self.config.checkpoint_every == 0 or self.step == end:
                     self._save()
+                if stop.requested:
+                    self._save()
+                    bar.write(f"interrupted: checkpoint saved at step {self.step}")
+                    break
         self.model.eval()
         return self.history
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,32 @@ def test_resume_equals_an_uninterrupted_run(tiny_backbone: Path, tmp_path: Path)
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+
+
+def test_a_signal_checkpoints_and_resume_finishes_the_same_run(tiny_backbone: Path,
+                                                             tmp_path: Path) -> None:
+    config = CONFIG.with_overrides(epochs=1.0, checkpoint_every=100)  # no scheduled checkpoint
+    whole, _ = _trainer(tiny_backbone, tmp_path / "a", config, n=64)
+    whole.fit()
+    interrupted, _ = _trainer(tiny_backbone, tmp_path / "b", config, n=64)
+    objective = interrupted.objective
+    calls = 0
+
+    def send_sigterm_on_third_step(model, batch):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            signal.raise_signal(signal.SIGTERM)  # as Kubernetes or a CI timeout would
+        return objective(model, batch)
+
+    interrupted.objective = send_sigterm_on_third_step
+    interrupted.fit()
+    assert interrupted.step == 3  # the step in flight finished, then it stopped
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    resumed, _ = _trainer(tiny_backbone, tmp_path / "b", config, n=64)
+    resumed.fit(resume=True)
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
 
 
 def test_resume_refuses_other_settings_and_missing_checkpoint(tiny_backbone: Path,
