@@ -72,7 +72,8 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
                  name: str = "reward", preset: str | None = None, resume: bool = False,
                  stop_at: int | None = None, train_data: Sequence[Path] = (),
                  skip_invalid: bool = False) -> RunResult | None:
-    """Run everything; returns None when stopped early at `stop_at` (resume later)."""
+    """Run everything; returns None when stopped early (at `stop_at`, or by Ctrl-C or SIGTERM)
+    with a checkpoint to --resume from."""
     clock = {"start": time.perf_counter()}
     if config.threads:
         torch.set_num_threads(config.threads)
