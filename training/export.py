@@ -115,9 +115,8 @@ def count_ops(graph: Path) -> dict[str, int]:
     return counts
 
 
-@dataclass
+@dataclass(frozen=True)
 class Int8Decision:
-    accepted: bool
     metric: str
     fp32: float
     int8: float
@@ -125,6 +124,10 @@ class Int8Decision:
     @property
     def drop_points(self) -> float:
         return (self.fp32 - self.int8) * 100
+
+    @property
+    def accepted(self) -> bool:
+        return self.drop_points <= INT8_MAX_DROP_POINTS
 
 
 def pairwise_accuracy(graph: Path, chosen: Sequence[EncodedPair],
@@ -158,10 +161,9 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str,
 
     quantise_int8(output / FP32, output / INT8)
     decision = Int8Decision(
-        accepted=False, metric="pairwise_accuracy (hh-rlhf validation)",
+        metric="pairwise_accuracy (hh-rlhf validation)",
         fp32=pairwise_accuracy(output / FP32, chosen, rejected, encoder.pad_id),
         int8=pairwise_accuracy(output / INT8, chosen, rejected, encoder.pad_id))
-    decision.accepted = decision.drop_points <= INT8_MAX_DROP_POINTS
     if decision.accepted:
         parity["int8"] = check_parity(model, output / INT8, probe, float("inf"), encoder.pad_id)
     else:
