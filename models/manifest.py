@@ -137,7 +137,11 @@ class Manifest(BaseModel):
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:
-        return cls.model_validate_json((directory / MANIFEST_FILE).read_text())
+        path = directory / MANIFEST_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory} has no {MANIFEST_FILE}: not a trained model "
+                                    "or artifact directory")
+        return cls.model_validate_json(path.read_text())
 
 
 def library_versions(*names: str) -> dict[str, str]:

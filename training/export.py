@@ -144,6 +144,7 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str,
     manifest = Manifest.load(checkpoint)
     if manifest.task is not Task.reward:
         raise ValueError(f"export supports reward checkpoints; this one is {manifest.task.value}")
+    Manifest.model_validate({**manifest.model_dump(), "name": name})  # refuse a bad name first
     model = ScoringModel.load(checkpoint)
     encoder = PairEncoder.from_file(checkpoint / TOKENIZER_FILE, manifest.input)
     chosen, rejected = validation

@@ -97,6 +97,17 @@ def test_int8_is_rejected_and_reported_when_the_metric_drops(
     assert not (tmp_path / "model.int8.onnx").exists() and "model.int8.onnx" not in manifest.files
 
 
+def test_bad_name_or_directory_is_refused_before_any_work(trained_run: Path,
+                                                          tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="pattern"):
+        export.export_checkpoint(trained_run / "model", tmp_path, "Bad Name", ([], []))
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(FileNotFoundError, match="not a trained model or artifact directory"):
+        export.export_checkpoint(tmp_path / "nope", tmp_path, "x", ([], []))
+
+
 def test_store_round_trip_and_tampered_files_are_refused(artifact: tuple[Path, Manifest],
                                                          tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]
