@@ -37,7 +37,7 @@ def fixed_length_items(checkpoint: Path, length: int, count: int) -> list[Encode
     manifest = Manifest.load(checkpoint)
     fmt = manifest.input.model_copy(update={"max_length": length})
     encoder = PairEncoder.from_file(checkpoint / TOKENIZER_FILE, fmt)
-    pairs = load_reward_data().splits["validation"]
+    pairs = load_reward_data(other_sources=False).splits["validation"]
     items = encoder.encode_batch([p.prompt for p in pairs], [p.chosen for p in pairs])
     full = [item for item in items if len(item) == length]
     if len(full) < count:

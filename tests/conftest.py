@@ -103,7 +103,8 @@ def tiny_artifact(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -
     checkpoint = trained_run / "model"
     manifest = Manifest.load(checkpoint)
     encoder = PairEncoder.from_file(checkpoint / "tokenizer.json", manifest.input)
-    validation = EncodedPairs.build(encoder, load_reward_data().splits["validation"][:200])
+    validation = EncodedPairs.build(encoder, load_reward_data(
+        other_sources=False).splits["validation"][:200])
     out = tmp_path_factory.mktemp("artifact")
     export.export_checkpoint(checkpoint, out, "tiny-reward",
                              (validation.chosen, validation.rejected)).save(out)

@@ -180,7 +180,8 @@ def _export(args: argparse.Namespace) -> int:
 
     manifest = Manifest.load(args.checkpoint)
     encoder = PairEncoder.from_file(args.checkpoint / TOKENIZER_FILE, manifest.input)
-    validation = EncodedPairs.build(encoder, load_reward_data(args.data_dir).splits["validation"])
+    validation = EncodedPairs.build(encoder, load_reward_data(
+        args.data_dir, other_sources=False).splits["validation"])
     output = args.output or args.checkpoint.parent / "artifact"
     exported = export_checkpoint(args.checkpoint, output, args.name,
                                  (validation.chosen, validation.rejected))

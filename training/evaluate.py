@@ -34,14 +34,18 @@ class RewardData:
 
 
 def load_reward_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
-                     skip_invalid: bool = False) -> RewardData:
+                     skip_invalid: bool = False, other_sources: bool = True) -> RewardData:
     """hh-rlhf split by conversation, the other-source sets for evaluation, and users' own JSONL
-    files (`extra`), which join the split and get a test set of their own."""
-    fingerprints, hh = [], []
-    for name in HH_SUBSETS:
+    files (`extra`), which join the split and get a test set of their own. Callers that need
+    only the splits (export, benchmarks) pass other_sources=False and skip loading those sets."""
+    fingerprints: list[DataFingerprint] = []
+
+    def catalogued(name: str) -> list[PreferencePair]:
         loaded = catalogue.load(name, data_dir)
         fingerprints.append(catalogue.PREFERENCE_SETS[name].fingerprint(loaded))
-        hh += loaded.pairs
+        return loaded.pairs
+
+    hh = [pair for name in HH_SUBSETS for pair in catalogued(name)]
     for path in extra:
         loaded = Loaded(skip_invalid=skip_invalid)
         load_generic(path, loaded)
@@ -53,10 +57,8 @@ def load_reward_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
     eval_sets = {"hh-rlhf": [p for p in splits["test"] if p.subset.startswith("hh-rlhf/")]}
     eval_sets.update({path.stem: [p for p in splits["test"] if p.subset == path.stem]
                       for path in extra})
-    for name in OTHER_SOURCES:
-        loaded = catalogue.load(name, data_dir)
-        fingerprints.append(catalogue.PREFERENCE_SETS[name].fingerprint(loaded))
-        eval_sets[name] = loaded.pairs
+    if other_sources:
+        eval_sets.update({name: catalogued(name) for name in OTHER_SOURCES})
     return RewardData(splits, eval_sets, fingerprints)
 
 

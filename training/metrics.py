@@ -17,6 +17,11 @@ def sigmoid(x: ArrayLike) -> NDArray[np.float64]:
     return np.exp(-np.logaddexp(0.0, -x))
 
 
+def bin_index(probs: np.ndarray, bins: int) -> np.ndarray:
+    """Equal-width bin of each probability in [0, 1]; 1.0 falls in the last bin."""
+    return np.minimum((probs * bins).astype(int), bins - 1)
+
+
 def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, bins: int = 15) -> float:
     """Equal-width bins over [0, 1]; sum over bins of (share of items) * |accuracy - confidence|,
     where accuracy is the mean label and confidence the mean predicted probability."""
@@ -24,7 +29,7 @@ def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, bins: int = 
     y = np.asarray(labels, dtype=np.float64)
     if p.size == 0:
         return float("nan")
-    index = np.minimum((p * bins).astype(int), bins - 1)
+    index = bin_index(p, bins)
     total = 0.0
     for b in range(bins):
         in_bin = index == b

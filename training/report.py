@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
 import numpy as np
 
-from training.metrics import symmetrised
+from training.metrics import bin_index, symmetrised
 
 
 def write_json(path: Path, report: Mapping[str, Any]) -> Path:
@@ -57,7 +57,7 @@ def plot_reliability(curves: Mapping[str, tuple[np.ndarray, float]], path: Path,
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
     for label, (margins, temperature) in curves.items():
         probs, labels = symmetrised(margins, temperature)
-        index = np.minimum((probs * bins).astype(int), bins - 1)
+        index = bin_index(probs, bins)
         xs, ys = [], []
         for b in range(bins):
             mask = index == b

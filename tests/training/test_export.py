@@ -25,7 +25,8 @@ from training.scoring import score
 def validation(trained_run: Path) -> EncodedPairs:
     manifest = Manifest.load(trained_run / "model")
     encoder = PairEncoder.from_file(trained_run / "model" / "tokenizer.json", manifest.input)
-    return EncodedPairs.build(encoder, load_reward_data().splits["validation"][:200])
+    return EncodedPairs.build(encoder, load_reward_data(
+        other_sources=False).splits["validation"][:200])
 
 
 @pytest.fixture(scope="module")

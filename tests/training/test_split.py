@@ -32,3 +32,5 @@ def test_real_hh_rlhf_split_is_disjoint_by_prompt_and_conversation() -> None:
         assert not {p.group for p in splits[a]} & {p.group for p in splits[b]}
         assert not {str(p.prompt) for p in splits[a]} & {str(p.prompt) for p in splits[b]}
     assert data.eval_sets["hh-rlhf"] == splits["test"]
+    splits_only = load_reward_data(other_sources=False)
+    assert splits_only.splits == splits and set(splits_only.eval_sets) == {"hh-rlhf"}
