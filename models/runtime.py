@@ -7,7 +7,8 @@ it, and a missing engine is reported with the extra that brings it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +57,23 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[i
     return batches
 
 
+OnBatch = Callable[[int, int, float], None]  # (items, padded tokens, seconds)
+
+
 def run(session: onnxruntime.InferenceSession, items: Sequence[EncodedPair],
-        max_tokens: int = 4096, pad_id: int = 0) -> np.ndarray:
-    """Model outputs, shape (len(items), num_outputs), in the order of `items`."""
+        max_tokens: int = 4096, pad_id: int = 0, on_batch: OnBatch | None = None
+        ) -> np.ndarray:
+    """Model outputs, shape (len(items), num_outputs), in the order of `items`.
+    `on_batch` hears about every engine call (for metrics)."""
     if not items:
         raise ValueError("no items to score")
     outputs: np.ndarray | None = None
     for indices in token_budget_batches([len(item) for item in items], max_tokens):
         arrays = pad_batch([items[i] for i in indices], pad_id)
+        started = time.perf_counter()
         (logits,) = session.run([OUTPUT_NAME], {name: arrays[name] for name in INPUT_NAMES})
+        if on_batch is not None:
+            on_batch(len(indices), arrays["input_ids"].size, time.perf_counter() - started)
         if outputs is None:
             outputs = np.zeros((len(items), logits.shape[1]), dtype=np.float32)
         outputs[indices] = logits

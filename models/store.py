@@ -75,13 +75,22 @@ class Stored:
     manifest: Manifest
 
 
-def get(tag: str) -> Stored:
-    """A stored artifact by name (latest version) or name:version, verified."""
+def _find(tag: str) -> Any:
     bentoml = _bentoml()
     try:
-        model = bentoml.models.get(tag)
+        return bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         raise ArtifactError(f"no model {tag!r} in the store at {store_location()}") from None
+
+
+def resolve(tag: str) -> str:
+    """name or name:version -> the exact name:version in the local store (never remote)."""
+    return str(_find(tag).tag)
+
+
+def get(tag: str) -> Stored:
+    """A stored artifact by name (latest version) or name:version, verified."""
+    model = _find(tag)
     path = Path(model.path)
     return Stored(str(model.tag), path, verify(path))
 

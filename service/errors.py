@@ -12,6 +12,7 @@ class ErrorType(StrEnum):
     overloaded = "overloaded"
     unauthorised = "unauthorised"
     model_not_loaded = "model_not_loaded"
+    internal = "internal"  # a bug of ours, never bad input; the body says no more than that
 
 
 STATUS: dict[ErrorType, int] = {
@@ -20,6 +21,7 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.overloaded: 429,
     ErrorType.unauthorised: 401,
     ErrorType.model_not_loaded: 503,
+    ErrorType.internal: 500,
 }
 
 

@@ -1,13 +1,17 @@
-"""The reward model at serving time: prepare (tokenise), core (onnxruntime), post (answers).
+"""A model at serving time, in the three steps of the request path.
 
-One batchable primitive, `score`, serves /score, /compare and /rank: items are sorted by length
-and run in micro-batches under a token budget, so an item's score does not depend on what it
-was batched with. The graph and provider are chosen once, at load, and checked: a CUDA session
-that silently fell back to the CPU is refused.
+- `Front` (API process): prepare (tokenise, Rust `tokenizers`, batched) and post (normalise,
+  calibrate, rank). It never imports onnxruntime.
+- `Engine` (engine process): core, the onnxruntime session. Items are sorted by length and run
+  in micro-batches under a token budget, so an item's score does not depend on what it was
+  batched with. The graph and provider are chosen once, at load, and checked: a CUDA session
+  that silently fell back to the CPU is recorded as a problem and the engine never reports ready.
+- `RewardRuntime`: both in one process, for benchmarks and tests.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +21,10 @@ import numpy as np
 from models import store
 from models.inputs import EncodedPair, PairEncoder, Prompt
 from models.manifest import Manifest, Task
-from models.runtime import open_session, run
+from models.runtime import OnBatch, open_session, run
 from service.settings import Graph, Provider, Settings
+
+log = logging.getLogger(__name__)
 
 GRAPH_FILES = {Graph.fp32: "model.onnx", Graph.int8: "model.int8.onnx",
                Graph.fp16: "model.fp16.onnx"}
@@ -52,46 +58,24 @@ class RewardScore:
     response_truncated: bool
 
 
-class RewardRuntime:
-    def __init__(self, directory: Path, manifest: Manifest, settings: Settings) -> None:
-        if manifest.task is not Task.reward:
-            raise RuntimeError(f"{manifest.name} is a {manifest.task.value} model, not a reward "
-                               "model")
-        import onnxruntime
+class Front:
+    """Tokenisation and post-processing for one model: the cheap ends of the request path."""
 
-        self.manifest, self.settings = manifest, settings
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.tag = f"{manifest.name}:{manifest.version}"
         self.encoder = PairEncoder.from_file(directory / "tokenizer.json", manifest.input)
-        self.graph, providers = choose(directory, settings,
-                                       onnxruntime.get_available_providers())
-        self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
-                                    settings.threads)
-        self.provider = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
-        if CUDA in providers and self.provider != "cuda":
-            raise RuntimeError("CUDA was asked for but onnxruntime fell back to the CPU; "
-                               "refusing to serve at a fraction of the expected speed")
         self.temperature = manifest.calibration.temperature if manifest.calibration else None
         norm = manifest.normalisation
         self.mean, self.std = (norm.mean, norm.std) if norm else (0.0, 1.0)
 
-    @classmethod
-    def from_store(cls, tag: str, settings: Settings) -> RewardRuntime:
-        stored = store.get(tag)  # verifies every file's sha256
-        return cls(stored.path, stored.manifest, settings)
-
     def prepare(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedPair]:
         return self.encoder.encode_batch(prompts, responses)
 
-    def core(self, items: Sequence[EncodedPair]) -> np.ndarray:
-        return run(self.session, items, self.settings.max_batch_tokens, self.encoder.pad_id)[:, 0]
-
-    def post(self, items: Sequence[EncodedPair], rewards: np.ndarray) -> list[RewardScore]:
+    def post(self, items: Sequence[EncodedPair], rewards: Sequence[float]) -> list[RewardScore]:
         return [RewardScore(float(r), float((r - self.mean) / self.std), len(item),
                             item.prompt_truncated, item.response_truncated)
                 for item, r in zip(items, rewards, strict=True)]
-
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[RewardScore]:
-        items = self.prepare(prompts, responses)
-        return self.post(items, self.core(items))
 
     def preference(self, reward_a: float, reward_b: float) -> float:
         """Calibrated P(a preferred over b) = sigmoid((r_a - r_b) / T)."""
@@ -104,10 +88,58 @@ class RewardRuntime:
         z -= z.max()
         return np.exp(z) / np.exp(z).sum()
 
-    def warm_up(self) -> None:
+    def warm_up_items(self, count: int) -> list[EncodedPair]:
+        """`count` items at the model's full length: the largest shape the engine will see."""
+        filler = "word " * self.manifest.input.max_length
+        return self.prepare([filler] * count, [filler] * count)
+
+
+class Engine:
+    """One onnxruntime session over the artifact's chosen graph."""
+
+    def __init__(self, directory: Path, manifest: Manifest, settings: Settings) -> None:
+        import onnxruntime
+
+        self.settings = settings
+        self.graph, providers = choose(directory, settings,
+                                       onnxruntime.get_available_providers())
+        self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
+                                    settings.threads)
+        self.provider = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
+        self.problem: str | None = None
+        if CUDA in providers and self.provider != "cuda":
+            self.problem = ("CUDA was asked for but onnxruntime fell back to the CPU: refusing "
+                            "to report ready rather than serve at a fraction of the speed")
+            log.error(self.problem)
+        self.pad_id = PairEncoder.from_file(directory / "tokenizer.json", manifest.input).pad_id
+
+    def core(self, items: Sequence[EncodedPair], on_batch: OnBatch | None = None) -> np.ndarray:
+        """Raw outputs, shape (len(items), outputs)."""
+        return run(self.session, items, self.settings.max_batch_tokens, self.pad_id, on_batch)
+
+    def warm_up(self, front: Front) -> None:
         """Run the largest shape the service will see, so the first request pays nothing."""
-        length = self.manifest.input.max_length
+        length = front.manifest.input.max_length
         count = max(1, min(self.settings.max_batch_size,
                            self.settings.max_batch_tokens // length))
-        filler = "word " * length
-        self.score([filler] * count, [filler] * count)
+        self.core(front.warm_up_items(count))
+
+
+class RewardRuntime:
+    """Front and engine of a reward model in one process."""
+
+    def __init__(self, directory: Path, manifest: Manifest, settings: Settings) -> None:
+        if manifest.task is not Task.reward:
+            raise RuntimeError(f"{manifest.name} is a {manifest.task.value} model, not a reward "
+                               "model")
+        self.front = Front(directory, manifest)
+        self.engine = Engine(directory, manifest, settings)
+
+    @classmethod
+    def from_store(cls, tag: str, settings: Settings) -> RewardRuntime:
+        stored = store.get(tag)  # verifies every file's sha256
+        return cls(stored.path, stored.manifest, settings)
+
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[RewardScore]:
+        items = self.front.prepare(prompts, responses)
+        return self.front.post(items, self.engine.core(items)[:, 0].tolist())

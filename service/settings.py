@@ -43,13 +43,18 @@ class Settings(BaseSettings):
                                 "(default: all cores).")
     max_batch_size: int = Field(64, ge=1, le=1024, description="Most items per inference batch. "
                                 "On a GPU bigger batches raise throughput; on a CPU they do not.")
-    max_latency_ms: int = Field(25, ge=1, le=60_000, description="How long the adaptive batcher "
-                                "may hold a request to fill a batch.")
+    max_latency_ms: int = Field(10_000, ge=10, le=60_000, description="BentoML's batching "
+                                "deadline: a request still queued after this long is shed with "
+                                "429. A full CPU batch takes about a second, so seconds here; "
+                                "lower it on a GPU to shed load sooner.")
     max_batch_tokens: int = Field(8192, ge=256, le=1_048_576, description="Padded tokens per "
                                   "engine call; items are sorted by length so padding stays small.")
     max_items: int = Field(64, ge=1, le=4096, description="Most items (or pairs) in one request.")
-    max_chars: int = Field(32_000, ge=16, le=1_000_000, description="Most characters in one text "
-                           "field; longer input is refused with 413 before tokenisation.")
+    max_chars: int = Field(32_000, ge=16, le=1_000_000, description="Most characters in one "
+                           "response, candidate or prompt (all its messages together); longer "
+                           "input is refused with 413 before tokenisation.")
+    max_request_bytes: int = Field(8 << 20, ge=1024, le=1 << 30, description="Largest request "
+                                   "body; a bigger one is refused with 413 before parsing.")
     max_candidates: int = Field(64, ge=2, le=1024, description="Most candidates in one rank "
                                 "request.")
     api_key: SecretStr | None = Field(None, description="When set, /v1/* needs 'Authorization: "
@@ -67,3 +72,16 @@ class Settings(BaseSettings):
             raise ValueError("ALIGNSERVE_GRAPH=fp16 needs ALIGNSERVE_PROVIDER=cuda: "
                              "the CPU has no fast fp16 kernels")
         return self
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or start-up stops with one readable message."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"]
+            else e["msg"] for e in exc.errors(include_input=False))
+        raise SystemExit(f"alignserve: invalid settings: {problems}") from None

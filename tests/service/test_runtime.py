@@ -43,13 +43,14 @@ def test_score_is_independent_of_batch_company(runtime: RewardRuntime) -> None:
 
 def test_post_processing(runtime: RewardRuntime) -> None:
     scores = runtime.score(PROMPTS, RESPONSES)
+    front = runtime.front
     for s in scores:
-        assert s.normalised == pytest.approx((s.reward - runtime.mean) / runtime.std, abs=1e-5)
+        assert s.normalised == pytest.approx((s.reward - front.mean) / front.std, abs=1e-5)
     a, b = scores[0].reward, scores[1].reward
-    t = runtime.temperature or 1.0
-    assert runtime.preference(a, b) == pytest.approx(1 / (1 + np.exp(-(a - b) / t)))
-    assert runtime.preference(a, b) + runtime.preference(b, a) == pytest.approx(1.0)
-    probs = runtime.rank_probabilities([s.reward for s in scores])
+    t = runtime.front.temperature or 1.0
+    assert runtime.front.preference(a, b) == pytest.approx(1 / (1 + np.exp(-(a - b) / t)))
+    assert runtime.front.preference(a, b) + runtime.front.preference(b, a) == pytest.approx(1.0)
+    probs = runtime.front.rank_probabilities([s.reward for s in scores])
     assert probs.sum() == pytest.approx(1.0)
     assert list(np.argsort(-probs)) == list(np.argsort([-s.reward for s in scores]))
 
@@ -57,5 +58,5 @@ def test_post_processing(runtime: RewardRuntime) -> None:
 def test_truncation_is_reported_and_warm_up_runs(runtime: RewardRuntime) -> None:
     (long,) = runtime.score(["weather " * 200], ["good"])
     assert long.prompt_truncated and not long.response_truncated
-    assert long.tokens == runtime.manifest.input.max_length
-    runtime.warm_up()
+    assert long.tokens == runtime.front.manifest.input.max_length
+    runtime.engine.warm_up(runtime.front)

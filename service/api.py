@@ -1,0 +1,312 @@
+"""The public HTTP API (/v1), a FastAPI app that the BentoML service mounts.
+
+Why an ASGI app and not `@bentoml.api` endpoints: BentoML answers bad input with its own body
+and turns 401 and 5xx bodies into generic text, while this service promises one closed error
+taxonomy with a JSON body `{error, error_type}` everywhere. BentoML still merges these routes
+into its OpenAPI page at /docs and serves /livez, /readyz and /metrics itself.
+
+Each route: validate (pydantic, 422) -> limits (413) -> tokenise here -> score in the engine
+(batched there) -> post-process -> answer, with the model version and a Server-Timing header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from models.inputs import Prompt
+from service import metrics
+from service.errors import ErrorType, ServiceError
+from service.runtime import Front, RewardScore
+from service.schemas import (
+    CompareRequest,
+    CompareResponse,
+    Comparison,
+    EngineInfo,
+    EngineItem,
+    EngineResult,
+    ErrorBody,
+    ModelInfo,
+    ModelsResponse,
+    Prompted,
+    Ranked,
+    RankRequest,
+    RankResponse,
+    Score,
+    ScoreRequest,
+    ScoreResponse,
+    Truncation,
+)
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EngineCall = Callable[[list[EngineItem]], Awaitable[list[EngineResult]]]
+
+
+@dataclass
+class RewardBackend:
+    """What the reward routes need: the front (tokeniser, calibration) and the engine."""
+
+    front: Front
+    score: EngineCall
+    info: Callable[[], Awaitable[EngineInfo]]
+
+
+@dataclass
+class Backend:
+    settings: Settings
+    reward: RewardBackend | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Timing:
+    """Server-Timing, in milliseconds, for the stages of one request."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def header(self) -> str:
+        return ", ".join(f"{name};dur={ms:.1f}" for name, ms in self.stages.items())
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description} for status, description in [
+        (401, "missing or wrong API key"), (413, "too many items or too much text"),
+        (422, "malformed body: invalid JSON, a missing field, a wrong type, empty text"),
+        (429, "overloaded: retry after the Retry-After header's seconds"),
+        (503, "the model is not loaded or not ready")]}
+
+app = FastAPI(title="alignserve", version="1", docs_url=None, redoc_url=None, openapi_url=None,
+              description="Score text against human preferences.")
+
+
+def backend_of(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    metrics.FAILURES.labels(error.error_type.value).inc()
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
+
+
+@app.exception_handler(ServiceError)
+async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    log.info("%s %s -> %s: %s", request.method, request.url.path, exc.status, exc.message)
+    return error_response(exc)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # Say where and what, never echo the input: customers' messages are private.
+    problems = []
+    for error in exc.errors()[:10]:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    message = "; ".join(problems) or "invalid request body"
+    log.info("%s %s -> 422: %s", request.method, request.url.path, message)
+    return error_response(ServiceError(ErrorType.validation, message))
+
+
+@app.exception_handler(Exception)
+async def _bug(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return error_response(ServiceError(ErrorType.internal, "internal error; see the service log"))
+
+
+class Guard(BaseHTTPMiddleware):
+    """API key (when set, compared in constant time) and body size, before any parsing."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        settings = backend_of(request).settings
+        if settings.api_key is not None:
+            expected = f"Bearer {settings.api_key.get_secret_value()}".encode()
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                response = error_response(ServiceError(
+                    ErrorType.unauthorised, "missing or wrong API key: send "
+                    "'Authorization: Bearer <key>'"))
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit()
+                                   or int(length) > settings.max_request_bytes):
+            return error_response(ServiceError(
+                ErrorType.too_large, f"the body is larger than {settings.max_request_bytes} "
+                "bytes (ALIGNSERVE_MAX_REQUEST_BYTES)"))
+        return await call_next(request)
+
+
+app.add_middleware(Guard)
+
+
+def check_count(what: str, count: int, limit: int, setting: str) -> None:
+    if count > limit:
+        raise ServiceError(ErrorType.too_large, f"{count} {what} in one request; the limit is "
+                           f"{limit} ({setting})")
+
+
+def check_text(where: str, texts: Sequence[str], settings: Settings) -> None:
+    size = sum(len(t) for t in texts)
+    if size > settings.max_chars:
+        raise ServiceError(ErrorType.too_large, f"{where} has {size} characters; the limit is "
+                           f"{settings.max_chars} (ALIGNSERVE_MAX_CHARS)")
+
+
+def reward_backend(backend: Backend) -> RewardBackend:
+    if backend.reward is None:
+        raise ServiceError(ErrorType.model_not_loaded, "this service runs no reward model")
+    return backend.reward
+
+
+async def call_engine(reward: RewardBackend, items: list[EngineItem]) -> list[EngineResult]:
+    try:
+        return await reward.score(items)
+    except Exception as exc:
+        if getattr(exc, "error_code", None) == HTTPStatus.SERVICE_UNAVAILABLE:
+            raise ServiceError(ErrorType.overloaded, "the engine's queue is full; retry later",
+                               retry_after_s=1) from exc
+        if type(exc).__module__.split(".")[0] in {"httpx", "aiohttp"} or isinstance(
+                exc, ConnectionError):
+            raise ServiceError(ErrorType.model_not_loaded,
+                               "the reward engine is not reachable") from exc
+        raise
+
+
+async def reward_scores(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
+                        timing: Timing) -> list[RewardScore]:
+    """Tokenise here, score in the engine, post-process here."""
+    reward = reward_backend(backend)
+    front = reward.front
+    name = front.manifest.name
+    started = time.perf_counter()
+    items = front.prepare(prompts, responses)
+    tokenised = time.perf_counter() - started
+    metrics.TOKENISATION.labels(name).observe(tokenised)
+    for item in items:
+        metrics.INPUT_TOKENS.labels(name).observe(len(item))
+        if item.prompt_truncated:
+            metrics.TRUNCATIONS.labels(name, "prompt").inc()
+        if item.response_truncated:
+            metrics.TRUNCATIONS.labels(name, "response").inc()
+    now = time.time()
+    results = await call_engine(reward, [EngineItem(input_ids=i.input_ids,
+                                                    token_type_ids=i.token_type_ids,
+                                                    sent_at=now) for i in items])
+    scores = front.post(items, [r.outputs[0] for r in results])
+    observe = metrics.REWARD.labels(name, front.manifest.version).observe
+    for score in scores:
+        observe(score.normalised)
+    timing.stages["tokenise"] = tokenised * 1000
+    timing.stages["queue"] = max(r.queue_s for r in results) * 1000
+    timing.stages["inference"] = max(r.inference_s for r in results) * 1000
+    return scores
+
+
+def finish(response: Response, front: Front, timing: Timing, started: float) -> None:
+    timing.stages["total"] = (time.perf_counter() - started) * 1000
+    response.headers["X-Model-Version"] = front.tag
+    response.headers["Server-Timing"] = timing.header()
+
+
+def prompt_of(where: str, prompted: Prompted, settings: Settings) -> Prompt:
+    check_text(where, prompted.texts(), settings)
+    return prompted.as_prompt()
+
+
+@app.post("/reward/score", response_model=ScoreResponse, responses=ERRORS,
+          summary="Score responses to prompts with the reward model")
+async def score(body: ScoreRequest, request: Request, response: Response) -> ScoreResponse:
+    started, timing, backend = time.perf_counter(), Timing(), backend_of(request)
+    settings = backend.settings
+    check_count("items", len(body.items), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
+    prompts = [prompt_of(f"items[{i}] prompt", item, settings)
+               for i, item in enumerate(body.items)]
+    for i, item in enumerate(body.items):
+        check_text(f"items[{i}].response", [item.response], settings)
+    scores = await reward_scores(backend, prompts, [i.response for i in body.items], timing)
+    front = reward_backend(backend).front
+    finish(response, front, timing, started)
+    return ScoreResponse(model=front.tag, results=[
+        Score(reward=s.reward, normalised_reward=s.normalised, tokens=s.tokens,
+              truncated=Truncation(prompt=s.prompt_truncated, response=s.response_truncated))
+        for s in scores])
+
+
+@app.post("/reward/compare", response_model=CompareResponse, responses=ERRORS,
+          summary="Calibrated probability that response_a is preferred over response_b")
+async def compare(body: CompareRequest, request: Request, response: Response
+                  ) -> CompareResponse:
+    started, timing, backend = time.perf_counter(), Timing(), backend_of(request)
+    settings = backend.settings
+    pairs = body.pairs or []
+    check_count("pairs", len(pairs), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
+    prompts = [prompt_of(f"pairs[{i}] prompt", pair, settings) for i, pair in enumerate(pairs)]
+    for i, pair in enumerate(pairs):
+        check_text(f"pairs[{i}].response_a", [pair.response_a], settings)
+        check_text(f"pairs[{i}].response_b", [pair.response_b], settings)
+    # Both sides of every pair in one engine call: a's first, then b's.
+    scores = await reward_scores(backend, prompts * 2, [p.response_a for p in pairs]
+                                 + [p.response_b for p in pairs], timing)
+    front = reward_backend(backend).front
+    results = []
+    for a, b in zip(scores[:len(pairs)], scores[len(pairs):], strict=True):
+        p = front.preference(a.reward, b.reward)
+        results.append(Comparison(p_a_over_b=p, reward_a=a.reward, reward_b=b.reward,
+                                  preferred="a" if a.reward >= b.reward else "b"))
+    finish(response, front, timing, started)
+    return CompareResponse(model=front.tag, results=results)
+
+
+@app.post("/reward/rank", response_model=RankResponse, responses=ERRORS,
+          summary="Rank candidate responses to one prompt (best-of-n)")
+async def rank(body: RankRequest, request: Request, response: Response) -> RankResponse:
+    started, timing, backend = time.perf_counter(), Timing(), backend_of(request)
+    settings = backend.settings
+    check_count("candidates", len(body.candidates), settings.max_candidates,
+                "ALIGNSERVE_MAX_CANDIDATES")
+    prompt = prompt_of("prompt", body, settings)
+    for i, candidate in enumerate(body.candidates):
+        check_text(f"candidates[{i}]", [candidate], settings)
+    scores = await reward_scores(backend, [prompt] * len(body.candidates), body.candidates,
+                                 timing)
+    front = reward_backend(backend).front
+    rewards = [s.reward for s in scores]
+    probabilities = front.rank_probabilities(rewards)
+    # Stable: equal rewards keep the request's order.
+    order = sorted(range(len(rewards)), key=lambda i: -rewards[i])[:body.top_k]
+    finish(response, front, timing, started)
+    return RankResponse(model=front.tag, best_index=order[0], ranking=[
+        Ranked(index=i, reward=rewards[i], probability=float(probabilities[i])) for i in order])
+
+
+@app.get("/models", response_model=ModelsResponse, responses=ERRORS,
+         summary="The models this service runs")
+async def models(request: Request) -> ModelsResponse:
+    backend = backend_of(request)
+    loaded = []
+    if backend.reward is not None:
+        front = backend.reward.front
+        try:
+            info = await backend.reward.info()
+        except Exception as exc:
+            raise ServiceError(ErrorType.model_not_loaded,
+                               "the reward engine is not reachable") from exc
+        manifest = front.manifest
+        loaded.append(ModelInfo(
+            name=manifest.name, version=manifest.version, task=manifest.task.value,
+            labels=manifest.labels, provider=info.provider, quantisation=info.quantisation,
+            max_length=manifest.input.max_length, temperature=front.temperature,
+            metrics=manifest.metrics))
+    return ModelsResponse(models=loaded)

@@ -1,0 +1,47 @@
+"""The service's own Prometheus metrics, on top of BentoML's request metrics.
+
+Plain prometheus_client objects: `bentoml serve` sets PROMETHEUS_MULTIPROC_DIR before it imports
+the service in each worker, so the engine's and the API's samples meet in one /metrics.
+Buckets are chosen for what each measures on this service (see the comments), not defaults.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX = "alignserve_"
+POWERS_OF_TWO = tuple(float(2**k) for k in range(11))  # 1 .. 1024
+
+# Items and padded tokens per onnxruntime call: how full the micro-batches are.
+BATCH_ITEMS = Histogram(f"{PREFIX}batch_items", "Items per inference batch.", ["model"],
+                        buckets=POWERS_OF_TWO)
+BATCH_TOKENS = Histogram(f"{PREFIX}batch_tokens", "Padded tokens per inference batch "
+                         "(items x longest item).", ["model"],
+                         buckets=tuple(float(2**k) for k in range(5, 17)))
+# Hand-off to the engine until its batch starts: ~1 ms idle, seconds when saturated.
+QUEUE_WAIT = Histogram(f"{PREFIX}queue_wait_seconds", "Time an item waits for its inference "
+                       "batch to start.", ["model"],
+                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+TOKENISATION = Histogram(f"{PREFIX}tokenisation_seconds", "Tokenisation time per request.",
+                         ["model"], buckets=(.0001, .00025, .0005, .001, .0025, .005, .01, .025,
+                                             .05, .1))
+# One MiniLM item is ~5-20 ms on a CPU core; a full batch is around a second.
+INFERENCE = Histogram(f"{PREFIX}inference_seconds", "onnxruntime time per inference batch.",
+                      ["model"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
+                                          2.5, 5, 10))
+INPUT_TOKENS = Histogram(f"{PREFIX}input_tokens", "Tokens per item after truncation.",
+                         ["model"], buckets=(8, 16, 32, 64, 96, 128, 192, 256, 384, 512))
+TRUNCATIONS = Counter(f"{PREFIX}truncations_total", "Items cut to fit the model's length, by "
+                      "the field that was cut.", ["model", "field"])
+FAILURES = Counter(f"{PREFIX}failures_total", "Requests answered with an error, by type.",
+                   ["error_type"])
+# Normalised on the validation responses, so a healthy stream sits around mean 0, std 1:
+# a drifting mean is visible without knowing the model's raw scale.
+REWARD = Histogram(f"{PREFIX}reward_normalised", "Normalised reward of every scored response.",
+                   ["model", "version"],
+                   buckets=(-3, -2, -1.5, -1, -.5, 0, .5, 1, 1.5, 2, 3))
+MODEL_INFO = Gauge(f"{PREFIX}model_info", "1 for each model the service runs.",
+                   ["model", "version", "task", "provider", "quantisation"],
+                   multiprocess_mode="max")
+READY = Gauge(f"{PREFIX}model_ready", "1 once the model is loaded and warmed up, 0 before or "
+              "when it refused to serve.", ["model"], multiprocess_mode="max")

@@ -1,0 +1,213 @@
+"""The HTTP contract: request and response bodies, validated by pydantic at the edge.
+
+Structure and types are checked here (a bad body is a 422). Size limits depend on the settings
+and are checked by `service.limits` (a body that is too large is a 413). Every request model has
+an example, which the OpenAPI page at /docs shows.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from models.inputs import Message as ChatMessage
+from models.inputs import Prompt
+from service.errors import ErrorType
+
+
+def _clean(text: str) -> str:
+    """Text must be valid Unicode with some content: a lone surrogate (legal in JSON's \\u
+    escapes, not in UTF-8) would otherwise fail deep inside the tokenizer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text is not valid Unicode (it contains an unpaired surrogate)") from exc
+    if not text.strip():
+        raise ValueError("text is empty")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_clean)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Text
+
+
+class Prompted(Strict):
+    """A prompt: either plain text (one user turn) or a chat history."""
+
+    prompt: Text | None = Field(None, description="The user's message.")
+    messages: list[Message] | None = Field(None, min_length=1, description="A chat history, "
+                                           "oldest first; the response answers the last turn.")
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> Prompted:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        return self
+
+    def as_prompt(self) -> Prompt:
+        if self.prompt is not None:
+            return self.prompt
+        return [ChatMessage(m.role, m.content) for m in self.messages or []]
+
+    def texts(self) -> list[str]:
+        if self.prompt is not None:
+            return [self.prompt]
+        return [m.content for m in self.messages or []]
+
+
+class ScoreItem(Prompted):
+    response: Text
+
+
+class ScoreRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"items": [
+        {"prompt": "How do I reset my password?",
+         "response": "Open Settings, choose Security, then Reset password."},
+        {"messages": [{"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello! How can I help?"},
+                      {"role": "user", "content": "Cancel my order"}],
+         "response": "I can help with that. What is the order number?"}]}]})
+    items: list[ScoreItem] = Field(..., min_length=1)
+
+
+class Truncation(BaseModel):
+    prompt: bool = Field(..., description="The prompt was cut from the left to fit.")
+    response: bool = Field(..., description="The response was cut from the right to fit.")
+
+
+class Score(BaseModel):
+    reward: float = Field(..., description="The raw reward: only differences are meaningful.")
+    normalised_reward: float = Field(..., description="(reward - mean) / std over the "
+                                     "validation responses: 0 is a typical response.")
+    tokens: int
+    truncated: Truncation
+
+
+class ScoreResponse(BaseModel):
+    model: str = Field(..., description="name:version of the model that answered.")
+    results: list[Score]
+
+
+class ComparePair(Prompted):
+    response_a: Text
+    response_b: Text
+
+
+class CompareRequest(Strict):
+    """One pair (prompt or messages, response_a, response_b) or a list of them in `pairs`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"prompt": "My card was charged twice.",
+         "response_a": "Sorry about that. I have refunded the duplicate charge.",
+         "response_b": "Not my problem."},
+        {"pairs": [{"prompt": "Hi", "response_a": "Hello!", "response_b": "What?"}]}]})
+    prompt: Text | None = None
+    messages: list[Message] | None = Field(None, min_length=1)
+    response_a: Text | None = None
+    response_b: Text | None = None
+    pairs: list[ComparePair] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CompareRequest:
+        single = [self.prompt, self.messages, self.response_a, self.response_b]
+        if self.pairs is not None and any(v is not None for v in single):
+            raise ValueError("give either 'pairs' or one pair's fields, not both")
+        if self.pairs is None:
+            a, b = self.response_a, self.response_b
+            if a is None or b is None:
+                raise ValueError("give one pair (prompt or messages, response_a, response_b) "
+                                 "or a list of them in 'pairs'")
+            if (self.prompt is None) == (self.messages is None):
+                raise ValueError("give exactly one of 'prompt' or 'messages'")
+            # Every field was validated above; a nested model would be validated twice.
+            self.pairs = [ComparePair.model_construct(
+                prompt=self.prompt, messages=self.messages, response_a=a, response_b=b)]
+        return self
+
+
+class Comparison(BaseModel):
+    p_a_over_b: float = Field(..., description="Calibrated P(response_a is preferred): "
+                              "sigmoid((reward_a - reward_b) / T), T fitted on validation.")
+    reward_a: float
+    reward_b: float
+    preferred: Literal["a", "b"]
+
+
+class CompareResponse(BaseModel):
+    model: str
+    results: list[Comparison]
+
+
+class RankRequest(Prompted):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "prompt": "Where is my parcel?",
+        "candidates": ["It is out for delivery and arrives today.", "Dunno.",
+                       "Let me check: what is your tracking number?"],
+        "top_k": 2}]})
+    candidates: list[Text] = Field(..., min_length=1)
+    top_k: int | None = Field(None, ge=1, description="Return only the best k.")
+
+
+class Ranked(BaseModel):
+    index: int = Field(..., description="Position of the candidate in the request.")
+    reward: float
+    probability: float = Field(..., description="Calibrated P(this candidate is the best): "
+                               "softmax(reward / T) over all candidates.")
+
+
+class RankResponse(BaseModel):
+    model: str
+    best_index: int
+    ranking: list[Ranked]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    task: str
+    labels: list[str]
+    provider: Literal["cpu", "cuda"]
+    quantisation: Literal["fp32", "int8", "fp16"]
+    max_length: int
+    temperature: float | None
+    metrics: dict[str, dict[str, float]]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(..., description="What was wrong, in words a caller can act on.")
+    error_type: ErrorType
+
+
+# The wire format between the API process and an engine process (not public).
+
+
+class EngineItem(BaseModel):
+    input_ids: list[int]
+    token_type_ids: list[int]
+    sent_at: float = Field(..., description="time.time() when the API handed the item over.")
+
+
+class EngineResult(BaseModel):
+    outputs: list[float]
+    queue_s: float = Field(..., description="From hand-over until the item's batch started.")
+    inference_s: float = Field(..., description="onnxruntime time of the merged batch.")
+
+
+class EngineInfo(BaseModel):
+    tag: str
+    provider: Literal["cpu", "cuda"]
+    quantisation: Literal["fp32", "int8", "fp16"]
+    problem: str | None

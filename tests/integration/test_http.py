@@ -1,0 +1,214 @@
+"""Every endpoint of a real `bentoml serve` on the tiny model: answers, consistency between
+endpoints, batch invariance through the adaptive batcher, every kind of bad input, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import httpx
+import pytest
+
+from service.client import AlignServeError, AsyncClient, Client
+from tests.integration.conftest import API_KEY
+
+PROMPT = "how can i get a refund for my order"
+SHORT, LONG = "sorry", "the refund will arrive in a day please wait for the money " * 5
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Any:
+    with Client(server) as c:
+        yield c
+
+
+def test_score_answers_with_model_version_and_timing(server: str) -> None:
+    body = {"items": [{"prompt": PROMPT, "response": "good answer"},
+                      {"prompt": "weather " * 300, "response": SHORT}]}
+    response = httpx.post(f"{server}/v1/reward/score", json=body)
+    assert response.status_code == 200
+    data = response.json()
+    assert response.headers["x-model-version"] == data["model"]
+    timing = response.headers["server-timing"]
+    stages = {part.split(";")[0].strip() for part in timing.split(",")}
+    assert stages == {"tokenise", "queue", "inference", "total"}
+    first, second = data["results"]
+    assert first["truncated"] == {"prompt": False, "response": False}
+    assert second["truncated"]["prompt"] and not second["truncated"]["response"]
+    assert all(math.isfinite(r["reward"]) for r in data["results"])
+
+
+def test_messages_and_plain_prompt_are_the_same_input(client: Client) -> None:
+    plain = client.score([{"prompt": PROMPT, "response": SHORT}]).results[0]
+    chat = client.score([{"messages": [{"role": "user", "content": PROMPT}],
+                          "response": SHORT}]).results[0]
+    assert chat.reward == pytest.approx(plain.reward, abs=1e-6)
+    history = client.score([{"messages": [{"role": "user", "content": "hello"},
+                                          {"role": "assistant", "content": "hi"},
+                                          {"role": "user", "content": PROMPT}],
+                             "response": SHORT}]).results[0]
+    assert history.tokens > chat.tokens
+
+
+def test_compare_agrees_with_two_scores(client: Client) -> None:
+    a, b = client.score([{"prompt": PROMPT, "response": SHORT},
+                         {"prompt": PROMPT, "response": LONG}]).results
+    temperature = client.models().models[0].temperature or 1.0
+    (result,) = client.compare(prompt=PROMPT, response_a=SHORT, response_b=LONG).results
+    assert result.reward_a == pytest.approx(a.reward, abs=1e-5)
+    assert result.reward_b == pytest.approx(b.reward, abs=1e-5)
+    expected = 1 / (1 + math.exp(-(a.reward - b.reward) / temperature))
+    assert result.p_a_over_b == pytest.approx(expected, abs=1e-5)
+    assert result.preferred == ("a" if a.reward >= b.reward else "b")
+    swapped = client.compare(pairs=[{"prompt": PROMPT, "response_a": LONG,
+                                     "response_b": SHORT}]).results[0]
+    assert swapped.p_a_over_b == pytest.approx(1 - result.p_a_over_b, abs=1e-5)
+
+
+def test_rank_order_equals_score_order(client: Client) -> None:
+    candidates = [SHORT, LONG, "good answer", "thanks for the question about the card",
+                  "i can help you with the refund"]
+    rewards = [s.reward for s in client.score(
+        [{"prompt": PROMPT, "response": c} for c in candidates]).results]
+    ranked = client.rank(prompt=PROMPT, candidates=candidates)
+    assert [r.index for r in ranked.ranking] == sorted(range(5), key=lambda i: -rewards[i])
+    assert ranked.best_index == ranked.ranking[0].index
+    assert sum(r.probability for r in ranked.ranking) == pytest.approx(1.0)
+    for r in ranked.ranking:
+        assert r.reward == pytest.approx(rewards[r.index], abs=1e-5)
+    top = client.rank(prompt=PROMPT, candidates=candidates, top_k=2)
+    assert [r.index for r in top.ranking] == [r.index for r in ranked.ranking[:2]]
+
+
+def test_a_score_does_not_depend_on_its_batch(server: str, client: Client) -> None:
+    """Alone, inside a mixed-length request, and merged by the batcher with concurrent
+    requests: the same item gets the same fp32 score within 1e-4."""
+    item = {"prompt": PROMPT, "response": "good answer"}
+    alone = client.score([item]).results[0].reward
+    mixed = [{"prompt": PROMPT * k, "response": LONG[: 10 * k + 5]} for k in range(1, 12)]
+    inside = client.score([*mixed[:5], item, *mixed[5:]]).results[5].reward
+    assert abs(inside - alone) <= 1e-4
+
+    async def concurrently() -> list[float]:
+        async with AsyncClient(server) as async_client:
+            answers = await asyncio.gather(*(
+                async_client.score([*mixed[:k], item]) for k in range(12)))
+        return [a.results[-1].reward for a in answers]
+
+    for reward in asyncio.run(concurrently()):
+        assert abs(reward - alone) <= 1e-4
+
+
+def test_models_lists_the_served_model(client: Client) -> None:
+    (model,) = client.models().models
+    assert model.task == "reward" and model.provider == "cpu" and model.quantisation == "fp32"
+    assert model.name == "tiny-reward" and "validation" in model.metrics
+
+
+TOO_MANY = {"items": [{"prompt": "a", "response": "b"}] * 65}
+BAD_INPUT = [
+    ("empty items", "/v1/reward/score", {"items": []}, 422),
+    ("empty response", "/v1/reward/score", {"items": [{"prompt": "a", "response": ""}]}, 422),
+    ("blank prompt", "/v1/reward/score", {"items": [{"prompt": "  ", "response": "b"}]}, 422),
+    ("no prompt", "/v1/reward/score", {"items": [{"response": "b"}]}, 422),
+    ("both prompts", "/v1/reward/score",
+     {"items": [{"prompt": "a", "messages": [{"role": "user", "content": "a"}],
+                 "response": "b"}]}, 422),
+    ("missing field", "/v1/reward/score", {"items": [{"prompt": "a"}]}, 422),
+    ("wrong type", "/v1/reward/score", {"items": [{"prompt": "a", "response": 5}]}, 422),
+    ("not a list", "/v1/reward/score", {"items": "a"}, 422),
+    ("unknown field", "/v1/reward/score",
+     {"items": [{"prompt": "a", "response": "b", "temperature": 1}]}, 422),
+    ("bad role", "/v1/reward/score",
+     {"items": [{"messages": [{"role": "robot", "content": "a"}], "response": "b"}]}, 422),
+    ("too many", "/v1/reward/score", TOO_MANY, 413),
+    ("too long", "/v1/reward/score", {"items": [{"prompt": "a", "response": "x" * 32_001}]},
+     413),
+    ("too long chat", "/v1/reward/score",
+     {"items": [{"messages": [{"role": "user", "content": "x" * 20_000}] * 2,
+                 "response": "b"}]}, 413),
+    ("compare half a pair", "/v1/reward/compare", {"prompt": "a", "response_a": "b"}, 422),
+    ("compare both forms", "/v1/reward/compare",
+     {"prompt": "a", "response_a": "b", "response_b": "c",
+      "pairs": [{"prompt": "a", "response_a": "b", "response_b": "c"}]}, 422),
+    ("rank no candidates", "/v1/reward/rank", {"prompt": "a", "candidates": []}, 422),
+    ("rank top_k 0", "/v1/reward/rank", {"prompt": "a", "candidates": ["b"], "top_k": 0}, 422),
+    ("rank too many", "/v1/reward/rank", {"prompt": "a", "candidates": ["b"] * 65}, 413),
+]
+
+
+@pytest.mark.parametrize(("case", "path", "body", "status"), BAD_INPUT,
+                         ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_gets_its_status_and_a_json_error(server: str, case: str, path: str,
+                                                    body: Any, status: int) -> None:
+    response = httpx.post(f"{server}{path}", json=body)
+    assert response.status_code == status, response.text
+    data = response.json()
+    assert set(data) == {"error", "error_type"}
+    assert data["error_type"] == {422: "validation", 413: "too_large"}[status]
+    assert "x" * 100 not in data["error"]  # the input itself is never echoed
+
+
+@pytest.mark.parametrize("raw", [b"{bad json", b"", b"\xff\xfe", b"[]", b"null",
+                                 b'{"items": [{"prompt": "\\ud800", "response": "b"}]}',
+                                 b'{"items": [{"prompt": "a\\u0000", "response": "\\udfff"}]}'],
+                         ids=["invalid", "empty", "not utf-8", "array", "null",
+                              "lone surrogate", "low surrogate"])
+def test_malformed_bodies_are_422(server: str, raw: bytes) -> None:
+    response = httpx.post(f"{server}/v1/reward/score", content=raw,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error_type"] == "validation"
+
+
+def test_odd_but_valid_unicode_is_scored(client: Client) -> None:
+    odd = ["emoji 🤖🎉", "zero\u200bwidth", "RTL \u202etext", "combining e\u0301", "中文 测试",
+           "nul\u0000byte"]
+    results = client.score([{"prompt": text, "response": text} for text in odd]).results
+    assert len(results) == len(odd) and all(math.isfinite(r.reward) for r in results)
+
+
+def test_a_body_over_the_byte_limit_is_413_before_parsing(server: str) -> None:
+    response = httpx.post(f"{server}/v1/reward/score", content=b"x" * (8 << 20 | 1),
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error_type"] == "too_large"
+
+
+def test_client_raises_the_service_error(client: Client) -> None:
+    with pytest.raises(AlignServeError) as caught:
+        client.score([{"prompt": "a", "response": "b"}] * 65)
+    assert caught.value.status == 413 and caught.value.error_type == "too_large"
+
+
+def test_auth_when_a_key_is_set(keyed_server: str) -> None:
+    body = {"items": [{"prompt": PROMPT, "response": SHORT}]}
+    url = f"{keyed_server}/v1/reward/score"
+    for headers in [{}, {"Authorization": "Bearer wrong-key-wrong-key-wrong"},
+                    {"Authorization": API_KEY}]:
+        response = httpx.post(url, json=body, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error_type"] == "unauthorised"
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{keyed_server}/v1/models").status_code == 401
+    with Client(keyed_server, api_key=API_KEY) as client:
+        assert len(client.score(body["items"]).results) == 1
+        with pytest.raises(AlignServeError, match="too_large"):  # ALIGNSERVE_MAX_ITEMS=4
+            client.score(body["items"] * 5)
+    for open_path in ["/livez", "/readyz", "/metrics"]:
+        assert httpx.get(f"{keyed_server}{open_path}").status_code == 200
+
+
+def test_auth_off_by_default(server: str) -> None:
+    assert httpx.get(f"{server}/v1/models").status_code == 200
+
+
+def test_openapi_documents_every_endpoint_with_an_example(server: str) -> None:
+    spec = httpx.get(f"{server}/docs.json").json()
+    for path in ["/v1/reward/score", "/v1/reward/compare", "/v1/reward/rank"]:
+        operation = spec["paths"][path]["post"]
+        assert "422" in operation["responses"] and "413" in operation["responses"]
+    schemas = spec["components"]["schemas"]
+    for name in ["ScoreRequest", "CompareRequest", "RankRequest"]:
+        assert schemas[name].get("examples"), name
+    assert "/v1/models" in spec["paths"]
