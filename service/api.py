@@ -5,18 +5,18 @@ and turns 401 and 5xx bodies into generic text, while this service promises one 
 taxonomy with a JSON body `{error, error_type}` everywhere. BentoML still merges these routes
 into its OpenAPI page at /docs and serves /livez, /readyz and /metrics itself.
 
-Each route: validate (pydantic, 422) -> limits (413) -> tokenise here -> score in the engine
-(batched there) -> post-process -> answer, with the model version and a Server-Timing header.
+Each route: validate (pydantic, 422) -> limits (413) -> tokenise -> batch queue (429 when
+full) -> engine -> post-process -> answer, with the model version and a Server-Timing header.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -26,15 +26,13 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from models.inputs import Prompt
 from service import metrics
+from service.batching import Batcher
 from service.errors import ErrorType, ServiceError
-from service.runtime import Front, RewardScore
+from service.runtime import Engine, Front, RewardScore
 from service.schemas import (
     CompareRequest,
     CompareResponse,
     Comparison,
-    EngineInfo,
-    EngineItem,
-    EngineResult,
     ErrorBody,
     ModelInfo,
     ModelsResponse,
@@ -51,16 +49,14 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EngineCall = Callable[[list[EngineItem]], Awaitable[list[EngineResult]]]
-
-
 @dataclass
 class RewardBackend:
-    """What the reward routes need: the front (tokeniser, calibration) and the engine."""
+    """What the reward routes need: the front (tokeniser, calibration), the engine's identity
+    and the batch queue in front of it."""
 
     front: Front
-    score: EngineCall
-    info: Callable[[], Awaitable[EngineInfo]]
+    engine: Engine
+    batcher: Batcher
 
 
 @dataclass
@@ -170,20 +166,6 @@ def reward_backend(backend: Backend) -> RewardBackend:
     return backend.reward
 
 
-async def call_engine(reward: RewardBackend, items: list[EngineItem]) -> list[EngineResult]:
-    try:
-        return await reward.score(items)
-    except Exception as exc:
-        if getattr(exc, "error_code", None) == HTTPStatus.SERVICE_UNAVAILABLE:
-            raise ServiceError(ErrorType.overloaded, "the engine's queue is full; retry later",
-                               retry_after_s=1) from exc
-        if type(exc).__module__.split(".")[0] in {"httpx", "aiohttp"} or isinstance(
-                exc, ConnectionError):
-            raise ServiceError(ErrorType.model_not_loaded,
-                               "the reward engine is not reachable") from exc
-        raise
-
-
 async def reward_scores(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
                         timing: Timing) -> list[RewardScore]:
     """Tokenise here, score in the engine, post-process here."""
@@ -191,7 +173,8 @@ async def reward_scores(backend: Backend, prompts: Sequence[Prompt], responses: 
     front = reward.front
     name = front.manifest.name
     started = time.perf_counter()
-    items = front.prepare(prompts, responses)
+    # Off the event loop: a big request's tokenisation must not stall everyone else's.
+    items = await asyncio.to_thread(front.prepare, prompts, responses)
     tokenised = time.perf_counter() - started
     metrics.TOKENISATION.labels(name).observe(tokenised)
     for item in items:
@@ -200,17 +183,14 @@ async def reward_scores(backend: Backend, prompts: Sequence[Prompt], responses: 
             metrics.TRUNCATIONS.labels(name, "prompt").inc()
         if item.response_truncated:
             metrics.TRUNCATIONS.labels(name, "response").inc()
-    now = time.time()
-    results = await call_engine(reward, [EngineItem(input_ids=i.input_ids,
-                                                    token_type_ids=i.token_type_ids,
-                                                    sent_at=now) for i in items])
-    scores = front.post(items, [r.outputs[0] for r in results])
+    result = await reward.batcher.run(items)
+    scores = front.post(items, result.outputs[:, 0].tolist())
     observe = metrics.REWARD.labels(name, front.manifest.version).observe
     for score in scores:
         observe(score.normalised)
     timing.stages["tokenise"] = tokenised * 1000
-    timing.stages["queue"] = max(r.queue_s for r in results) * 1000
-    timing.stages["inference"] = max(r.inference_s for r in results) * 1000
+    timing.stages["queue"] = result.queue_s * 1000
+    timing.stages["inference"] = result.inference_s * 1000
     return scores
 
 
@@ -297,16 +277,11 @@ async def models(request: Request) -> ModelsResponse:
     backend = backend_of(request)
     loaded = []
     if backend.reward is not None:
-        front = backend.reward.front
-        try:
-            info = await backend.reward.info()
-        except Exception as exc:
-            raise ServiceError(ErrorType.model_not_loaded,
-                               "the reward engine is not reachable") from exc
+        front, engine = backend.reward.front, backend.reward.engine
         manifest = front.manifest
         loaded.append(ModelInfo(
             name=manifest.name, version=manifest.version, task=manifest.task.value,
-            labels=manifest.labels, provider=info.provider, quantisation=info.quantisation,
+            labels=manifest.labels, provider=engine.provider, quantisation=engine.graph.value,
             max_length=manifest.input.max_length, temperature=front.temperature,
             metrics=manifest.metrics))
     return ModelsResponse(models=loaded)

@@ -45,3 +45,7 @@ MODEL_INFO = Gauge(f"{PREFIX}model_info", "1 for each model the service runs.",
                    multiprocess_mode="max")
 READY = Gauge(f"{PREFIX}model_ready", "1 once the model is loaded and warmed up, 0 before or "
               "when it refused to serve.", ["model"], multiprocess_mode="max")
+QUEUED = Gauge(f"{PREFIX}queued_items", "Items waiting for or in inference (see "
+               "ALIGNSERVE_MAX_QUEUED_ITEMS).", ["model"], multiprocess_mode="livesum")
+QUEUE_LIMIT = Gauge(f"{PREFIX}queued_items_limit", "ALIGNSERVE_MAX_QUEUED_ITEMS: beyond it, "
+                    "requests get 429.", ["model"], multiprocess_mode="max")

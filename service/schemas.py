@@ -190,24 +190,3 @@ class ErrorBody(BaseModel):
     error: str = Field(..., description="What was wrong, in words a caller can act on.")
     error_type: ErrorType
 
-
-# The wire format between the API process and an engine process (not public).
-
-
-class EngineItem(BaseModel):
-    input_ids: list[int]
-    token_type_ids: list[int]
-    sent_at: float = Field(..., description="time.time() when the API handed the item over.")
-
-
-class EngineResult(BaseModel):
-    outputs: list[float]
-    queue_s: float = Field(..., description="From hand-over until the item's batch started.")
-    inference_s: float = Field(..., description="onnxruntime time of the merged batch.")
-
-
-class EngineInfo(BaseModel):
-    tag: str
-    provider: Literal["cpu", "cuda"]
-    quantisation: Literal["fp32", "int8", "fp16"]
-    problem: str | None

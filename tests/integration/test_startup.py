@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.conftest import REPO, free_port, serve_command, service_env
+from service.local import REPO, free_port, serve_command, service_env
 
 
 @pytest.mark.parametrize(("settings", "message"), [

@@ -1,0 +1,142 @@
+"""Service benchmark: the HTTP service against the bare onnxruntime session, side by side.
+
+    .venv/bin/python -m bench.serve --model reward
+
+Starts `bentoml serve` on 127.0.0.1 (what `make serve` runs), then on the same real hh-rlhf
+(prompt, response) pairs and the same model file measures, in one run:
+
+- the bare engine: pre-tokenised items through the session (sorted, token-budgeted batches,
+  exactly the engine's code path), 32 at a time and one at a time;
+- the service: 32-pair /v1/reward/score requests from 4 concurrent clients; single-pair
+  requests from 16 concurrent clients; single requests one after another (latency).
+
+Traffic goes only to 127.0.0.1 and is bounded by --pairs per scenario. The load generator
+shares the machine with the service, as a sidecar would. Ratios carry over between machines;
+the absolute numbers belong to this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from models import store
+from models.inputs import EncodedPair
+from service.local import serving
+from service.runtime import RewardRuntime
+from service.settings import Settings
+from training.data import catalogue
+
+Pair = tuple[str, str]
+
+
+def real_pairs(count: int, seed: int = 0) -> list[Pair]:
+    """(rendered prompt, chosen response) from the hh-rlhf helpful test set, shuffled."""
+    loaded = catalogue.load("hh-rlhf/helpful-base")
+    pairs = [(p.prompt, p.chosen) for p in loaded.pairs]
+    random.Random(seed).shuffle(pairs)
+    if len(pairs) < count:
+        raise SystemExit(f"only {len(pairs)} pairs available")
+    out: list[Pair] = []
+    for prompt, response in pairs[:count]:
+        text = prompt if isinstance(prompt, str) else "\n".join(m.content for m in prompt)
+        out.append((text, response))
+    return out
+
+
+@dataclass
+class Result:
+    pairs_per_s: float
+    p50_ms: float
+
+
+def bare(runtime: RewardRuntime, items: list[EncodedPair], batch: int) -> Result:
+    runtime.engine.core(items[:batch])  # warm
+    latencies = []
+    started = time.perf_counter()
+    for start in range(0, len(items), batch):
+        t0 = time.perf_counter()
+        runtime.engine.core(items[start:start + batch])
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    return Result(len(items) / elapsed, statistics.median(latencies) * 1000)
+
+
+async def load(url: str, pairs: list[Pair], per_request: int, clients: int) -> Result:
+    requests = [pairs[i:i + per_request] for i in range(0, len(pairs), per_request)]
+    latencies: list[float] = []
+    queue: asyncio.Queue[list[Pair]] = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        async def worker() -> None:
+            while not queue.empty():
+                chunk = queue.get_nowait()
+                body = {"items": [{"prompt": p, "response": r} for p, r in chunk]}
+                t0 = time.perf_counter()
+                response = await http.post("/v1/reward/score", json=body)
+                latencies.append(time.perf_counter() - t0)
+                if response.status_code != 200:
+                    raise SystemExit(f"service answered {response.status_code}: {response.text}")
+
+        await http.post("/v1/reward/score", json={"items": [
+            {"prompt": p, "response": r} for p, r in requests[0]]})  # warm
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return Result(len(pairs) / elapsed, statistics.median(latencies) * 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="reward", help="store tag of the reward model")
+    parser.add_argument("--pairs", type=int, default=640, help="pairs per scenario (bound)")
+    parser.add_argument("--graph", default="auto", choices=["auto", "fp32", "int8"])
+    args = parser.parse_args()
+
+    tag = store.resolve(args.model)
+    settings = Settings(reward_model=tag, graph=args.graph)
+    runtime = RewardRuntime.from_store(tag, settings)
+    pairs = real_pairs(args.pairs)
+    items = runtime.front.prepare([p for p, _ in pairs], [r for _, r in pairs])
+    tokens = statistics.mean(len(i) for i in items)
+    print(f"{tag} ({runtime.engine.graph.value}, {runtime.engine.provider}); {len(pairs)} "
+          f"real hh-rlhf pairs per scenario, mean {tokens:.0f} tokens; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+
+    log = Path(tempfile.mkdtemp(prefix="alignserve-bench-")) / "serve.log"
+    with serving(log, ALIGNSERVE_REWARD_MODEL=tag, ALIGNSERVE_GRAPH=args.graph) as url:
+        rows = [
+            ("32-pair requests, 4 clients", bare(runtime, items, 32),
+             asyncio.run(load(url, pairs, 32, 4)), 0.85),
+            ("1-pair requests, 16 clients", bare(runtime, items, 1),
+             asyncio.run(load(url, pairs, 1, 16)), 0.60),
+        ]
+        sequential_bare = bare(runtime, items[:200], 1)
+        sequential = asyncio.run(load(url, pairs[:200], 1, 1))
+
+    print(f"\n{'scenario':32}{'bare pairs/s':>14}{'service pairs/s':>17}{'ratio':>8}"
+          f"{'target':>8}")
+    for name, engine, service, target in rows:
+        ratio = service.pairs_per_s / engine.pairs_per_s
+        print(f"{name:32}{engine.pairs_per_s:14.1f}{service.pairs_per_s:17.1f}{ratio:8.2f}"
+              f"{'>=' + format(target, '.2f'):>8}{'' if ratio >= target else '  MISSED'}")
+    gap = sequential.p50_ms - sequential_bare.p50_ms
+    print(f"\nsingle request, one at a time: p50 bare {sequential_bare.p50_ms:.1f} ms, service "
+          f"{sequential.p50_ms:.1f} ms, difference {gap:+.1f} ms (target <= +5.0 ms)"
+          f"{'' if gap <= 5 else '  MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Run the service as a real `bentoml serve` subprocess on 127.0.0.1 and wait until it is ready.
+
+Used by the integration tests and the benchmarks, so both drive exactly what `make serve` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICE = "service.service:AlignServe"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_command(port: int) -> list[str]:
+    bentoml = Path(sys.executable).parent / "bentoml"
+    return [str(bentoml), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
+
+
+def service_env(**settings: str) -> dict[str, str]:
+    """This environment without any ALIGNSERVE_* variable, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALIGNSERVE_")}
+    return {**env, "BENTOML_DO_NOT_TRACK": "true", **settings}
+
+
+class StartError(RuntimeError):
+    pass
+
+
+@contextmanager
+def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]:
+    """Start the service, wait until /readyz answers 200, yield its URL, stop it (SIGTERM to
+    the whole process group, then SIGKILL after 30 s)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        process = subprocess.Popen(serve_command(port), cwd=REPO, env=service_env(**settings),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise StartError(f"bentoml serve exited ({process.returncode}):\n"
+                                 f"{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise StartError(f"not ready after {timeout_s} s:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
