@@ -1,0 +1,79 @@
+"""The batch queue on the tiny model's real engine: merging, exactness, admission."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.manifest import Manifest
+from service.batching import Batcher
+from service.errors import ErrorType, ServiceError
+from service.runtime import Engine, Front
+from service.settings import Graph, Settings
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_artifact: Path) -> tuple[Front, Engine]:
+    manifest = Manifest.load(tiny_artifact)
+    return (Front(tiny_artifact, manifest),
+            Engine(tiny_artifact, manifest, Settings(graph=Graph.fp32)))
+
+
+def items(front: Front, count: int, words: int = 5) -> list:
+    return front.prepare([f"question {k} " * words for k in range(count)],
+                         [f"answer {k} " * (1 + k % 7) for k in range(count)])
+
+
+def test_concurrent_requests_share_a_batch_and_keep_their_own_scores(
+        parts: tuple[Front, Engine]) -> None:
+    front, engine = parts
+    big = items(front, 300, words=30)
+    smalls = [items(front, k + 1) for k in range(5)]
+
+    async def scenario() -> list:
+        batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
+                          max_queued_items=10_000)
+        results = await asyncio.gather(batcher.run(big), *(batcher.run(s) for s in smalls))
+        assert batcher.queued_items == 0
+        return results
+
+    big_result, *small_results = asyncio.run(scenario())
+    # The big job ran alone; the five small ones queued behind it and ran as one batch.
+    assert len({r.inference_s for r in small_results}) == 1
+    assert all(r.queue_s >= big_result.inference_s * 0.5 for r in small_results)
+    for job, result in zip([big, *smalls], [big_result, *small_results], strict=True):
+        assert np.allclose(result.outputs, engine.core(job), atol=1e-4)
+
+
+def test_a_full_queue_answers_429_at_once(parts: tuple[Front, Engine]) -> None:
+    front, engine = parts
+
+    async def scenario() -> ServiceError:
+        batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
+                          max_queued_items=100)
+        first = asyncio.ensure_future(batcher.run(items(front, 400)))  # admitted: queue empty
+        await asyncio.sleep(0)
+        with pytest.raises(ServiceError) as refused:
+            await batcher.run(items(front, 1))
+        await first
+        assert batcher.queued_items == 0
+        await batcher.run(items(front, 1))  # the queue drained: admitted again
+        return refused.value
+
+    error = asyncio.run(scenario())
+    assert error.error_type is ErrorType.overloaded and error.status == 429
+    assert int(error.headers()["Retry-After"]) >= 1
+
+
+def test_an_idle_engine_waits_for_company_only_when_asked(parts: tuple[Front, Engine]) -> None:
+    front, engine = parts
+
+    async def queue_wait(wait_ms: float) -> float:
+        batcher = Batcher(engine, "tiny", 64, wait_ms, 1000)
+        return (await batcher.run(items(front, 1))).queue_s
+
+    assert asyncio.run(queue_wait(0)) < 0.02
+    assert asyncio.run(queue_wait(50)) >= 0.045
