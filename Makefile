@@ -1,7 +1,8 @@
 # The README's commands. Each sets up its own environment on a fresh machine.
+#   make serve   build the default models if the store has none, then serve on 127.0.0.1:3000
 #   make test    lint, type-check and run the whole suite (what CI runs)
-#   make train   train the default reward model into runs/reward (about 10 minutes on 2 cores),
-#                export it to ONNX and save it in the model store (.bentoml/models)
+#   make train   (re)train the default reward model into runs/reward (about 8 minutes on 2
+#                cores), export it to ONNX and save it in the model store (.bentoml/models)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,7 +13,11 @@ export BENTOML_DO_NOT_TRACK := true
 # The model store lives in the working tree unless the caller chose one.
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 
-.PHONY: test lint train clean
+HOST   ?= 127.0.0.1
+PORT   ?= 3000
+REWARD := runs/reward
+
+.PHONY: serve models test lint train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +35,27 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+serve: models
+	$(BIN)/bentoml serve service.service:AlignServe --host $(HOST) --port $(PORT)
+
+# The default models, built from the data only when the store lacks them. An interrupted
+# training run resumes from its checkpoint; a finished one is only exported again.
+models: $(STAMP)
+	@if $(BIN)/alignserve models show reward > /dev/null 2>&1; then \
+		echo "reward model: in the store at $(BENTOML_HOME)"; \
+	else \
+		echo "reward model: none in the store at $(BENTOML_HOME); building the default one" \
+			"(about 8 minutes on 2 cores)"; \
+		if [ ! -f $(REWARD)/model/manifest.json ]; then \
+			$(BIN)/alignserve train reward --preset default --output $(REWARD) \
+				$$([ -f $(REWARD)/checkpoints/trainer_state.pt ] && echo --resume) || exit $$?; \
+		fi; \
+		$(BIN)/alignserve export --checkpoint $(REWARD)/model --name reward; \
+	fi
+
 train: $(STAMP)
-	$(BIN)/alignserve train reward --preset default --output runs/reward
-	$(BIN)/alignserve export --checkpoint runs/reward/model --name reward
+	$(BIN)/alignserve train reward --preset default --output $(REWARD)
+	$(BIN)/alignserve export --checkpoint $(REWARD)/model --name reward
 
 clean:
 	rm -rf $(VENV) runs .bentoml .mypy_cache .ruff_cache .pytest_cache

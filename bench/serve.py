@@ -8,7 +8,8 @@ Starts `bentoml serve` on 127.0.0.1 (what `make serve` runs), then on the same r
 - the bare engine: pre-tokenised items through the session (sorted, token-budgeted batches,
   exactly the engine's code path), 32 at a time and one at a time;
 - the service: 32-pair /v1/reward/score requests from 4 concurrent clients; single-pair
-  requests from 16 concurrent clients; single requests one after another (latency).
+  requests from 16 concurrent clients (both with httpx's async client); single requests one
+  after another on one keep-alive connection (latency, with the leanest client: http.client).
 
 Traffic goes only to 127.0.0.1 and is bounded by --pairs per scenario. The load generator
 shares the machine with the service, as a sidecar would. Ratios carry over between machines;
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
+import json
 import os
 import platform
 import random
@@ -98,6 +101,26 @@ async def load(url: str, pairs: list[Pair], per_request: int, clients: int) -> R
     return Result(len(pairs) / elapsed, statistics.median(latencies) * 1000)
 
 
+def one_at_a_time(url: str, pairs: list[Pair]) -> Result:
+    """Latency of lone requests, from the lightest client there is (http.client on one
+    keep-alive connection), so that the client's own cost stays out of the service's figure."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    latencies = []
+    for prompt, response in [pairs[0], *pairs]:  # the first one warms the connection
+        body = json.dumps({"items": [{"prompt": prompt, "response": response}]})
+        t0 = time.perf_counter()
+        connection.request("POST", "/v1/reward/score", body,
+                           {"content-type": "application/json"})
+        answer = connection.getresponse()
+        answer.read()
+        latencies.append(time.perf_counter() - t0)
+        if answer.status != 200:
+            raise SystemExit(f"service answered {answer.status}")
+    connection.close()
+    return Result(len(pairs) / sum(latencies[1:]), statistics.median(latencies[1:]) * 1000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="reward", help="store tag of the reward model")
@@ -124,7 +147,7 @@ def main() -> None:
              asyncio.run(load(url, pairs, 1, 16)), 0.60),
         ]
         sequential_bare = bare(runtime, items[:200], 1)
-        sequential = asyncio.run(load(url, pairs[:200], 1, 1))
+        sequential = one_at_a_time(url, pairs[:200])
 
     print(f"\n{'scenario':32}{'bare pairs/s':>14}{'service pairs/s':>17}{'ratio':>8}"
           f"{'target':>8}")

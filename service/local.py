@@ -42,14 +42,28 @@ class StartError(RuntimeError):
     pass
 
 
+def private_home(directory: Path) -> Path:
+    """A BENTOML_HOME of this server's own that shares this environment's model store.
+    `bentoml serve` wipes $BENTOML_HOME/prometheus_multiproc_dir when it starts, so two servers
+    sharing a home would wipe and mix each other's metrics."""
+    from models.store import store_location
+
+    home = directory / "bentoml-home"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(Path(store_location()).resolve(), target_is_directory=True)
+    return home
+
+
 @contextmanager
 def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]:
     """Start the service, wait until /readyz answers 200, yield its URL, stop it (SIGTERM to
     the whole process group, then SIGKILL after 30 s)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    env = {**service_env(**settings), "BENTOML_HOME": str(private_home(log.parent))}
     with log.open("w") as out:
-        process = subprocess.Popen(serve_command(port), cwd=REPO, env=service_env(**settings),
+        process = subprocess.Popen(serve_command(port), cwd=REPO, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s

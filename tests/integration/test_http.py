@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -171,6 +172,16 @@ def test_odd_but_valid_unicode_is_scored(client: Client) -> None:
 
 def test_a_body_over_the_byte_limit_is_413_before_parsing(server: str) -> None:
     response = httpx.post(f"{server}/v1/reward/score", content=b"x" * (8 << 20 | 1),
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["error_type"] == "too_large"
+
+
+def test_a_chunked_body_over_the_byte_limit_is_413(server: str) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(9):
+            yield b"x" * (1 << 20)
+
+    response = httpx.post(f"{server}/v1/reward/score", content=chunks(),
                           headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["error_type"] == "too_large"
 

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,7 +73,7 @@ def test_prometheus_scrapes_the_services_own_metrics(server: str, prometheus: st
     assert labels["model"] == "tiny-reward" and labels["task"] == "reward"
     assert labels["provider"] == "cpu" and labels["quantisation"] == "fp32"
 
-    (items_count,) = query(prometheus, 'alignserve_batch_items_count{model="tiny-reward"} > 0')
+    query(prometheus, 'alignserve_batch_items_count{model="tiny-reward"} > 0')
     (scored,) = query(prometheus, 'alignserve_reward_normalised_count{model="tiny-reward"} >= 15')
     assert scored["metric"]["version"] == labels["version"]
     query(prometheus, 'alignserve_failures_total{error_type="validation"} >= 1')
