@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +14,16 @@ API_KEY = "integration-test-key-0123456789"
 
 
 @pytest.fixture(scope="session")
-def stored_tiny(tiny_artifact: Path) -> str:
-    """The tiny model in the (temporary) model store, as the service will find it."""
+def stored_tiny(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model in the (temporary) model store as 'tiny-served', a name of its own so
+    that store tests elsewhere can save the same artifact without a clash."""
     from models import store
+    from models.manifest import Manifest
 
-    return store.save(tiny_artifact)
+    copy = tmp_path_factory.mktemp("served") / "artifact"
+    shutil.copytree(tiny_artifact, copy)
+    Manifest.load(copy).model_copy(update={"name": "tiny-served"}).save(copy)
+    return store.save(copy)
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,7 @@ def test_a_score_does_not_depend_on_its_batch(server: str, client: Client) -> No
 def test_models_lists_the_served_model(client: Client) -> None:
     (model,) = client.models().models
     assert model.task == "reward" and model.provider == "cpu" and model.quantisation == "fp32"
-    assert model.name == "tiny-reward" and "validation" in model.metrics
+    assert model.name == "tiny-served" and "validation" in model.metrics
 
 
 TOO_MANY = {"items": [{"prompt": "a", "response": "b"}] * 65}

@@ -70,14 +70,14 @@ def test_prometheus_scrapes_the_services_own_metrics(server: str, prometheus: st
 
     (info,) = query(prometheus, 'alignserve_model_info{job="alignserve"}')
     labels = info["metric"]
-    assert labels["model"] == "tiny-reward" and labels["task"] == "reward"
+    assert labels["model"] == "tiny-served" and labels["task"] == "reward"
     assert labels["provider"] == "cpu" and labels["quantisation"] == "fp32"
 
-    query(prometheus, 'alignserve_batch_items_count{model="tiny-reward"} > 0')
-    (scored,) = query(prometheus, 'alignserve_reward_normalised_count{model="tiny-reward"} >= 15')
+    query(prometheus, 'alignserve_batch_items_count{model="tiny-served"} > 0')
+    (scored,) = query(prometheus, 'alignserve_reward_normalised_count{model="tiny-served"} >= 15')
     assert scored["metric"]["version"] == labels["version"]
     query(prometheus, 'alignserve_failures_total{error_type="validation"} >= 1')
-    query(prometheus, 'alignserve_queue_wait_seconds_bucket{model="tiny-reward", le="+Inf"}')
-    query(prometheus, 'alignserve_input_tokens_count{model="tiny-reward"} >= 15')
-    query(prometheus, 'alignserve_queued_items_limit{model="tiny-reward"} > 0')
+    query(prometheus, 'alignserve_queue_wait_seconds_bucket{model="tiny-served", le="+Inf"}')
+    query(prometheus, 'alignserve_input_tokens_count{model="tiny-served"} >= 15')
+    query(prometheus, 'alignserve_queued_items_limit{model="tiny-served"} > 0')
     query(prometheus, 'bentoml_service_request_total{endpoint="/v1/reward/score"}')
