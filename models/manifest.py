@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.taxonomy import OUT_OF_SCOPE
+
 MANIFEST_FILE = "manifest.json"
 
 
@@ -125,7 +127,8 @@ class Manifest(BaseModel):
             raise ValueError(f"a {self.task.value} model needs labels")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
-        unknown = set(self.thresholds) - set(self.labels)
+        allowed = set(self.labels) | ({OUT_OF_SCOPE} if self.task is Task.multiclass else set())
+        unknown = set(self.thresholds) - allowed
         if unknown:
             raise ValueError(f"thresholds for unknown labels: {sorted(unknown)}")
         return self

@@ -53,21 +53,50 @@ def plot_training(history: Sequence[Mapping[str, float]], path: Path) -> Path:
 def plot_reliability(curves: Mapping[str, tuple[np.ndarray, float]], path: Path,
                      bins: int = 15) -> Path:
     """One reliability curve per (margins, temperature), on the symmetrised pairs."""
+    return plot_probability_reliability(
+        {label: symmetrised(margins, t) for label, (margins, t) in curves.items()}, path,
+        "predicted P(a preferred over b)", bins)
+
+
+def plot_probability_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                                 path: Path, xlabel: str, bins: int = 15) -> Path:
+    """One reliability curve per (probabilities, 0/1 outcomes)."""
     fig, ax = plt.subplots(figsize=(5.2, 5))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
-    for label, (margins, temperature) in curves.items():
-        probs, labels = symmetrised(margins, temperature)
-        index = bin_index(probs, bins)
+    for label, (probs, labels) in curves.items():
+        index = bin_index(np.asarray(probs), bins)
         xs, ys = [], []
         for b in range(bins):
             mask = index == b
-            if mask.sum() >= 5:  # a bin of a handful of pairs is noise
+            if mask.sum() >= 5:  # a bin of a handful of items is noise
                 xs.append(probs[mask].mean())
                 ys.append(labels[mask].mean())
         ax.plot(xs, ys, marker="o", label=label)
-    ax.set_xlabel("predicted P(a preferred over b)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("observed frequency")
-    ax.set_title("reliability (15 bins)")
+    ax.set_title(f"reliability ({bins} bins)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    """Precision against recall for each (probabilities, 0/1 labels)."""
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    for label, (probs, labels) in curves.items():
+        order = np.argsort(-probs, kind="stable")
+        y = labels[order].astype(float)
+        if not y.sum():
+            continue
+        tp = np.cumsum(y)
+        ax.plot(tp / y.sum(), tp / np.arange(1, len(y) + 1), label=label)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("precision-recall")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -96,12 +125,18 @@ def plot_reward_distributions(chosen: np.ndarray, rejected: np.ndarray, title: s
     return path
 
 
-def summary_table(results: Mapping[str, Mapping[str, float]]) -> str:
-    columns = ("accuracy", "log_loss", "brier", "ece", "mean_margin", "n")
+def summary_table(results: Mapping[str, Mapping[str, float]],
+                  columns: Sequence[str] = ("accuracy", "log_loss", "brier", "ece",
+                                            "mean_margin", "n")) -> str:
     width = max(len(name) for name in results) + 2
     lines = [f"{'set':<{width}}" + "".join(f"{c:>12}" for c in columns)]
     for name, metrics in results.items():
-        cells = "".join(
-            f"{int(metrics[c]):>12d}" if c == "n" else f"{metrics[c]:>12.4f}" for c in columns)
+        cells = "".join(_cell(metrics.get(c), c == "n") for c in columns)
         lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)
+
+
+def _cell(value: float | None, count: bool) -> str:
+    if value is None or value != value:  # absent or NaN
+        return f"{'-':>12}"
+    return f"{int(value):>12d}" if count else f"{value:>12.4f}"

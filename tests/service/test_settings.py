@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -37,3 +39,9 @@ def test_error_taxonomy_maps_to_statuses_and_json() -> None:
     assert error.status == 429 and error.headers() == {"Retry-After": "2"}
     assert error.body() == {"error": "queue full", "error_type": "overloaded"}
     assert Graph("int8") is Graph.int8
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`ALIGNSERVE_{name.upper()}`" in readme, name

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -64,7 +64,11 @@ def open_text(path: Path) -> IO[str]:
     return path.open(encoding="utf-8")
 
 
-def iter_jsonl(path: Path, loaded: Loaded) -> Iterator[tuple[str, dict[str, Any]]]:
+class Reports(Protocol):
+    def invalid(self, error: DataError) -> None: ...
+
+
+def iter_jsonl(path: Path, loaded: Reports) -> Iterator[tuple[str, dict[str, Any]]]:
     """(location, object) for every non-blank line; bad JSON goes through `loaded.invalid`."""
     with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):

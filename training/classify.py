@@ -1,0 +1,145 @@
+"""Classifiers: text batching, the two objectives, and calibrated decisions.
+
+Moderation is multi-label: one logit per category, a masked binary cross-entropy (a category
+the source did not label is unknown, so it contributes nothing), one temperature and one
+threshold per category. Intents are multi-class: softmax cross-entropy, one temperature, and for
+sets with out-of-scope queries a confidence threshold below which the answer is out_of_scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.inputs import EncodedPair, PairEncoder, pad_batch
+from training.calibration import fit_softmax_temperature, fit_temperature
+from training.data.labelled import TextExample
+from training.modeling import ScoringModel
+from training.scoring import score, to_torch
+from training.trainer import Batch, Objective
+
+UNKNOWN = -1
+
+
+@dataclass(frozen=True)
+class EncodedTexts:
+    items: list[EncodedPair]
+    targets: np.ndarray  # multilabel: (n, K) in {0, 1, UNKNOWN}; multiclass: (n,) class index
+
+    @classmethod
+    def multilabel(cls, encoder: PairEncoder, examples: Sequence[TextExample],
+                   categories: Sequence[str]) -> EncodedTexts:
+        targets = np.array([[e.labels.get(c, UNKNOWN) for c in categories] for e in examples],
+                           dtype=np.int64).reshape(len(examples), len(categories))
+        return cls(encoder.encode_texts([e.text for e in examples]), targets)
+
+    @classmethod
+    def multiclass(cls, encoder: PairEncoder, examples: Sequence[TextExample],
+                   labels: Sequence[str]) -> EncodedTexts:
+        index = {label: i for i, label in enumerate(labels)}
+        return cls(encoder.encode_texts([e.text for e in examples]),
+                   np.array([index[e.label] for e in examples], dtype=np.int64))
+
+    def lengths(self) -> list[int]:
+        return [len(item) for item in self.items]
+
+    def collate(self, indices: list[int], pad_id: int = 0) -> Batch:
+        batch = to_torch(pad_batch([self.items[i] for i in indices], pad_id))
+        batch["targets"] = torch.from_numpy(self.targets[indices])
+        return batch
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy over the known labels only."""
+    known = targets != UNKNOWN
+    losses = F.binary_cross_entropy_with_logits(logits, targets.clamp(min=0).float(),
+                                                reduction="none")
+    return (losses * known).sum() / known.sum().clamp(min=1)
+
+
+def multilabel_objective() -> Objective:
+    def objective(model: ScoringModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        targets = batch["targets"]
+        logits = model(**{k: v for k, v in batch.items() if k != "targets"})
+        known = targets != UNKNOWN
+        correct = ((logits.detach() > 0) == (targets == 1)) & known
+        accuracy = (correct.sum() / known.sum().clamp(min=1)).item()
+        return masked_bce(logits, targets), {"accuracy": accuracy}
+
+    return objective
+
+
+def multiclass_objective() -> Objective:
+    def objective(model: ScoringModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        targets = batch["targets"]
+        logits = model(**{k: v for k, v in batch.items() if k != "targets"})
+        accuracy = (logits.detach().argmax(-1) == targets).float().mean().item()
+        return F.cross_entropy(logits, targets), {"accuracy": accuracy}
+
+    return objective
+
+
+def predict_logits(model: ScoringModel, encoder: PairEncoder, texts: Sequence[str],
+                   max_tokens: int = 4096, desc: str = "predict") -> np.ndarray:
+    return score(model, encoder.encode_texts(list(texts)), max_tokens, encoder.pad_id, desc)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    shifted = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True), dtype=np.float64)
+
+
+def fit_category_temperatures(logits: np.ndarray, targets: np.ndarray,
+                              categories: Sequence[str]) -> dict[str, float]:
+    """One temperature per category, on that category's known validation labels."""
+    out = {}
+    for k, category in enumerate(categories):
+        known = targets[:, k] != UNKNOWN
+        if not known.any():
+            raise ValueError(f"no validation labels for {category}: cannot calibrate it")
+        signs = 2 * targets[known, k] - 1
+        out[category] = fit_temperature(signs * logits[known, k])
+    return out
+
+
+def fit_intent_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    return fit_softmax_temperature(logits, targets)
+
+
+def best_f1_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold with the best F1 (ties: the higher threshold, fewer flags). Flagged means
+    probability >= threshold, so the candidates are the observed probabilities."""
+    order = np.argsort(-probs, kind="stable")
+    p, y = probs[order], labels[order].astype(np.float64)
+    positives = y.sum()
+    if positives == 0:
+        return 1.0
+    tp = np.cumsum(y)
+    flagged = np.arange(1, len(y) + 1)
+    f1 = 2 * tp / (flagged + positives)
+    # only where the next probability differs can a threshold separate these from the rest
+    last_of_tie = np.append(p[1:] != p[:-1], True)
+    f1 = np.where(last_of_tie, f1, -1.0)
+    return float(p[int(np.argmax(f1))])
+
+
+def out_of_scope_threshold(confidence: np.ndarray, in_scope: np.ndarray,
+                           correct: np.ndarray) -> float:
+    """The confidence threshold that maximises (in-scope accuracy + out-of-scope recall) / 2,
+    where an in-scope query counts only when its top intent is right and clears the threshold,
+    and an out-of-scope one when it does not clear it."""
+    candidates = np.unique(np.concatenate([[0.0], confidence]))
+    best, best_score = 0.0, -1.0
+    n_in, n_out = max(1, int(in_scope.sum())), max(1, int((~in_scope).sum()))
+    for t in candidates:
+        accepted = confidence >= t
+        score_ = ((accepted & correct & in_scope).sum() / n_in
+                  + (~accepted & ~in_scope).sum() / n_out) / 2
+        if score_ > best_score:
+            best, best_score = float(t), float(score_)
+    return best

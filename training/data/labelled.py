@@ -1,0 +1,181 @@
+"""Loaders for labelled text: moderation sets, behavioural test suites and intent sets.
+
+Every loader validates each record and locates a bad one by file, line and field, like the
+preference loaders; `Labelled.skip_invalid` skips and counts instead. A moderation example
+carries only the categories its source labels (the rest are unknown, not negative).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.taxonomy import CATEGORIES
+from training.data.records import DataError, iter_jsonl, open_text
+
+MODERATION_TEXT_LIMIT = 20_000  # characters; longer records are refused as malformed
+
+
+@dataclass(frozen=True)
+class TextExample:
+    text: str
+    labels: dict[str, int] = field(default_factory=dict)  # moderation: category -> 0/1
+    label: str = ""  # intents: the class
+    group: str = ""  # what it belongs to: a split, a HateCheck functionality, a harm area
+
+
+@dataclass
+class Labelled:
+    examples: list[TextExample] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    skip_invalid: bool = False
+
+    def invalid(self, error: DataError) -> None:
+        if not self.skip_invalid:
+            raise error
+        self.skipped[error.reason] += 1
+
+    def keep(self, path: Path, where: str, text: Any, **fields: Any) -> None:
+        if not isinstance(text, str) or not text.strip():
+            self.invalid(DataError(path, where, "text", "missing or empty text"))
+        elif len(text) > MODERATION_TEXT_LIMIT:
+            self.invalid(DataError(path, where, "text", f"longer than {MODERATION_TEXT_LIMIT} "
+                                   "characters"))
+        else:
+            self.examples.append(TextExample(text.strip(), **fields))
+
+
+def _csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[str, dict[str, str]]]:
+    with open_text(path) as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(path, "header", missing[0], f"column missing (have "
+                            f"{reader.fieldnames})")
+        # line numbers count the header as line 1
+        return [(f"line {reader.line_num}", row) for row in reader]
+
+
+def _binary(path: Path, where: str, name: str, value: Any) -> int:
+    if str(value).strip() not in {"0", "1"}:
+        raise DataError(path, where, name, f"expected 0 or 1, got {value!r}")
+    return int(str(value).strip())
+
+
+# --- moderation training sets ---------------------------------------------------------------
+
+def load_davidson(path: Path, out: Labelled) -> None:
+    """class 0 hate, 1 offensive (not hate), 2 neither: hate speech is offensive too."""
+    for where, row in _csv_rows(path, ("tweet", "class")):
+        if row["class"] not in {"0", "1", "2"}:
+            out.invalid(DataError(path, where, "class", f"expected 0, 1 or 2, got "
+                                  f"{row['class']!r}"))
+            continue
+        cls = int(row["class"])
+        out.keep(path, where, row["tweet"], labels={"hate": int(cls == 0),
+                                                    "offensive": int(cls in (0, 1))})
+
+
+def load_tweeteval(texts: Path, labels: Path, category: str, out: Labelled) -> None:
+    """One text per line in one file, its 0/1 label on the same line of the other."""
+    with open_text(texts) as t, open_text(labels) as lab:
+        text_lines, label_lines = t.read().splitlines(), lab.read().splitlines()
+    if len(text_lines) != len(label_lines):
+        raise DataError(labels, "whole file", None, f"{len(label_lines)} labels for "
+                        f"{len(text_lines)} texts in {texts.name}")
+    for number, (text, value) in enumerate(zip(text_lines, label_lines, strict=True), 1):
+        try:
+            label = _binary(labels, f"line {number}", "label", value)
+        except DataError as error:
+            out.invalid(error)
+            continue
+        out.keep(texts, f"line {number}", text, labels={category: label})
+
+
+def load_moderation_jsonl(path: Path, out: Labelled) -> None:
+    """Your own data: {"text": ..., "labels": {"hate": 0|1, "offensive": 0|1}}; a category
+    left out is unknown for that record."""
+    for where, obj in iter_jsonl(path, out):
+        labels = obj.get("labels")
+        if not isinstance(labels, dict) or not labels:
+            out.invalid(DataError(path, where, "labels", "expected an object of category: 0|1"))
+            continue
+        unknown = sorted(set(labels) - set(CATEGORIES))
+        if unknown:
+            out.invalid(DataError(path, where, "labels", f"unknown categories {unknown}; "
+                                  f"known: {list(CATEGORIES)}"))
+            continue
+        try:
+            parsed = {k: _binary(path, where, f"labels.{k}", v) for k, v in labels.items()}
+        except DataError as error:
+            out.invalid(error)
+            continue
+        out.keep(path, where, obj.get("text"), labels=parsed)
+
+
+# --- behavioural suites: evaluated, never trained on ----------------------------------------
+
+def load_hatecheck(path: Path, out: Labelled) -> None:
+    for where, row in _csv_rows(path, ("functionality", "test_case", "label_gold")):
+        if row["label_gold"] not in {"hateful", "non-hateful"}:
+            out.invalid(DataError(path, where, "label_gold", f"unexpected {row['label_gold']!r}"))
+            continue
+        out.keep(path, where, row["test_case"], labels={"hate": int(row["label_gold"] ==
+                                                                    "hateful")},
+                 group=row["functionality"])
+
+
+def load_xstest(path: Path, out: Labelled) -> None:
+    """label 'safe' prompts must not be flagged; 'unsafe' ones should be."""
+    for where, row in _csv_rows(path, ("prompt", "type", "label")):
+        if row["label"] not in {"safe", "unsafe"}:
+            out.invalid(DataError(path, where, "label", f"unexpected {row['label']!r}"))
+            continue
+        out.keep(path, where, row["prompt"], label=row["label"], group=row["type"])
+
+
+def load_simplesafetytests(path: Path, out: Labelled) -> None:
+    """Every prompt is clearly unsafe and should be flagged."""
+    for where, row in _csv_rows(path, ("prompts_final", "harm_area")):
+        out.keep(path, where, row["prompts_final"], label="unsafe", group=row["harm_area"])
+
+
+# --- intents --------------------------------------------------------------------------------
+
+def load_banking77(path: Path, out: Labelled) -> None:
+    for where, row in _csv_rows(path, ("text", "category")):
+        if not row["category"].strip():
+            out.invalid(DataError(path, where, "category", "empty intent"))
+            continue
+        out.keep(path, where, row["text"], label=row["category"].strip())
+
+
+def load_clinc150(path: Path, split: str, out: Labelled) -> None:
+    """`split` is train, val or test; its out-of-scope queries (oos_<split>) come labelled
+    'oos', and are used only to choose and test the out-of-scope threshold."""
+    with open_text(path) as handle:
+        data = json.load(handle)
+    for part in (split, f"oos_{split}"):
+        if part not in data:
+            raise DataError(path, "top level", part, "split missing")
+        for number, record in enumerate(data[part], 1):
+            where = f"{part} record {number}"
+            if (not isinstance(record, list) or len(record) != 2
+                    or not all(isinstance(x, str) for x in record)):
+                out.invalid(DataError(path, where, None, "expected [text, intent]"))
+                continue
+            out.keep(path, where, record[0], label=record[1])
+
+
+def load_intent_jsonl(path: Path, out: Labelled) -> None:
+    """Your own intents: {"text": ..., "label": "<intent>"}."""
+    for where, obj in iter_jsonl(path, out):
+        label = obj.get("label")
+        if not isinstance(label, str) or not label.strip():
+            out.invalid(DataError(path, where, "label", "expected a non-empty string"))
+            continue
+        out.keep(path, where, obj.get("text"), label=label.strip())
