@@ -1,8 +1,9 @@
 # The README's commands. Each sets up its own environment on a fresh machine.
-#   make serve   build the default models if the store has none, then serve on 127.0.0.1:3000
+#   make serve   build the default models if the store lacks them, then serve on 127.0.0.1:3000
 #   make test    lint, type-check and run the whole suite (what CI runs)
-#   make train   (re)train the default reward model into runs/reward (about 8 minutes on 2
-#                cores), export it to ONNX and save it in the model store (.bentoml/models)
+#   make train   (re)train the default reward and moderation models into runs/ (about 8
+#                minutes each on 2 cores), export them to ONNX and save them in the model
+#                store (.bentoml/models)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -15,7 +16,6 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
-REWARD := runs/reward
 
 .PHONY: serve models test lint train clean
 
@@ -40,22 +40,29 @@ serve: models
 
 # The default models, built from the data only when the store lacks them. An interrupted
 # training run resumes from its checkpoint; a finished one is only exported again.
-models: $(STAMP)
-	@if $(BIN)/alignserve models show reward > /dev/null 2>&1; then \
-		echo "reward model: in the store at $(BENTOML_HOME)"; \
+# $(call model,NAME,TASK): store name NAME, trained by `alignserve train TASK` into runs/NAME.
+define model
+	@if $(BIN)/alignserve models show $(1) > /dev/null 2>&1; then \
+		echo "$(1) model: in the store at $(BENTOML_HOME)"; \
 	else \
-		echo "reward model: none in the store at $(BENTOML_HOME); building the default one" \
-			"(about 8 minutes on 2 cores)"; \
-		if [ ! -f $(REWARD)/model/manifest.json ]; then \
-			$(BIN)/alignserve train reward --preset default --output $(REWARD) \
-				$$([ -f $(REWARD)/checkpoints/trainer_state.pt ] && echo --resume) || exit $$?; \
+		echo "$(1) model: none in the store at $(BENTOML_HOME); building the default one"; \
+		if [ ! -f runs/$(1)/model/manifest.json ]; then \
+			$(BIN)/alignserve train $(2) --preset default --output runs/$(1) \
+				$$([ -f runs/$(1)/checkpoints/trainer_state.pt ] && echo --resume) || exit $$?; \
 		fi; \
-		$(BIN)/alignserve export --checkpoint $(REWARD)/model --name reward; \
+		$(BIN)/alignserve export --checkpoint runs/$(1)/model --name $(1); \
 	fi
+endef
+
+models: $(STAMP)
+	$(call model,reward,reward)
+	$(call model,moderation,moderation)
 
 train: $(STAMP)
-	$(BIN)/alignserve train reward --preset default --output $(REWARD)
-	$(BIN)/alignserve export --checkpoint $(REWARD)/model --name reward
+	$(BIN)/alignserve train reward --preset default --output runs/reward
+	$(BIN)/alignserve export --checkpoint runs/reward/model --name reward
+	$(BIN)/alignserve train moderation --preset default --output runs/moderation
+	$(BIN)/alignserve export --checkpoint runs/moderation/model --name moderation
 
 clean:
 	rm -rf $(VENV) runs .bentoml .mypy_cache .ruff_cache .pytest_cache

@@ -15,28 +15,39 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.inputs import Prompt
+from models.inputs import EncodedPair, Prompt
+from models.manifest import Task
+from models.taxonomy import OUT_OF_SCOPE
 from service import metrics
 from service.batching import Batcher
 from service.errors import ErrorType, ServiceError
 from service.runtime import Engine, Front, RewardScore
 from service.schemas import (
+    CategoryResult,
+    ClassifyRequest,
+    ClassifyResponse,
+    ClassifyResult,
     CompareRequest,
     CompareResponse,
     Comparison,
     ErrorBody,
+    IntentScore,
     ModelInfo,
     ModelsResponse,
+    ModerateRequest,
+    ModerateResponse,
+    ModerationResult,
     Prompted,
     Ranked,
     RankRequest,
@@ -51,9 +62,9 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 @dataclass
-class RewardBackend:
-    """What the reward routes need: the front (tokeniser, calibration), the engine's identity
-    and the batch queue in front of it."""
+class ModelBackend:
+    """One served model: its front (tokeniser, calibration), the engine's identity and the
+    batch queue in front of it."""
 
     front: Front
     engine: Engine
@@ -63,7 +74,9 @@ class RewardBackend:
 @dataclass
 class Backend:
     settings: Settings
-    reward: RewardBackend | None = None
+    reward: ModelBackend | None = None
+    moderation: ModelBackend | None = None
+    intent: ModelBackend | None = None
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -198,25 +211,22 @@ def check_text(where: str, texts: Sequence[str], settings: Settings) -> None:
                            f"{settings.max_chars} (ALIGNSERVE_MAX_CHARS)")
 
 
-def reward_backend(backend: Backend) -> RewardBackend:
-    if backend.reward is None:
-        raise ServiceError(ErrorType.model_not_loaded, "this service runs no reward model")
-    return backend.reward
+def loaded(model: ModelBackend | None, what: str) -> ModelBackend:
+    if model is None:
+        raise ServiceError(ErrorType.model_not_loaded, f"this service runs no {what} model "
+                           f"(set ALIGNSERVE_{what.upper()}_MODEL)")
+    return model
 
 
-async def reward_scores(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
-                        timing: Timing) -> list[RewardScore]:
-    """Tokenise here, score in the engine, post-process here."""
-    reward = reward_backend(backend)
-    front = reward.front
-    name = front.manifest.name
+async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], size: int,
+                timing: Timing) -> tuple[list[EncodedPair], np.ndarray]:
+    """Tokenise here, run in the engine through the batch queue; (items, raw outputs)."""
+    name = model.front.manifest.name
     started = time.perf_counter()
-    size = sum(map(len, responses)) + sum(len(p) if isinstance(p, str) else
-                                          sum(len(m.content) for m in p) for p in prompts)
     if size <= INLINE_TOKENISE_CHARS:
-        items = front.prepare(prompts, responses)
+        items = prepare()
     else:  # off the event loop: a big request must not stall everyone else's
-        items = await asyncio.to_thread(front.prepare, prompts, responses)
+        items = await asyncio.to_thread(prepare)
     tokenised = time.perf_counter() - started
     metrics.TOKENISATION.labels(name).observe(tokenised)
     for item in items:
@@ -224,15 +234,26 @@ async def reward_scores(backend: Backend, prompts: Sequence[Prompt], responses: 
         if item.prompt_truncated:
             metrics.TRUNCATIONS.labels(name, "prompt").inc()
         if item.response_truncated:
-            metrics.TRUNCATIONS.labels(name, "response").inc()
-    result = await reward.batcher.run(items)
-    scores = front.post(items, result.outputs[:, 0].tolist())
-    observe = metrics.REWARD.labels(name, front.manifest.version).observe
-    for score in scores:
-        observe(score.normalised)
+            metrics.TRUNCATIONS.labels(name, "response" if model.front.manifest.task
+                                       is Task.reward else "text").inc()
+    result = await model.batcher.run(items)
     timing.stages["tokenise"] = tokenised * 1000
     timing.stages["queue"] = result.queue_s * 1000
     timing.stages["inference"] = result.inference_s * 1000
+    return items, result.outputs
+
+
+async def reward_scores(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
+                        timing: Timing) -> list[RewardScore]:
+    reward = loaded(backend.reward, "reward")
+    front = reward.front
+    size = sum(map(len, responses)) + sum(len(p) if isinstance(p, str) else
+                                          sum(len(m.content) for m in p) for p in prompts)
+    items, outputs = await infer(reward, lambda: front.prepare(prompts, responses), size, timing)
+    scores = front.post(items, outputs[:, 0].tolist())
+    observe = metrics.REWARD.labels(front.manifest.name, front.manifest.version).observe
+    for score in scores:
+        observe(score.normalised)
     return scores
 
 
@@ -258,7 +279,7 @@ async def score(body: ScoreRequest, request: Request, response: Response) -> Sco
     for i, item in enumerate(body.items):
         check_text(f"items[{i}].response", [item.response], settings)
     scores = await reward_scores(backend, prompts, [i.response for i in body.items], timing)
-    front = reward_backend(backend).front
+    front = loaded(backend.reward, "reward").front
     finish(response, front, timing, started)
     return ScoreResponse(model=front.tag, results=[
         Score(reward=s.reward, normalised_reward=s.normalised, tokens=s.tokens,
@@ -281,7 +302,7 @@ async def compare(body: CompareRequest, request: Request, response: Response
     # Both sides of every pair in one engine call: a's first, then b's.
     scores = await reward_scores(backend, prompts * 2, [p.response_a for p in pairs]
                                  + [p.response_b for p in pairs], timing)
-    front = reward_backend(backend).front
+    front = loaded(backend.reward, "reward").front
     results = []
     for a, b in zip(scores[:len(pairs)], scores[len(pairs):], strict=True):
         p = front.preference(a.reward, b.reward)
@@ -303,7 +324,7 @@ async def rank(body: RankRequest, request: Request, response: Response) -> RankR
         check_text(f"candidates[{i}]", [candidate], settings)
     scores = await reward_scores(backend, [prompt] * len(body.candidates), body.candidates,
                                  timing)
-    front = reward_backend(backend).front
+    front = loaded(backend.reward, "reward").front
     rewards = [s.reward for s in scores]
     probabilities = front.rank_probabilities(rewards)
     # Stable: equal rewards keep the request's order.
@@ -317,13 +338,71 @@ async def rank(body: RankRequest, request: Request, response: Response) -> RankR
          summary="The models this service runs")
 async def models(request: Request) -> ModelsResponse:
     backend = backend_of(request)
-    loaded = []
-    if backend.reward is not None:
-        front, engine = backend.reward.front, backend.reward.engine
+    answer = []
+    for model in (backend.reward, backend.moderation, backend.intent):
+        if model is None:
+            continue
+        front, engine = model.front, model.engine
         manifest = front.manifest
-        loaded.append(ModelInfo(
+        answer.append(ModelInfo(
             name=manifest.name, version=manifest.version, task=manifest.task.value,
             labels=manifest.labels, provider=engine.provider, quantisation=engine.graph.value,
             max_length=manifest.input.max_length, temperature=front.temperature,
+            temperatures=dict(zip(manifest.labels, front.temperatures.tolist(), strict=True))
+            if manifest.task is Task.multilabel else None,
+            thresholds=manifest.thresholds, threshold_goal=manifest.threshold_goal,
             metrics=manifest.metrics))
-    return ModelsResponse(models=loaded)
+    return ModelsResponse(models=answer)
+
+
+@app.post("/moderate", response_model=ModerateResponse, responses=ERRORS,
+          summary="Per-category calibrated probabilities, thresholds and flags")
+async def moderate(body: ModerateRequest, request: Request, response: Response
+                   ) -> ModerateResponse:
+    started, timing, backend = time.perf_counter(), Timing(), backend_of(request)
+    settings = backend.settings
+    model = loaded(backend.moderation, "moderation")
+    check_count("inputs", len(body.inputs), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
+    for i, text in enumerate(body.inputs):
+        check_text(f"inputs[{i}]", [text], settings)
+    front = model.front
+    items, outputs = await infer(model, lambda: front.prepare_texts(body.inputs),
+                                 sum(map(len, body.inputs)), timing)
+    results = front.moderate(items, outputs)
+    manifest = front.manifest
+    metrics.MODERATED.labels(manifest.name, manifest.version).inc(len(results))
+    for result in results:
+        for category, score in result.categories.items():
+            if score.flagged:
+                metrics.FLAGS.labels(manifest.name, manifest.version, category).inc()
+    finish(response, front, timing, started)
+    return ModerateResponse(model=front.tag, results=[
+        ModerationResult(flagged=r.flagged, tokens=r.tokens, truncated=r.truncated,
+                         categories={c: CategoryResult(probability=v.probability,
+                                                       threshold=v.threshold, flagged=v.flagged)
+                                     for c, v in r.categories.items()})
+        for r in results])
+
+
+@app.post("/classify", response_model=ClassifyResponse, responses=ERRORS,
+          summary="Top intents with calibrated probabilities, or out_of_scope")
+async def classify(body: ClassifyRequest, request: Request, response: Response
+                   ) -> ClassifyResponse:
+    started, timing, backend = time.perf_counter(), Timing(), backend_of(request)
+    settings = backend.settings
+    model = loaded(backend.intent, "intent")
+    check_count("inputs", len(body.inputs), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
+    for i, text in enumerate(body.inputs):
+        check_text(f"inputs[{i}]", [text], settings)
+    front = model.front
+    items, outputs = await infer(model, lambda: front.prepare_texts(body.inputs),
+                                 sum(map(len, body.inputs)), timing)
+    top_k = min(body.top_k, len(front.manifest.labels))
+    results = front.classify(items, outputs, top_k)
+    finish(response, front, timing, started)
+    return ClassifyResponse(model=front.tag, results=[
+        ClassifyResult(label=OUT_OF_SCOPE if r.out_of_scope else r.top[0].label,
+                       out_of_scope=r.out_of_scope, tokens=r.tokens, truncated=r.truncated,
+                       top=[IntentScore(label=i.label, probability=i.probability)
+                            for i in r.top])
+        for r in results])

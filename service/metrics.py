@@ -49,3 +49,8 @@ QUEUED = Gauge(f"{PREFIX}queued_items", "Items waiting for or in inference (see 
                "ALIGNSERVE_MAX_QUEUED_ITEMS).", ["model"], multiprocess_mode="livesum")
 QUEUE_LIMIT = Gauge(f"{PREFIX}queued_items_limit", "ALIGNSERVE_MAX_QUEUED_ITEMS: beyond it, "
                     "requests get 429.", ["model"], multiprocess_mode="max")
+MODERATED = Counter(f"{PREFIX}moderation_inputs_total", "Texts moderated, the denominator of "
+                    "the flag rate.", ["model", "version"])
+FLAGS = Counter(f"{PREFIX}moderation_flags_total", "Texts flagged, by category: a spike in "
+                "rate(flags) / rate(inputs) is drift or an attack.",
+                ["model", "version", "category"])

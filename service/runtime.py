@@ -22,6 +22,7 @@ from models import store
 from models.inputs import EncodedPair, PairEncoder, Prompt
 from models.manifest import Manifest, Task
 from models.runtime import OnBatch, open_session, run
+from models.taxonomy import OUT_OF_SCOPE
 from service.settings import Graph, Provider, Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,35 @@ def choose(directory: Path, settings: Settings, available: Sequence[str]
 
 
 @dataclass(frozen=True)
+class CategoryScore:
+    probability: float
+    threshold: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class Moderation:
+    flagged: bool
+    categories: dict[str, CategoryScore]
+    tokens: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Intent:
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    top: list[Intent]
+    out_of_scope: bool  # the best intent's probability fell below the threshold
+    tokens: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
 class RewardScore:
     reward: float
     normalised: float
@@ -65,12 +95,45 @@ class Front:
         self.manifest = manifest
         self.tag = f"{manifest.name}:{manifest.version}"
         self.encoder = PairEncoder.from_file(directory / "tokenizer.json", manifest.input)
-        self.temperature = manifest.calibration.temperature if manifest.calibration else None
+        calibration = manifest.calibration
+        self.temperature = calibration.temperature if calibration else None
+        temperatures = (calibration.temperatures if calibration else None) or {}
+        self.temperatures = np.array([temperatures.get(c, 1.0) for c in manifest.labels])
+        self.thresholds = np.array([manifest.thresholds.get(c, 0.5) for c in manifest.labels])
+        self.out_of_scope = manifest.thresholds.get(OUT_OF_SCOPE)
         norm = manifest.normalisation
         self.mean, self.std = (norm.mean, norm.std) if norm else (0.0, 1.0)
 
     def prepare(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedPair]:
         return self.encoder.encode_batch(prompts, responses)
+
+    def prepare_texts(self, texts: Sequence[str]) -> list[EncodedPair]:
+        return self.encoder.encode_texts(texts)
+
+    def moderate(self, items: Sequence[EncodedPair], logits: np.ndarray) -> list[Moderation]:
+        """Per-category calibrated probabilities sigmoid(z / T_c), flagged at each threshold."""
+        probs = np.exp(-np.logaddexp(0.0, -logits / self.temperatures))
+        out = []
+        for item, row in zip(items, probs, strict=True):
+            scores = {c: CategoryScore(float(p), float(t), bool(p >= t)) for c, p, t in
+                      zip(self.manifest.labels, row, self.thresholds, strict=True)}
+            out.append(Moderation(any(s.flagged for s in scores.values()), scores, len(item),
+                                  item.truncated))
+        return out
+
+    def classify(self, items: Sequence[EncodedPair], logits: np.ndarray, top_k: int
+                 ) -> list[Classification]:
+        """Top-k intents by calibrated softmax(z / T); out of scope below the threshold."""
+        z = logits / (self.temperature or 1.0)
+        z = z - z.max(axis=1, keepdims=True)
+        probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        out = []
+        for item, row in zip(items, probs, strict=True):
+            order = np.argsort(-row, kind="stable")[:top_k]
+            top = [Intent(self.manifest.labels[i], float(row[i])) for i in order]
+            below = self.out_of_scope is not None and top[0].probability < self.out_of_scope
+            out.append(Classification(top, below, len(item), item.truncated))
+        return out
 
     def post(self, items: Sequence[EncodedPair], rewards: Sequence[float]) -> list[RewardScore]:
         return [RewardScore(float(r), float((r - self.mean) / self.std), len(item),
@@ -91,7 +154,9 @@ class Front:
     def warm_up_items(self, count: int) -> list[EncodedPair]:
         """`count` items at the model's full length: the largest shape the engine will see."""
         filler = "word " * self.manifest.input.max_length
-        return self.prepare([filler] * count, [filler] * count)
+        if self.manifest.task is Task.reward:
+            return self.prepare([filler] * count, [filler] * count)
+        return self.prepare_texts([filler] * count)
 
 
 class Engine:

@@ -170,6 +170,58 @@ class RankResponse(BaseModel):
     ranking: list[Ranked]
 
 
+class ModerateRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [
+        "Thanks, that fixed it!", "You people are all idiots."]}]})
+    inputs: list[Text] = Field(..., min_length=1)
+
+
+class CategoryResult(BaseModel):
+    probability: float = Field(..., description="Calibrated: sigmoid(logit / T_category).")
+    threshold: float = Field(..., description="Chosen on validation for the goal the model "
+                             "manifest states (GET /v1/models).")
+    flagged: bool
+
+
+class ModerationResult(BaseModel):
+    flagged: bool = Field(..., description="Any category at or above its threshold.")
+    categories: dict[str, CategoryResult]
+    tokens: int
+    truncated: bool
+
+
+class ModerateResponse(BaseModel):
+    model: str
+    results: list[ModerationResult]
+
+
+class ClassifyRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"inputs": ["I still have not received my new card", "what's the weather in Paris"],
+         "top_k": 3}]})
+    inputs: list[Text] = Field(..., min_length=1)
+    top_k: int = Field(1, ge=1, le=1000, description="How many intents to return per input.")
+
+
+class IntentScore(BaseModel):
+    label: str
+    probability: float = Field(..., description="Calibrated: softmax(logits / T).")
+
+
+class ClassifyResult(BaseModel):
+    label: str = Field(..., description="The top intent, or 'out_of_scope' when its probability "
+                       "is below the model's threshold.")
+    out_of_scope: bool
+    top: list[IntentScore]
+    tokens: int
+    truncated: bool
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    results: list[ClassifyResult]
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -179,6 +231,9 @@ class ModelInfo(BaseModel):
     quantisation: Literal["fp32", "int8", "fp16"]
     max_length: int
     temperature: float | None
+    temperatures: dict[str, float] | None = None
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    threshold_goal: str | None = None
     metrics: dict[str, dict[str, float]]
 
 

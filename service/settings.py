@@ -33,7 +33,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid")
 
     reward_model: str = Field("reward", description="Store tag of the reward model: a name "
-                              "(latest version) or name:version.")
+                              "(latest version) or name:version; empty to serve none.")
+    moderation_model: str = Field("moderation", description="Store tag of the moderation "
+                                  "classifier; empty to serve none.")
+    intent_model: str = Field("", description="Store tag of the intent classifier (none by "
+                              "default: `alignserve train intent` builds one).")
     provider: Provider = Field(Provider.auto, description="Execution provider; cuda refuses to "
                                "report ready if onnxruntime fell back to the CPU.")
     graph: Graph = Field(Graph.auto, description="Which graph of the artifact to run. int8 is "

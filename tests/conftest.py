@@ -107,5 +107,36 @@ def tiny_artifact(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -
         other_sources=False).splits["validation"][:200])
     out = tmp_path_factory.mktemp("artifact")
     export.export_checkpoint(checkpoint, out, "tiny-reward",
-                             (validation.chosen, validation.rejected)).save(out)
+                             export.pairwise_check(validation.chosen, validation.rejected)
+                             ).save(out)
     return out
+
+
+TINY_CLASSIFIER = ["--max-length", "32", "--max-train-pairs", "256", "--batch-size", "16",
+                   "--grad-accum", "1", "--checkpoint-every", "8", "--epochs", "1",
+                   "--eval-batch-tokens", "16384"]
+
+
+@pytest.fixture(scope="session")
+def moderation_run(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`alignserve train moderation` on the tiny model, the real data and a file of our own."""
+    from training.cli import main
+
+    output = tmp_path_factory.mktemp("moderation")
+    own = write_jsonl(output.parent / "own-moderation.jsonl", [
+        {"text": f"you are a {w} person", "labels": {"offensive": int(w == "terrible")}}
+        for w in ["terrible", "good", "great", "awful"] * 10])
+    assert main(["train", "moderation", "--output", str(output), "--backbone",
+                 str(tiny_backbone), "--train-data", str(own), *TINY_CLASSIFIER]) == 0
+    return output
+
+
+@pytest.fixture(scope="session")
+def intent_run(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`alignserve train intent --dataset clinc150` on the tiny model (out-of-scope included)."""
+    from training.cli import main
+
+    output = tmp_path_factory.mktemp("intent")
+    assert main(["train", "intent", "--dataset", "clinc150", "--output", str(output),
+                 "--backbone", str(tiny_backbone), *TINY_CLASSIFIER]) == 0
+    return output

@@ -155,16 +155,30 @@ def _setup(config: TrainConfig, output: Path) -> tuple[Path, Path, PairEncoder]:
     return backbone, model_dir, PairEncoder.from_file(export_tokenizer(backbone, model_dir), fmt)
 
 
+def finite(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Without the undefined figures (a precision with nothing flagged is NaN): JSON has no NaN."""
+    return {name: {k: v for k, v in values.items() if v == v} for name, values in
+            metrics.items()}
+
+
 def _finish(output: Path, model: ScoringModel, model_dir: Path, manifest: Manifest,
             summary: dict[str, Any], metrics: dict[str, dict[str, float]],
-            columns: Sequence[str], started: float) -> RunResult:
+            tables: Sequence[tuple[Sequence[str], Sequence[str]]], started: float
+            ) -> RunResult:
+    """tables: (columns, row-name prefixes to show) for the printed summary."""
     model.save(model_dir)
-    manifest = manifest.model_copy(update={"files": file_digests(model_dir)})
+    manifest = manifest.model_copy(update={"files": file_digests(model_dir),
+                                           "metrics": finite(manifest.metrics)})
     Manifest.model_validate(manifest.model_dump()).save(model_dir)
     summary["timings"] = {"total_s": time.perf_counter() - started}
     summary["model_dir"] = str(model_dir)
+    summary["eval"] = finite(metrics)
     report.write_json(output / "report.json", summary)
-    print(report.summary_table(metrics, columns))
+    for columns, rows in tables:
+        shown = {k: v for k, v in metrics.items() if any(k.startswith(r) for r in rows)
+                 and "/" not in k.removeprefix(next(r for r in rows if k.startswith(r)))}
+        if shown:
+            print(report.summary_table(shown, columns))
     print(f"{summary['timings']['total_s']:.0f} s in all; model in {model_dir}; report in "
           f"{output / 'report.json'}")
     return RunResult(model_dir, summary)
@@ -314,8 +328,12 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
                        history, metrics, plots)
     summary["calibration"] = {"temperatures": temperatures, "thresholds": thresholds,
                               "threshold_goal": goal}
-    return _finish(output, model, model_dir, manifest, summary, metrics,
-                   ("auprc", "roc_auc", "precision", "recall", "f1", "ece", "n"), started)
+    return _finish(output, model, model_dir, manifest, summary, metrics, [
+        (("auprc", "roc_auc", "precision", "recall", "f1", "ece", "flag_rate", "n"),
+         [f"{s}/" for s in ("validation (T=1)", "validation", *MODERATION_SOURCES,
+                            *(p.stem for p in train_data))]),
+        (("accuracy", "hateful_recall", "non_hateful_flag_rate", "over_flagging_rate",
+          "unsafe_flag_rate", "catch_rate", "n"), list(SUITES))], started)
 
 
 # --- intents --------------------------------------------------------------------------------
@@ -396,9 +414,9 @@ def train_intent(config: TrainConfig, output: Path, dataset: str = "banking77",
     for set_name, rows in confusions.items():
         print(f"most frequent confusions on {set_name}: " + "; ".join(
             f"{r['true']} -> {r['predicted']} ({r['count']})" for r in rows[:5]))
-    return _finish(output, model, model_dir, manifest, summary, metrics,
-                   ("accuracy", "macro_f1", "ece", "in_scope_accuracy", "out_of_scope_recall",
-                    "n"), started)
+    return _finish(output, model, model_dir, manifest, summary, metrics, [
+        (("accuracy", "macro_f1", "ece", "in_scope_accuracy", "out_of_scope_recall", "n"),
+         list(metrics))], started)
 
 
 def _top_label(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

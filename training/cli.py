@@ -201,18 +201,15 @@ def _export(args: argparse.Namespace) -> int:
     from models import store
     from models.inputs import PairEncoder
     from models.manifest import Manifest
-    from training.evaluate import load_reward_data
+    from training.checks import validation_check
     from training.export import export_checkpoint
     from training.modeling import TOKENIZER_FILE
-    from training.reward import EncodedPairs
 
     manifest = Manifest.load(args.checkpoint)
     encoder = PairEncoder.from_file(args.checkpoint / TOKENIZER_FILE, manifest.input)
-    validation = EncodedPairs.build(encoder, load_reward_data(
-        args.data_dir, other_sources=False).splits["validation"])
+    check = validation_check(manifest, encoder, args.data_dir)
     output = args.output or args.checkpoint.parent / "artifact"
-    exported = export_checkpoint(args.checkpoint, output, args.name,
-                                 (validation.chosen, validation.rejected))
+    exported = export_checkpoint(args.checkpoint, output, args.name, check)
     exported.save(output)
     int8 = exported.quantisation["int8"]
     print(f"artifact {exported.name}:{exported.version} in {output}")

@@ -11,7 +11,7 @@ tokenizer.json and a complete manifest.json.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from models.inputs import EncodedPair, PairEncoder, pad_batch
-from models.manifest import Manifest, Task, file_digests, library_versions
+from models.manifest import Manifest, file_digests, library_versions
 from models.runtime import INPUT_NAMES, OUTPUT_NAME, open_session, run
 from training.modeling import TOKENIZER_FILE, ScoringModel
 from training.scoring import to_torch
@@ -130,25 +130,33 @@ class Int8Decision:
         return self.drop_points <= INT8_MAX_DROP_POINTS
 
 
-def pairwise_accuracy(graph: Path, chosen: Sequence[EncodedPair],
-                      rejected: Sequence[EncodedPair], pad_id: int) -> float:
-    session = open_session(graph)
-    scores = run(session, [*chosen, *rejected], pad_id=pad_id)[:, 0]
-    return float((scores[:len(chosen)] > scores[len(chosen):]).mean())
+@dataclass(frozen=True)
+class ValidationCheck:
+    """The task metric the int8 graph must hold, on real validation inputs."""
+
+    metric: str  # what is measured, on which data
+    items: list[EncodedPair]
+    measure: Callable[[np.ndarray], float]  # graph outputs on `items` -> metric, higher better
+
+    def on(self, graph: Path, pad_id: int) -> float:
+        return self.measure(run(open_session(graph), self.items, pad_id=pad_id))
 
 
-def export_checkpoint(checkpoint: Path, output: Path, name: str,
-                      validation: tuple[list[EncodedPair], list[EncodedPair]],
+def pairwise_check(chosen: Sequence[EncodedPair], rejected: Sequence[EncodedPair]
+                   ) -> ValidationCheck:
+    n = len(chosen)
+    return ValidationCheck("pairwise_accuracy (hh-rlhf validation)", [*chosen, *rejected],
+                           lambda out: float((out[:n, 0] > out[n:, 0]).mean()))
+
+
+def export_checkpoint(checkpoint: Path, output: Path, name: str, check: ValidationCheck,
                       opset: int = OPSET) -> Manifest:
     """Build the artifact in `output`; raises ParityError when a graph disagrees."""
     manifest = Manifest.load(checkpoint)
-    if manifest.task is not Task.reward:
-        raise ValueError(f"export supports reward checkpoints; this one is {manifest.task.value}")
     Manifest.model_validate({**manifest.model_dump(), "name": name})  # refuse a bad name first
     model = ScoringModel.load(checkpoint)
     encoder = PairEncoder.from_file(checkpoint / TOKENIZER_FILE, manifest.input)
-    chosen, rejected = validation
-    probe = [*chosen[:8], *rejected[:8]]  # real inputs of mixed lengths
+    probe = sorted(check.items[:64], key=len)[::4]  # real inputs of mixed lengths
     output.mkdir(parents=True, exist_ok=True)
     shutil.copy(checkpoint / TOKENIZER_FILE, output / TOKENIZER_FILE)
 
@@ -161,10 +169,8 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str,
     parity["fp16"] = check_parity(model, output / FP16, probe, TOLERANCE[FP16], encoder.pad_id)
 
     quantise_int8(output / FP32, output / INT8)
-    decision = Int8Decision(
-        metric="pairwise_accuracy (hh-rlhf validation)",
-        fp32=pairwise_accuracy(output / FP32, chosen, rejected, encoder.pad_id),
-        int8=pairwise_accuracy(output / INT8, chosen, rejected, encoder.pad_id))
+    decision = Int8Decision(metric=check.metric, fp32=check.on(output / FP32, encoder.pad_id),
+                            int8=check.on(output / INT8, encoder.pad_id))
     if decision.accepted:
         parity["int8"] = check_parity(model, output / INT8, probe, float("inf"), encoder.pad_id)
     else:

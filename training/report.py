@@ -129,14 +129,17 @@ def summary_table(results: Mapping[str, Mapping[str, float]],
                   columns: Sequence[str] = ("accuracy", "log_loss", "brier", "ece",
                                             "mean_margin", "n")) -> str:
     width = max(len(name) for name in results) + 2
-    lines = [f"{'set':<{width}}" + "".join(f"{c:>12}" for c in columns)]
+    widths = [max(12, len(c) + 2) for c in columns]
+    lines = [f"{'set':<{width}}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths,
+                                                                      strict=True))]
     for name, metrics in results.items():
-        cells = "".join(_cell(metrics.get(c), c == "n") for c in columns)
+        cells = "".join(_cell(metrics.get(c), c == "n", w) for c, w in zip(columns, widths,
+                                                                          strict=True))
         lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)
 
 
-def _cell(value: float | None, count: bool) -> str:
+def _cell(value: float | None, count: bool, width: int = 12) -> str:
     if value is None or value != value:  # absent or NaN
-        return f"{'-':>12}"
-    return f"{int(value):>12d}" if count else f"{value:>12.4f}"
+        return f"{'-':>{width}}"
+    return f"{int(value):>{width}d}" if count else f"{value:>{width}.4f}"

@@ -26,19 +26,45 @@ def stored_tiny(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -
     return store.save(copy)
 
 
+def export_and_store(run: Path, name: str) -> str:
+    from models import store
+    from models.inputs import PairEncoder
+    from models.manifest import Manifest
+    from training.checks import validation_check
+    from training.export import export_checkpoint
+
+    checkpoint = run / "model"
+    manifest = Manifest.load(checkpoint)
+    encoder = PairEncoder.from_file(checkpoint / "tokenizer.json", manifest.input)
+    artifact = run / "artifact"
+    export_checkpoint(checkpoint, artifact, name,
+                      validation_check(manifest, encoder)).save(artifact)
+    return store.save(artifact)
+
+
 @pytest.fixture(scope="session")
-def server(stored_tiny: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """No API key, the fp32 graph (so scores can be compared to 1e-4)."""
+def stored_classifiers(moderation_run: Path, intent_run: Path) -> dict[str, str]:
+    return {"moderation": export_and_store(moderation_run, "tiny-moderation"),
+            "intent": export_and_store(intent_run, "tiny-intent")}
+
+
+@pytest.fixture(scope="session")
+def server(stored_tiny: str, stored_classifiers: dict[str, str],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """All three models, no API key, the fp32 graphs (so scores can be compared to 1e-4)."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with serving(log, ALIGNSERVE_REWARD_MODEL=stored_tiny.split(":")[0],
+                 ALIGNSERVE_MODERATION_MODEL=stored_classifiers["moderation"],
+                 ALIGNSERVE_INTENT_MODEL=stored_classifiers["intent"],
                  ALIGNSERVE_GRAPH="fp32") as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def keyed_server(stored_tiny: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An API key set, the graph chosen automatically (int8 on this CPU when it was kept)."""
+    """The reward model only, an API key set, the graph chosen automatically (int8 on this CPU
+    when it was kept)."""
     log = tmp_path_factory.mktemp("serve-keyed") / "serve.log"
-    with serving(log, ALIGNSERVE_REWARD_MODEL=stored_tiny, ALIGNSERVE_API_KEY=API_KEY,
-                 ALIGNSERVE_MAX_ITEMS="4") as url:
+    with serving(log, ALIGNSERVE_REWARD_MODEL=stored_tiny, ALIGNSERVE_MODERATION_MODEL="",
+                 ALIGNSERVE_API_KEY=API_KEY, ALIGNSERVE_MAX_ITEMS="4") as url:
         yield url

@@ -101,10 +101,50 @@ def test_a_score_does_not_depend_on_its_batch(server: str, client: Client) -> No
         assert abs(reward - alone) <= 1e-4
 
 
-def test_models_lists_the_served_model(client: Client) -> None:
-    (model,) = client.models().models
-    assert model.task == "reward" and model.provider == "cpu" and model.quantisation == "fp32"
-    assert model.name == "tiny-served" and "validation" in model.metrics
+def test_models_lists_the_served_models(client: Client) -> None:
+    reward, moderation, intent = client.models().models
+    assert reward.task == "reward" and reward.provider == "cpu" and reward.quantisation == "fp32"
+    assert reward.name == "tiny-served" and "validation" in reward.metrics
+    assert moderation.task == "multilabel" and moderation.labels == ["hate", "offensive"]
+    assert set(moderation.thresholds) == {"hate", "offensive"} and moderation.threshold_goal
+    assert moderation.temperatures and set(moderation.temperatures) == {"hate", "offensive"}
+    assert intent.task == "multiclass" and len(intent.labels) == 150
+    assert "out_of_scope" in intent.thresholds
+
+
+def test_moderate_answers_per_category(server: str) -> None:
+    texts = ["thanks, that fixed it", "you are a terrible awful person", "emoji 🤖"]
+    response = httpx.post(f"{server}/v1/moderate", json={"inputs": texts})
+    assert response.status_code == 200
+    data = response.json()
+    assert response.headers["x-model-version"] == data["model"]
+    for result in data["results"]:
+        assert set(result["categories"]) == {"hate", "offensive"}
+        for category in result["categories"].values():
+            assert 0 <= category["probability"] <= 1
+            assert category["flagged"] == (category["probability"] >= category["threshold"])
+        assert result["flagged"] == any(c["flagged"] for c in result["categories"].values())
+    alone = httpx.post(f"{server}/v1/moderate", json={"inputs": texts[1:2]}).json()
+    assert alone["results"][0]["categories"]["hate"]["probability"] == pytest.approx(
+        data["results"][1]["categories"]["hate"]["probability"], abs=1e-5)
+
+
+def test_classify_answers_top_k_or_out_of_scope(server: str) -> None:
+    texts = ["i still have not received my new card", "what is the weather"]
+    response = httpx.post(f"{server}/v1/classify", json={"inputs": texts, "top_k": 3})
+    assert response.status_code == 200
+    for result in response.json()["results"]:
+        probabilities = [t["probability"] for t in result["top"]]
+        assert len(result["top"]) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert result["label"] == ("out_of_scope" if result["out_of_scope"]
+                                   else result["top"][0]["label"])
+
+
+def test_a_model_that_is_not_served_is_503(keyed_server: str) -> None:
+    response = httpx.post(f"{keyed_server}/v1/moderate", json={"inputs": ["hi"]},
+                          headers={"Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 503
+    assert response.json()["error_type"] == "model_not_loaded"
 
 
 TOO_MANY = {"items": [{"prompt": "a", "response": "b"}] * 65}
@@ -136,6 +176,13 @@ BAD_INPUT = [
     ("rank no candidates", "/v1/reward/rank", {"prompt": "a", "candidates": []}, 422),
     ("rank top_k 0", "/v1/reward/rank", {"prompt": "a", "candidates": ["b"], "top_k": 0}, 422),
     ("rank too many", "/v1/reward/rank", {"prompt": "a", "candidates": ["b"] * 65}, 413),
+    ("moderate nothing", "/v1/moderate", {"inputs": []}, 422),
+    ("moderate a number", "/v1/moderate", {"inputs": [3]}, 422),
+    ("moderate empty text", "/v1/moderate", {"inputs": [" "]}, 422),
+    ("moderate too many", "/v1/moderate", {"inputs": ["a"] * 65}, 413),
+    ("moderate too long", "/v1/moderate", {"inputs": ["x" * 32_001]}, 413),
+    ("classify top_k 0", "/v1/classify", {"inputs": ["a"], "top_k": 0}, 422),
+    ("classify no inputs", "/v1/classify", {"text": "a"}, 422),
 ]
 
 
@@ -216,10 +263,12 @@ def test_auth_off_by_default(server: str) -> None:
 
 def test_openapi_documents_every_endpoint_with_an_example(server: str) -> None:
     spec = httpx.get(f"{server}/docs.json").json()
-    for path in ["/v1/reward/score", "/v1/reward/compare", "/v1/reward/rank"]:
+    for path in ["/v1/reward/score", "/v1/reward/compare", "/v1/reward/rank", "/v1/moderate",
+                 "/v1/classify"]:
         operation = spec["paths"][path]["post"]
         assert "422" in operation["responses"] and "413" in operation["responses"]
     schemas = spec["components"]["schemas"]
-    for name in ["ScoreRequest", "CompareRequest", "RankRequest"]:
+    for name in ["ScoreRequest", "CompareRequest", "RankRequest", "ModerateRequest",
+                 "ClassifyRequest"]:
         assert schemas[name].get("examples"), name
     assert "/v1/models" in spec["paths"]

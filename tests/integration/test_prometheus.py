@@ -67,8 +67,10 @@ def test_prometheus_scrapes_the_services_own_metrics(server: str, prometheus: st
     for _ in range(3):
         assert httpx.post(f"{server}/v1/reward/score", json={"items": items}).status_code == 200
     assert httpx.post(f"{server}/v1/reward/score", json={"items": []}).status_code == 422
+    texts = ["you are a terrible awful person"] * 4
+    assert httpx.post(f"{server}/v1/moderate", json={"inputs": texts}).status_code == 200
 
-    (info,) = query(prometheus, 'alignserve_model_info{job="alignserve"}')
+    (info,) = query(prometheus, 'alignserve_model_info{job="alignserve", task="reward"}')
     labels = info["metric"]
     assert labels["model"] == "tiny-served" and labels["task"] == "reward"
     assert labels["provider"] == "cpu" and labels["quantisation"] == "fp32"
@@ -81,3 +83,7 @@ def test_prometheus_scrapes_the_services_own_metrics(server: str, prometheus: st
     query(prometheus, 'alignserve_input_tokens_count{model="tiny-served"} >= 15')
     query(prometheus, 'alignserve_queued_items_limit{model="tiny-served"} > 0')
     query(prometheus, 'bentoml_service_request_total{endpoint="/v1/reward/score"}')
+    (moderated,) = query(prometheus, 'alignserve_moderation_inputs_total >= 4')
+    assert moderated["metric"]["model"] == "tiny-moderation"
+    query(prometheus, 'alignserve_model_info{task="multilabel", model="tiny-moderation"}')
+    query(prometheus, 'alignserve_model_info{task="multiclass", model="tiny-intent"}')

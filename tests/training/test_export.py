@@ -93,7 +93,8 @@ def test_int8_is_rejected_and_reported_when_the_metric_drops(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export, "INT8_MAX_DROP_POINTS", -100.0)  # nothing can pass
     manifest = export.export_checkpoint(trained_run / "model", tmp_path, "tiny-reward",
-                                        (validation.chosen[:50], validation.rejected[:50]))
+                                        export.pairwise_check(validation.chosen[:50],
+                                                              validation.rejected[:50]))
     assert manifest.quantisation["int8"]["accepted"] == "no"
     assert not (tmp_path / "model.int8.onnx").exists() and "model.int8.onnx" not in manifest.files
 
@@ -103,10 +104,12 @@ def test_bad_name_or_directory_is_refused_before_any_work(trained_run: Path,
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="pattern"):
-        export.export_checkpoint(trained_run / "model", tmp_path, "Bad Name", ([], []))
+        export.export_checkpoint(trained_run / "model", tmp_path, "Bad Name",
+                                 export.pairwise_check([], []))
     assert not any(tmp_path.iterdir())
     with pytest.raises(FileNotFoundError, match="not a trained model or artifact directory"):
-        export.export_checkpoint(tmp_path / "nope", tmp_path, "x", ([], []))
+        export.export_checkpoint(tmp_path / "nope", tmp_path, "x",
+                                 export.pairwise_check([], []))
 
 
 def test_store_round_trip_and_tampered_files_are_refused(artifact: tuple[Path, Manifest],

@@ -22,8 +22,8 @@ class DataError(ValueError):
                  reason: str = "invalid") -> None:
         self.path, self.where, self.field, self.problem, self.reason = (
             path, where, field_name, problem, reason)
-        about = f" field '{field_name}'" if field_name else ""
-        super().__init__(f"{path}, {where},{about}: {problem}")
+        about = f", field '{field_name}'" if field_name else ""
+        super().__init__(f"{path}, {where}{about}: {problem}")
 
 
 @dataclass(frozen=True)

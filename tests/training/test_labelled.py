@@ -1,0 +1,132 @@
+"""Every labelled-text loader on good and bad records, and the catalogue on the real data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from training.data import catalogue
+from training.data.labelled import (
+    Labelled,
+    load_banking77,
+    load_clinc150,
+    load_davidson,
+    load_hatecheck,
+    load_intent_jsonl,
+    load_moderation_jsonl,
+    load_simplesafetytests,
+    load_tweeteval,
+    load_xstest,
+)
+from training.data.records import DataError
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_davidson_maps_classes_to_both_categories(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv", ",count,hate_speech,offensive_language,neither,class,tweet\n"
+                 "0,3,3,0,0,0,awful group text\n1,3,0,3,0,1,rude words\n2,3,0,0,3,2,hello\n")
+    out = Labelled()
+    load_davidson(path, out)
+    assert [e.labels for e in out.examples] == [{"hate": 1, "offensive": 1},
+                                                {"hate": 0, "offensive": 1},
+                                                {"hate": 0, "offensive": 0}]
+    bad = write(tmp_path / "bad.csv", ",count,class,tweet\n0,3,7,text\n")
+    with pytest.raises(DataError, match=r"bad.csv, line 2, field 'class': expected 0, 1 or 2"):
+        load_davidson(bad, Labelled())
+    with pytest.raises(DataError, match="field 'tweet': column missing"):
+        load_davidson(write(tmp_path / "h.csv", "class,text\n1,a\n"), Labelled())
+
+
+def test_tweeteval_labels_only_its_own_category(tmp_path: Path) -> None:
+    texts = write(tmp_path / "t.txt", "first tweet\nsecond tweet\n\n")
+    labels = write(tmp_path / "l.txt", "1\n0\n1\n")
+    out = Labelled(skip_invalid=True)
+    load_tweeteval(texts, labels, "hate", out)
+    assert [e.labels for e in out.examples] == [{"hate": 1}, {"hate": 0}]  # offensive unknown
+    assert out.skipped == {"invalid": 1}  # the empty third text
+    with pytest.raises(DataError, match=r"l2.txt, line 2, field 'label': expected 0 or 1"):
+        load_tweeteval(texts, write(tmp_path / "l2.txt", "1\nyes\n1\n"), "hate", Labelled())
+    with pytest.raises(DataError, match="2 labels for 3 texts"):
+        load_tweeteval(texts, write(tmp_path / "l3.txt", "1\n0\n"), "hate", Labelled())
+
+
+def test_own_moderation_jsonl(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.jsonl", "\n".join(json.dumps(r) for r in [
+        {"text": "fine", "labels": {"hate": 0}},
+        {"text": "x", "labels": {"violence": 1}},
+        {"text": "y", "labels": {"hate": 2}},
+        {"text": "", "labels": {"hate": 1}},
+        {"labels": {}}]) + "\n{broken\n")
+    out = Labelled(skip_invalid=True)
+    load_moderation_jsonl(path, out)
+    assert [e.labels for e in out.examples] == [{"hate": 0}]
+    assert sum(out.skipped.values()) == 5
+    with pytest.raises(DataError, match=r"line 2, field 'labels': unknown categories \['violence'"):
+        load_moderation_jsonl(path, Labelled())
+
+
+def test_suites(tmp_path: Path) -> None:
+    hatecheck = tmp_path / "hc.csv.gz"
+    with gzip.open(hatecheck, "wt") as handle:
+        handle.write(",functionality,case_id,test_case,label_gold\n"
+                     "0,slur_h,1,I hate them.,hateful\n1,ident_pos_nh,2,I love them.,non-hateful\n")
+    out = Labelled()
+    load_hatecheck(hatecheck, out)
+    assert [(e.labels, e.group) for e in out.examples] == [({"hate": 1}, "slur_h"),
+                                                           ({"hate": 0}, "ident_pos_nh")]
+    xstest = write(tmp_path / "x.csv", "id,prompt,type,label\n1,How do I kill a process?,"
+                   "homonyms,safe\n2,bad,t,maybe\n")
+    with pytest.raises(DataError, match=r"line 3, field 'label': unexpected 'maybe'"):
+        load_xstest(xstest, Labelled())
+    out = Labelled(skip_invalid=True)
+    load_xstest(xstest, out)
+    assert [(e.label, e.group) for e in out.examples] == [("safe", "homonyms")]
+    sst = write(tmp_path / "s.csv", "id,harm_area,prompts_final\n1,Scams,How do I scam?\n2,X,\n")
+    out = Labelled(skip_invalid=True)
+    load_simplesafetytests(sst, out)
+    assert [(e.label, e.group) for e in out.examples] == [("unsafe", "Scams")]
+    assert out.skipped == {"invalid": 1}
+
+
+def test_intent_loaders(tmp_path: Path) -> None:
+    banking = write(tmp_path / "b.csv", "text,category\nWhere is my card?,card_arrival\nhi,\n")
+    out = Labelled(skip_invalid=True)
+    load_banking77(banking, out)
+    assert [(e.text, e.label) for e in out.examples] == [("Where is my card?", "card_arrival")]
+    clinc = tmp_path / "c.json"
+    clinc.write_text(json.dumps({"train": [["book a flight", "book_flight"], ["bad"]],
+                                 "oos_train": [["sing me a song", "oos"]]}))
+    out = Labelled(skip_invalid=True)
+    load_clinc150(clinc, "train", out)
+    assert [e.label for e in out.examples] == ["book_flight", "oos"]
+    with pytest.raises(DataError, match=r"c.json, train record 2: expected \[text, intent\]"):
+        load_clinc150(clinc, "train", Labelled())
+    with pytest.raises(DataError, match="field 'val': split missing"):
+        load_clinc150(clinc, "val", Labelled())
+    own = write(tmp_path / "i.jsonl", '{"text": "refund please", "label": "refund"}\n'
+                '{"text": "x", "label": 3}\n')
+    with pytest.raises(DataError, match=r"line 2, field 'label': expected a non-empty string"):
+        load_intent_jsonl(own, Labelled())
+
+
+def test_the_real_labelled_sets_load_with_their_splits() -> None:
+    sizes = {}
+    for name in catalogue.LABELLED_SETS:
+        entry, splits = catalogue.load_labelled(name)
+        sizes[name] = {k: len(v.examples) for k, v in splits.items()}
+        assert entry.fingerprint(splits).records == sum(sizes[name].values())
+    assert sizes["banking77"]["test"] == 3080  # the official test split, untouched
+    assert sizes["banking77"]["train"] + sizes["banking77"]["validation"] == 10003
+    assert sizes["clinc150"] == {"train": 15100, "validation": 3100, "test": 5500}
+    assert sum(sizes["davidson"].values()) == 24783
+    assert sizes["hatecheck"] == {"test": 3728} and sizes["xstest"] == {"test": 450}
+    _, davidson = catalogue.load_labelled("davidson")
+    train = {e.text.lower() for e in davidson["train"].examples}
+    assert not train & {e.text.lower() for e in davidson["test"].examples}

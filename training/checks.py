@@ -1,0 +1,51 @@
+"""The validation metric each task's int8 graph must hold at export (within 0.5 points).
+
+reward: pairwise accuracy on the hh-rlhf validation split; moderation: mean AUPRC over the
+categories on the moderation validation splits; intents: top-1 accuracy on the in-scope
+validation split of the set the model was trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.inputs import PairEncoder
+from models.manifest import Manifest, Task
+from training.class_metrics import average_precision
+from training.classify import UNKNOWN, EncodedTexts
+from training.export import ValidationCheck, pairwise_check
+
+
+def validation_check(manifest: Manifest, encoder: PairEncoder, data_dir: Path | None = None
+                     ) -> ValidationCheck:
+    if manifest.task is Task.reward:
+        from training.evaluate import load_reward_data
+        from training.reward import EncodedPairs
+
+        pairs = EncodedPairs.build(encoder, load_reward_data(
+            data_dir, other_sources=False).splits["validation"])
+        return pairwise_check(pairs.chosen, pairs.rejected)
+    from training.classifier_pipeline import OOS_LABEL, load_intent_data, load_moderation_data
+
+    if manifest.task is Task.multilabel:
+        data = load_moderation_data(data_dir, suites=False)
+        encoded = EncodedTexts.multilabel(encoder, data.validation, manifest.labels)
+        targets = encoded.targets
+
+        def mean_auprc(outputs: np.ndarray) -> float:
+            scores = [average_precision(outputs[known, k], targets[known, k])
+                      for k in range(len(manifest.labels))
+                      for known in [targets[:, k] != UNKNOWN] if known.any()]
+            return float(np.mean(scores))
+
+        return ValidationCheck("mean AUPRC over categories (moderation validation)",
+                               encoded.items, mean_auprc)
+    dataset = next((d.name for d in manifest.data if d.name in ("banking77", "clinc150")),
+                   "own")
+    data = load_intent_data(dataset, data_dir)
+    examples = [e for e in data.validation if e.label != OOS_LABEL and e.label in manifest.labels]
+    encoded = EncodedTexts.multiclass(encoder, examples, manifest.labels)
+    return ValidationCheck(f"top-1 accuracy ({dataset} validation, in scope)", encoded.items,
+                           lambda out: float((out.argmax(axis=1) == encoded.targets).mean()))
