@@ -5,6 +5,8 @@
         client.score([{"prompt": "Hi", "response": "Hello!"}]).results[0].reward
         client.compare(prompt="Hi", response_a="Hello!", response_b="What?").results[0]
         client.rank(prompt="Hi", candidates=["Hello!", "What?"]).best_index
+        client.moderate(["some text"]).results[0].flagged
+        client.classify(["where is my card"], top_k=3).results[0].label
 
 `AsyncClient` has the same methods, awaited. Bodies are checked with the service's own schemas
 before sending (a malformed one raises pydantic's ValidationError); an error answer raises
@@ -20,9 +22,13 @@ import httpx
 from pydantic import BaseModel
 
 from service.schemas import (
+    ClassifyRequest,
+    ClassifyResponse,
     CompareRequest,
     CompareResponse,
     ModelsResponse,
+    ModerateRequest,
+    ModerateResponse,
     RankRequest,
     RankResponse,
     ScoreRequest,
@@ -101,6 +107,14 @@ class Client:
                                            "candidates": list(candidates), "top_k": top_k})
         return self._post("/v1/reward/rank", body.model_dump(exclude_none=True), RankResponse)
 
+    def moderate(self, inputs: Sequence[str]) -> ModerateResponse:
+        body = ModerateRequest(inputs=list(inputs)).model_dump()
+        return self._post("/v1/moderate", body, ModerateResponse)
+
+    def classify(self, inputs: Sequence[str], top_k: int = 1) -> ClassifyResponse:
+        body = ClassifyRequest(inputs=list(inputs), top_k=top_k).model_dump()
+        return self._post("/v1/classify", body, ClassifyResponse)
+
     def models(self) -> ModelsResponse:
         response = self.http.get("/v1/models")
         _raise_for(response)
@@ -148,6 +162,14 @@ class AsyncClient:
                                            "candidates": list(candidates), "top_k": top_k})
         return await self._post("/v1/reward/rank", body.model_dump(exclude_none=True),
                                 RankResponse)
+
+    async def moderate(self, inputs: Sequence[str]) -> ModerateResponse:
+        body = ModerateRequest(inputs=list(inputs)).model_dump()
+        return await self._post("/v1/moderate", body, ModerateResponse)
+
+    async def classify(self, inputs: Sequence[str], top_k: int = 1) -> ClassifyResponse:
+        body = ClassifyRequest(inputs=list(inputs), top_k=top_k).model_dump()
+        return await self._post("/v1/classify", body, ClassifyResponse)
 
     async def models(self) -> ModelsResponse:
         response = await self.http.get("/v1/models")

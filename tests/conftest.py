@@ -124,8 +124,8 @@ def moderation_run(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory
 
     output = tmp_path_factory.mktemp("moderation")
     own = write_jsonl(output.parent / "own-moderation.jsonl", [
-        {"text": f"you are a {w} person", "labels": {"offensive": int(w == "terrible")}}
-        for w in ["terrible", "good", "great", "awful"] * 10])
+        {"text": f"you are a {w} person, {i}", "labels": {"offensive": int(w == "terrible")}}
+        for i, w in enumerate(["terrible", "good", "great", "awful"] * 25)])
     assert main(["train", "moderation", "--output", str(output), "--backbone",
                  str(tiny_backbone), "--train-data", str(own), *TINY_CLASSIFIER]) == 0
     return output

@@ -448,3 +448,73 @@ def _summary(task: str, name: str, manifest: Manifest, preset: str | None, confi
                      "final_accuracy": float(np.mean([h["accuracy"] for h in tail]))},
         "eval": metrics, "plots": [p.name for p in plots],
     }
+
+
+# --- `alignserve evaluate moderation|intent` ------------------------------------------------
+
+def evaluate_moderation_model(model_dir: Path, files: Sequence[Path] = (),
+                              data_dir: Path | None = None, skip_invalid: bool = False,
+                              max_tokens: int = 4096) -> dict[str, dict[str, float]]:
+    """With the model's own temperatures and thresholds: your JSONL files, or else every
+    catalogued held-out split and behavioural suite."""
+    manifest = Manifest.load(model_dir)
+    encoder = PairEncoder.from_file(model_dir / "tokenizer.json", manifest.input)
+    model = ScoringModel.load(model_dir)
+    temperatures = (manifest.calibration.temperatures or {}) if manifest.calibration else {}
+    tests: dict[str, list[TextExample]] = {}
+    for path in files:
+        own = Labelled(skip_invalid=skip_invalid)
+        load_moderation_jsonl(path, own)
+        tests[path.stem] = own.examples
+    if not files:
+        tests = load_moderation_data(data_dir).tests
+    metrics: dict[str, dict[str, float]] = {}
+    probs = {}
+    for name, examples in tests.items():
+        p, targets = moderation_scores(model, encoder, examples,
+                                       {c: temperatures.get(c, 1.0) for c in CATEGORIES},
+                                       max_tokens, f"eval {name}")
+        probs[name] = p
+        if name not in SUITES:
+            for key, values in evaluate_moderation(p, targets, manifest.thresholds).items():
+                metrics[f"{name}/{key}"] = values
+    metrics.update(evaluate_suites(tests, {k: v for k, v in probs.items() if k in SUITES},
+                                   manifest.thresholds))
+    return finite(metrics)
+
+
+def evaluate_intent_model(model_dir: Path, files: Sequence[Path] = (),
+                          data_dir: Path | None = None, skip_invalid: bool = False,
+                          max_tokens: int = 4096) -> dict[str, dict[str, float]]:
+    """Your JSONL files, or else the test split of the set the model was trained on."""
+    manifest = Manifest.load(model_dir)
+    encoder = PairEncoder.from_file(model_dir / "tokenizer.json", manifest.input)
+    model = ScoringModel.load(model_dir)
+    temperature = (manifest.calibration.temperature or 1.0) if manifest.calibration else 1.0
+    tests: dict[str, list[TextExample]] = {}
+    for path in files:
+        own = Labelled(skip_invalid=skip_invalid)
+        load_intent_jsonl(path, own)
+        tests[path.stem] = own.examples
+    if not files:
+        dataset = next((d.name for d in manifest.data if d.name in ("banking77", "clinc150")),
+                       None)
+        if dataset is None:
+            raise ValueError("the model was trained on your own data only: pass --data")
+        tests = load_intent_data(dataset, data_dir).tests
+    index = {label: i for i, label in enumerate(manifest.labels)}
+    metrics: dict[str, dict[str, float]] = {}
+    for name, examples in tests.items():
+        unknown = sorted({e.label for e in examples} - set(index) - {OOS_LABEL})
+        if unknown:
+            raise ValueError(f"{name}: intents the model does not know: {unknown[:5]}")
+        logits = predict_logits(model, encoder, [e.text for e in examples], max_tokens,
+                                f"eval {name}")
+        probs = softmax(logits / temperature)
+        targets = np.array([index.get(e.label, -1) for e in examples])
+        in_scope = targets >= 0
+        metrics[name] = multiclass_metrics(probs[in_scope], targets[in_scope])
+        if OUT_OF_SCOPE in manifest.thresholds and (~in_scope).any():
+            metrics[f"{name} out-of-scope"] = out_of_scope_metrics(
+                probs, targets, in_scope, manifest.thresholds[OUT_OF_SCOPE])
+    return finite(metrics)

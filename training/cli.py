@@ -111,6 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-tokens", type=int, default=4096, help="Token budget per batch.")
     _data_dir_flag(ev)
 
+    for task, text, data_help in (
+            ("moderation", "Per category AUPRC, ROC-AUC, precision/recall/F1 at the model's "
+             "thresholds and ECE; HateCheck, XSTest and SimpleSafetyTests.",
+             "A JSONL file of {text, labels: {category: 0|1}} records"),
+            ("intent", "Top-1 accuracy, macro-F1, ECE; in-scope accuracy and out-of-scope "
+             "recall where the model has a threshold.", "A JSONL file of {text, label} records")):
+        ev = eval_tasks.add_parser(task, help=text)
+        ev.add_argument("--model", type=Path, required=True,
+                        help="A trained model directory (the model/ folder a run writes).")
+        ev.add_argument("--data", type=Path, action="append", default=[],
+                        help=f"{data_help}; repeat for several. Without --data, the catalogued "
+                             "held-out sets are used.")
+        ev.add_argument("--skip-invalid", action="store_true",
+                        help="Skip and count invalid records instead of stopping at the first.")
+        ev.add_argument("--json", action="store_true", help="Print the figures as JSON.")
+        ev.add_argument("--max-tokens", type=int, default=4096, help="Token budget per batch.")
+        _data_dir_flag(ev)
+
     export = commands.add_parser(
         "export", help="ONNX artifact (fused fp32, fp16, int8 if accurate) into the model store.")
     export.add_argument("--checkpoint", type=Path, required=True,
@@ -159,6 +177,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.task != "reward":
+        return _evaluate_classifier(args)
     from models.inputs import PairEncoder
     from models.manifest import Manifest
     from training.data.preference import load_generic
@@ -194,6 +214,20 @@ def _evaluate(args: argparse.Namespace) -> int:
         for name, counts in skipped.items():
             if counts:
                 print(f"{name}: skipped {counts}")
+    return 0
+
+
+def _evaluate_classifier(args: argparse.Namespace) -> int:
+    from training.classifier_pipeline import evaluate_intent_model, evaluate_moderation_model
+    from training.report import summary_table
+
+    evaluate = evaluate_moderation_model if args.task == "moderation" else evaluate_intent_model
+    metrics = evaluate(args.model, args.data, args.data_dir, args.skip_invalid, args.max_tokens)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "eval": metrics}, indent=2))
+        return 0
+    columns = [*sorted({k for values in metrics.values() for k in values} - {"n"}), "n"]
+    print(summary_table(metrics, columns))
     return 0
 
 

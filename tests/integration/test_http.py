@@ -129,6 +129,19 @@ def test_moderate_answers_per_category(server: str) -> None:
         data["results"][1]["categories"]["hate"]["probability"], abs=1e-5)
 
 
+def test_the_clients_moderate_and_classify(server: str) -> None:
+    async def both() -> tuple[bool, str]:
+        async with AsyncClient(server) as async_client:
+            moderation = await async_client.moderate(["hello there"])
+            intent = await async_client.classify(["book a flight"], top_k=2)
+        return moderation.results[0].flagged, intent.results[0].label
+
+    flagged, label = asyncio.run(both())
+    with Client(server) as client:
+        assert client.moderate(["hello there"]).results[0].flagged == flagged
+        assert client.classify(["book a flight"], top_k=2).results[0].label == label
+
+
 def test_classify_answers_top_k_or_out_of_scope(server: str) -> None:
     texts = ["i still have not received my new card", "what is the weather"]
     response = httpx.post(f"{server}/v1/classify", json={"inputs": texts, "top_k": 3})

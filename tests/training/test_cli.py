@@ -88,3 +88,36 @@ def test_bad_backbone_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["train", "reward", "--output", str(tmp_path), "--backbone",
                  str(tmp_path / "nope")]) == 2
     assert "neither 'minilm' nor a local model directory" in capsys.readouterr().err
+
+
+def test_train_and_evaluate_the_classifiers(moderation_run: Path, intent_run: Path,
+                                            tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The session's CLI runs wrote a model, report and plots; evaluate reads them back."""
+    report = json.loads((moderation_run / "report.json").read_text())
+    assert {"davidson/hate", "tweeteval-hate/hate", "hatecheck", "xstest",
+            "simplesafetytests", "own-moderation/offensive"} <= set(report["eval"])
+    assert report["calibration"]["threshold_goal"]
+    assert {p.name for p in moderation_run.iterdir()} >= {"pr_curves.png", "reliability.png",
+                                                          "training_curves.png"}
+    own = write_jsonl(tmp_path / "mine.jsonl", [
+        {"text": "you are awful", "labels": {"offensive": 1}},
+        {"text": "good day", "labels": {"offensive": 0, "hate": 0}}])
+    assert main(["evaluate", "moderation", "--model", str(moderation_run / "model"),
+                 "--data", str(own), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["eval"]
+    assert figures["mine/offensive"]["n"] == 2 and figures["mine/hate"]["n"] == 1
+
+    intent = json.loads((intent_run / "report.json").read_text())
+    assert "clinc150 out-of-scope" in intent["eval"] and intent["confusions"]["clinc150"]
+    mine = write_jsonl(tmp_path / "intents.jsonl", [{"text": "book a flight to paris",
+                                                    "label": "book_flight"},
+                                                   {"text": "sing to me", "label": "oos"}])
+    assert main(["evaluate", "intent", "--model", str(intent_run / "model"), "--data",
+                 str(mine), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)["eval"]
+    assert figures["intents"]["n"] == 1 and figures["intents out-of-scope"]["n_out_of_scope"] == 1
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "hello", "label": "no_such_intent"}])
+    assert main(["evaluate", "intent", "--model", str(intent_run / "model"), "--data",
+                 str(bad)]) == 2
+    assert "intents the model does not know: ['no_such_intent']" in capsys.readouterr().err
