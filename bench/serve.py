@@ -139,7 +139,9 @@ def main() -> None:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
 
     log = Path(tempfile.mkdtemp(prefix="alignserve-bench-")) / "serve.log"
-    with serving(log, ALIGNSERVE_REWARD_MODEL=tag, ALIGNSERVE_GRAPH=args.graph) as url:
+    # The reward model alone: the same model and file as the bare engine, nothing else loaded.
+    with serving(log, ALIGNSERVE_REWARD_MODEL=tag, ALIGNSERVE_MODERATION_MODEL="",
+                 ALIGNSERVE_GRAPH=args.graph) as url:
         rows = [
             ("32-pair requests, 4 clients", bare(runtime, items, 32),
              asyncio.run(load(url, pairs, 32, 4)), 0.85),
