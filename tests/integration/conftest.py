@@ -11,6 +11,7 @@ import pytest
 from service.local import serving
 
 API_KEY = "integration-test-key-0123456789"
+LOGS: dict[str, Path] = {}  # server URL -> its log file
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +58,7 @@ def server(stored_tiny: str, stored_classifiers: dict[str, str],
                  ALIGNSERVE_MODERATION_MODEL=stored_classifiers["moderation"],
                  ALIGNSERVE_INTENT_MODEL=stored_classifiers["intent"],
                  ALIGNSERVE_GRAPH="fp32") as url:
+        LOGS[url] = log
         yield url
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from service.client import AlignServeError, AsyncClient, Client
-from tests.integration.conftest import API_KEY
+from tests.integration.conftest import API_KEY, LOGS
 
 PROMPT = "how can i get a refund for my order"
 SHORT, LONG = "sorry", "the refund will arrive in a day please wait for the money " * 5
@@ -221,6 +222,19 @@ def test_malformed_bodies_are_422(server: str, raw: bytes) -> None:
                           headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["error_type"] == "validation"
+
+
+def test_bad_input_is_logged_without_its_text(server: str) -> None:
+    secret = "customer-secret-4242"
+    for body in [{"items": [{"prompt": secret, "response": 5}]},
+                 {"items": [{"prompt": secret, "response": "x" * 40_000}]},
+                 {"inputs": [secret, 3]}]:
+        path = "/v1/moderate" if "inputs" in body else "/v1/reward/score"
+        assert httpx.post(f"{server}{path}", json=body).status_code in (413, 422)
+    time.sleep(0.5)  # let the server flush its log
+    log = LOGS[server].read_text()
+    assert "-> 422" in log and "-> 413" in log  # the refusals were logged...
+    assert secret not in log  # ...without the customer's text
 
 
 def test_odd_but_valid_unicode_is_scored(client: Client) -> None:
