@@ -243,6 +243,16 @@ async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], s
     return items, result.outputs
 
 
+async def infer_texts(model: ModelBackend, texts: list[str], settings: Settings,
+                      timing: Timing) -> tuple[list[EncodedPair], np.ndarray]:
+    """Limits, then `infer` on single texts (the classifiers' input)."""
+    check_count("inputs", len(texts), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
+    for i, text in enumerate(texts):
+        check_text(f"inputs[{i}]", [text], settings)
+    return await infer(model, lambda: model.front.prepare_texts(texts), sum(map(len, texts)),
+                       timing)
+
+
 async def reward_scores(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
                         timing: Timing) -> list[RewardScore]:
     reward = loaded(backend.reward, "reward")
@@ -360,14 +370,9 @@ async def models(request: Request) -> ModelsResponse:
 async def moderate(body: ModerateRequest, request: Request, response: Response
                    ) -> ModerateResponse:
     started, timing, backend = time.perf_counter(), Timing(), backend_of(request)
-    settings = backend.settings
     model = loaded(backend.moderation, "moderation")
-    check_count("inputs", len(body.inputs), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
-    for i, text in enumerate(body.inputs):
-        check_text(f"inputs[{i}]", [text], settings)
     front = model.front
-    items, outputs = await infer(model, lambda: front.prepare_texts(body.inputs),
-                                 sum(map(len, body.inputs)), timing)
+    items, outputs = await infer_texts(model, body.inputs, backend.settings, timing)
     results = front.moderate(items, outputs)
     manifest = front.manifest
     metrics.MODERATED.labels(manifest.name, manifest.version).inc(len(results))
@@ -389,14 +394,9 @@ async def moderate(body: ModerateRequest, request: Request, response: Response
 async def classify(body: ClassifyRequest, request: Request, response: Response
                    ) -> ClassifyResponse:
     started, timing, backend = time.perf_counter(), Timing(), backend_of(request)
-    settings = backend.settings
     model = loaded(backend.intent, "intent")
-    check_count("inputs", len(body.inputs), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
-    for i, text in enumerate(body.inputs):
-        check_text(f"inputs[{i}]", [text], settings)
     front = model.front
-    items, outputs = await infer(model, lambda: front.prepare_texts(body.inputs),
-                                 sum(map(len, body.inputs)), timing)
+    items, outputs = await infer_texts(model, body.inputs, backend.settings, timing)
     top_k = min(body.top_k, len(front.manifest.labels))
     results = front.classify(items, outputs, top_k)
     finish(response, front, timing, started)

@@ -452,20 +452,30 @@ def _summary(task: str, name: str, manifest: Manifest, preset: str | None, confi
 
 # --- `alignserve evaluate moderation|intent` ------------------------------------------------
 
+def _load_model(model_dir: Path) -> tuple[Manifest, PairEncoder, ScoringModel]:
+    manifest = Manifest.load(model_dir)
+    encoder = PairEncoder.from_file(model_dir / "tokenizer.json", manifest.input)
+    return manifest, encoder, ScoringModel.load(model_dir)
+
+
+def _own_sets(files: Sequence[Path], parse: Any, skip_invalid: bool
+              ) -> dict[str, list[TextExample]]:
+    tests = {}
+    for path in files:
+        own = Labelled(skip_invalid=skip_invalid)
+        parse(path, own)
+        tests[path.stem] = own.examples
+    return tests
+
+
 def evaluate_moderation_model(model_dir: Path, files: Sequence[Path] = (),
                               data_dir: Path | None = None, skip_invalid: bool = False,
                               max_tokens: int = 4096) -> dict[str, dict[str, float]]:
     """With the model's own temperatures and thresholds: your JSONL files, or else every
     catalogued held-out split and behavioural suite."""
-    manifest = Manifest.load(model_dir)
-    encoder = PairEncoder.from_file(model_dir / "tokenizer.json", manifest.input)
-    model = ScoringModel.load(model_dir)
+    manifest, encoder, model = _load_model(model_dir)
     temperatures = (manifest.calibration.temperatures or {}) if manifest.calibration else {}
-    tests: dict[str, list[TextExample]] = {}
-    for path in files:
-        own = Labelled(skip_invalid=skip_invalid)
-        load_moderation_jsonl(path, own)
-        tests[path.stem] = own.examples
+    tests = _own_sets(files, load_moderation_jsonl, skip_invalid)
     if not files:
         tests = load_moderation_data(data_dir).tests
     metrics: dict[str, dict[str, float]] = {}
@@ -487,15 +497,9 @@ def evaluate_intent_model(model_dir: Path, files: Sequence[Path] = (),
                           data_dir: Path | None = None, skip_invalid: bool = False,
                           max_tokens: int = 4096) -> dict[str, dict[str, float]]:
     """Your JSONL files, or else the test split of the set the model was trained on."""
-    manifest = Manifest.load(model_dir)
-    encoder = PairEncoder.from_file(model_dir / "tokenizer.json", manifest.input)
-    model = ScoringModel.load(model_dir)
+    manifest, encoder, model = _load_model(model_dir)
     temperature = (manifest.calibration.temperature or 1.0) if manifest.calibration else 1.0
-    tests: dict[str, list[TextExample]] = {}
-    for path in files:
-        own = Labelled(skip_invalid=skip_invalid)
-        load_intent_jsonl(path, own)
-        tests[path.stem] = own.examples
+    tests = _own_sets(files, load_intent_jsonl, skip_invalid)
     if not files:
         dataset = next((d.name for d in manifest.data if d.name in ("banking77", "clinc150")),
                        None)
