@@ -77,7 +77,6 @@ class Backend:
     reward: ModelBackend | None = None
     moderation: ModelBackend | None = None
     intent: ModelBackend | None = None
-    started: float = field(default_factory=time.perf_counter)
 
 
 @dataclass

@@ -58,6 +58,7 @@ from training.data.split import split_of
 from training.metrics import sigmoid
 from training.modeling import ScoringModel, export_tokenizer, resolve_backbone
 from training.pipeline import RunResult, code_version
+from training.scoring import score
 from training.trainer import Trainer, plan_batches
 
 MODERATION_SOURCES = ("davidson", "tweeteval-hate", "tweeteval-offensive")
@@ -275,9 +276,9 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     trainer, history = trained
 
     max_tokens = config.eval_batch_tokens
-    raw = predict_logits(model, encoder, [e.text for e in data.validation], max_tokens,
-                         "calibrate")
-    val_targets = EncodedTexts.multilabel(encoder, data.validation, CATEGORIES).targets
+    validation = EncodedTexts.multilabel(encoder, data.validation, CATEGORIES)
+    raw = score(model, validation.items, max_tokens, encoder.pad_id, "calibrate")
+    val_targets = validation.targets
     temperatures = fit_category_temperatures(raw, val_targets, CATEGORIES)
     val_probs = sigmoid(raw / np.array([temperatures[c] for c in CATEGORIES]))
     thresholds = {}
