@@ -17,6 +17,7 @@ import bentoml
 
 from models import store
 from models.manifest import Task
+from service import metrics
 from service.api import Backend, ModelBackend, app
 from service.batching import Batcher
 from service.metrics import MODEL_INFO, READY
@@ -86,6 +87,7 @@ class AlignServe:
                           SETTINGS.max_queued_items)
         MODEL_INFO.labels(manifest.name, manifest.version, manifest.task.value,
                           engine.provider, engine.graph.value).set(1)
+        metrics.start_series(manifest)
         READY.labels(manifest.name).set(0 if engine.problem else 1)
         self.engines.append(engine)
         return ModelBackend(front, engine, batcher)
