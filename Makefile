@@ -17,7 +17,7 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: serve models test lint train clean
+.PHONY: serve models test lint train lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ test: lint
 	$(BIN)/pytest -q
 
 serve: models
-	$(BIN)/bentoml serve service.service:AlignServe --host $(HOST) --port $(PORT)
+	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
 # The default models, built from the data only when the store lacks them. An interrupted
 # training run resumes from its checkpoint; a finished one is only exported again.
@@ -63,6 +63,13 @@ train: $(STAMP)
 	$(BIN)/alignserve export --checkpoint runs/reward/model --name reward
 	$(BIN)/alignserve train moderation --preset default --output runs/moderation
 	$(BIN)/alignserve export --checkpoint runs/moderation/model --name moderation
+
+# The serving image's pinned dependencies (CPU and GPU), from pyproject.toml's extras.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra serve --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --no-header --quiet -o requirements/cpu.txt
+	$(BIN)/uv pip compile pyproject.toml --extra gpu --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --no-header --quiet -o requirements/gpu.txt
 
 clean:
 	rm -rf $(VENV) runs .bentoml .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,8 @@
-"""Run the service as a real `bentoml serve` subprocess on 127.0.0.1 and wait until it is ready.
+"""Run the service as a real subprocess on 127.0.0.1 (`python -m service`, which runs
+`bentoml serve`) and wait until it is ready.
 
-Used by the integration tests and the benchmarks, so both drive exactly what `make serve` runs.
+Used by the integration tests and the benchmarks, so both drive exactly what `make serve` and
+the container run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICE = "service.service:AlignServe"
 
 
 def free_port() -> int:
@@ -28,8 +29,8 @@ def free_port() -> int:
 
 
 def serve_command(port: int) -> list[str]:
-    bentoml = Path(sys.executable).parent / "bentoml"
-    return [str(bentoml), "serve", SERVICE, "--host", "127.0.0.1", "--port", str(port)]
+    """What `make serve` and the container run (service/__main__.py), on loopback."""
+    return [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
 
 
 def service_env(**settings: str) -> dict[str, str]:
@@ -42,17 +43,15 @@ class StartError(RuntimeError):
     pass
 
 
-def private_home(directory: Path) -> Path:
-    """A BENTOML_HOME of this server's own that shares this environment's model store.
-    `bentoml serve` wipes $BENTOML_HOME/prometheus_multiproc_dir when it starts, so two servers
-    sharing a home would wipe and mix each other's metrics."""
+def private_home(directory: Path) -> dict[str, str]:
+    """A BENTOML_HOME of this server's own, reading this environment's model store through
+    ALIGNSERVE_MODEL_STORE (as a container does). `bentoml serve` wipes
+    $BENTOML_HOME/prometheus_multiproc_dir at start, so servers sharing a home would wipe and
+    mix each other's metrics."""
     from models.store import store_location
 
-    home = directory / "bentoml-home"
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "models").exists():
-        (home / "models").symlink_to(Path(store_location()).resolve(), target_is_directory=True)
-    return home
+    return {"BENTOML_HOME": str(directory / "bentoml-home"),
+            "ALIGNSERVE_MODEL_STORE": str(Path(store_location()).resolve())}
 
 
 @contextmanager
@@ -61,7 +60,7 @@ def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]
     the whole process group, then SIGKILL after 30 s)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**service_env(**settings), "BENTOML_HOME": str(private_home(log.parent))}
+    env = {**service_env(), **private_home(log.parent), **settings}
     with log.open("w") as out:
         process = subprocess.Popen(serve_command(port), cwd=REPO, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

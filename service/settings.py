@@ -13,7 +13,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "ALIGNSERVE_"
-OTHER_VARIABLES = {"ALIGNSERVE_DATA_DIR"}  # read by training, not by the service
+# Read elsewhere: the data directory by training, the model store by `python -m service`.
+OTHER_VARIABLES = {"ALIGNSERVE_DATA_DIR", "ALIGNSERVE_MODEL_STORE"}
 
 
 class Provider(StrEnum):

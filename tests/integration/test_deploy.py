@@ -8,11 +8,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
-from service.local import REPO
+from service.local import REPO, serve_command, serving
 
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
@@ -64,3 +66,62 @@ def test_every_metric_the_rules_and_dashboard_use_is_exported(server: str) -> No
     used = used_metrics()
     assert len(used) >= 12
     assert used <= families, f"not exported: {sorted(used - families)}"
+
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def test_hadolint_passes_on_the_dockerfile() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run([str(hadolint), "Dockerfile"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_runs_the_tested_command_on_its_own_ports() -> None:
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", DOCKERFILE, re.M).group(1))
+    tested = serve_command(3000)
+    assert entrypoint[:3] == ["python", *tested[1:3]]  # python -m service, as tests run it
+    assert entrypoint[3:] == ["--host", "0.0.0.0", "--port", "3000"]
+    assert re.search(r"^EXPOSE 3000$", DOCKERFILE, re.M)
+    assert "http://127.0.0.1:3000/livez" in DOCKERFILE  # the HEALTHCHECK
+    assert re.search(r"^USER 10001:10001$", DOCKERFILE, re.M)  # not root
+
+
+def test_the_serving_lock_is_current_and_has_no_torch(tmp_path: Path) -> None:
+    for variant, extra, engine in (("cpu", "serve", "onnxruntime=="),
+                                   ("gpu", "gpu", "onnxruntime-gpu==")):
+        lock = (REPO / "requirements" / f"{variant}.txt").read_text()
+        assert engine in lock and "\ntorch==" not in lock and "transformers==" not in lock
+        assert ("onnxruntime-gpu" in lock) == (variant == "gpu")  # never both engines
+        uv = Path(sys.executable).parent / "uv"
+        fresh = tmp_path / f"{variant}.txt"
+        result = subprocess.run(
+            [str(uv), "pip", "compile", "pyproject.toml", "--extra", extra, "--python-version",
+             "3.11", "--python-platform", "x86_64-manylinux_2_28", "--no-header", "--quiet",
+             "-o", str(fresh)],
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0 and "network" in result.stderr.lower():
+            pytest.skip(f"no package index to compile against: {result.stderr[:200]}")
+        assert result.returncode == 0, result.stderr
+        pinned = {line.split("==")[0] for line in fresh.read_text().splitlines() if "==" in line}
+        locked = {line.split("==")[0] for line in lock.splitlines() if "==" in line}
+        assert pinned == locked, f"requirements/{variant}.txt is stale: make lock"
+
+
+def test_a_read_only_model_store_serves(stored_tiny: str, tmp_path: Path) -> None:
+    """As in the image: the store baked read-only, BENTOML_HOME a scratch directory."""
+    from models.store import store_location
+
+    store = tmp_path / "store"
+    shutil.copytree(store_location(), store, symlinks=True)
+    for path in [store, *store.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        with serving(tmp_path / "serve.log", ALIGNSERVE_REWARD_MODEL=stored_tiny,
+                     ALIGNSERVE_MODERATION_MODEL="", ALIGNSERVE_MODEL_STORE=str(store)) as url:
+            body = {"items": [{"prompt": "hello", "response": "hi"}]}
+            assert httpx.post(f"{url}/v1/reward/score", json=body).status_code == 200
+    finally:
+        for path in [store, *store.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
