@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.local import REPO, serve_command, serving
+from service.local import REPO, serve_command, service_env, serving
 
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
@@ -125,3 +125,32 @@ def test_a_read_only_model_store_serves(stored_tiny: str, tmp_path: Path) -> Non
     finally:
         for path in [store, *store.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
+
+
+def test_bentoml_build_makes_a_bento_with_the_service_and_the_models(
+        stored_tiny: str, stored_classifiers: dict[str, str], tmp_path: Path) -> None:
+    """Offline (lock_packages: false), into this session's store; the exported Bento carries
+    the source and every model file."""
+    import tarfile
+
+    env = {**service_env(ALIGNSERVE_REWARD_MODEL=stored_tiny,
+                         ALIGNSERVE_MODERATION_MODEL=stored_classifiers["moderation"],
+                         ALIGNSERVE_INTENT_MODEL=stored_classifiers["intent"]),
+           "BENTOML_HOME": os.environ["BENTOML_HOME"]}
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    built = subprocess.run([bentoml, "build", "--output", "tag"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    archive = tmp_path / "alignserve.bento"
+    exported = subprocess.run([bentoml, "export", tag, str(archive)], env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    with tarfile.open(archive) as bento:
+        names = set(bento.getnames())
+    for stored in (stored_tiny, *stored_classifiers.values()):
+        name, version = stored.split(":")
+        assert f"./models/{name}/{version}/model.onnx" in names
+    assert {"./src/service/service.py", "./src/service/api.py",
+            "./src/models/manifest.py"} <= names
+    assert not any("training/" in n for n in names)  # the serving side only
