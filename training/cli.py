@@ -55,6 +55,19 @@ def _train_flags(parser: argparse.ArgumentParser, task: str, presets: str, own: 
     _add_config_flags(parser)
 
 
+def _evaluate_flags(parser: argparse.ArgumentParser, data_help: str) -> None:
+    parser.add_argument("--model", type=Path, required=True,
+                        help="A trained model directory (the model/ folder a run writes).")
+    parser.add_argument("--data", type=Path, action="append", default=[],
+                        help=f"{data_help}; repeat for several. Without --data, the catalogued "
+                             "held-out sets are used.")
+    parser.add_argument("--skip-invalid", action="store_true",
+                        help="Skip and count invalid records instead of stopping at the first.")
+    parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="Token budget per batch.")
+    _data_dir_flag(parser)
+
+
 def _data_dir_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="Directory holding the public sets (default: $ALIGNSERVE_DATA_DIR, "
@@ -97,19 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     eval_tasks = evaluate.add_subparsers(dest="task", required=True)
     ev = eval_tasks.add_parser(
         "reward", help="Pairwise accuracy, log-loss, Brier, ECE and mean margin per set.")
-    ev.add_argument("--model", type=Path, required=True,
-                    help="A trained model directory (the model/ folder a training run writes).")
-    ev.add_argument("--data", type=Path, action="append", default=[],
-                    help="A JSONL file of {prompt|messages, chosen, rejected, margin?} records; "
-                         "repeat for several. Without --data, every catalogued set is used.")
+    _evaluate_flags(ev, "A JSONL file of {prompt|messages, chosen, rejected, margin?} records")
     ev.add_argument("--sets", action="append", default=[], metavar="NAME",
                     help="Only these catalogued sets (hh-rlhf, pandalm, hhh, finegrained-qa, "
                          "ukpconvarg); repeat for several. Default: all of them.")
-    ev.add_argument("--skip-invalid", action="store_true",
-                    help="Skip and count invalid records instead of stopping at the first.")
-    ev.add_argument("--json", action="store_true", help="Print the figures as JSON.")
-    ev.add_argument("--max-tokens", type=int, default=4096, help="Token budget per batch.")
-    _data_dir_flag(ev)
 
     for task, text, data_help in (
             ("moderation", "Per category AUPRC, ROC-AUC, precision/recall/F1 at the model's "
@@ -117,17 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
              "A JSONL file of {text, labels: {category: 0|1}} records"),
             ("intent", "Top-1 accuracy, macro-F1, ECE; in-scope accuracy and out-of-scope "
              "recall where the model has a threshold.", "A JSONL file of {text, label} records")):
-        ev = eval_tasks.add_parser(task, help=text)
-        ev.add_argument("--model", type=Path, required=True,
-                        help="A trained model directory (the model/ folder a run writes).")
-        ev.add_argument("--data", type=Path, action="append", default=[],
-                        help=f"{data_help}; repeat for several. Without --data, the catalogued "
-                             "held-out sets are used.")
-        ev.add_argument("--skip-invalid", action="store_true",
-                        help="Skip and count invalid records instead of stopping at the first.")
-        ev.add_argument("--json", action="store_true", help="Print the figures as JSON.")
-        ev.add_argument("--max-tokens", type=int, default=4096, help="Token budget per batch.")
-        _data_dir_flag(ev)
+        _evaluate_flags(eval_tasks.add_parser(task, help=text), data_help)
 
     export = commands.add_parser(
         "export", help="ONNX artifact (fused fp32, fp16, int8 if accurate) into the model store.")
