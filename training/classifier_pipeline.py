@@ -166,7 +166,7 @@ def _finish(output: Path, model: ScoringModel, model_dir: Path, manifest: Manife
             summary: dict[str, Any], metrics: dict[str, dict[str, float]],
             tables: Sequence[tuple[Sequence[str], Sequence[str]]], started: float
             ) -> RunResult:
-    """tables: (columns, row-name prefixes to show) for the printed summary."""
+    """tables: (columns, rows) of the printed summary; rows absent from `metrics` are left out."""
     model.save(model_dir)
     manifest = manifest.model_copy(update={"files": file_digests(model_dir),
                                            "metrics": finite(manifest.metrics)})
@@ -176,8 +176,7 @@ def _finish(output: Path, model: ScoringModel, model_dir: Path, manifest: Manife
     summary["eval"] = finite(metrics)
     report.write_json(output / "report.json", summary)
     for columns, rows in tables:
-        shown = {k: v for k, v in metrics.items() if any(k.startswith(r) for r in rows)
-                 and "/" not in k.removeprefix(next(r for r in rows if k.startswith(r)))}
+        shown = {row: metrics[row] for row in rows if row in metrics}
         if shown:
             print(report.summary_table(shown, columns))
     print(f"{summary['timings']['total_s']:.0f} s in all; model in {model_dir}; report in "
@@ -329,12 +328,12 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
                        history, metrics, plots)
     summary["calibration"] = {"temperatures": temperatures, "thresholds": thresholds,
                               "threshold_goal": goal}
+    sets = ("validation (T=1)", "validation", *MODERATION_SOURCES, *(p.stem for p in train_data))
     return _finish(output, model, model_dir, manifest, summary, metrics, [
         (("auprc", "roc_auc", "precision", "recall", "f1", "ece", "flag_rate", "n"),
-         [f"{s}/" for s in ("validation (T=1)", "validation", *MODERATION_SOURCES,
-                            *(p.stem for p in train_data))]),
+         [f"{s}/{c}" for s in sets for c in (*CATEGORIES, "any")]),
         (("accuracy", "hateful_recall", "non_hateful_flag_rate", "over_flagging_rate",
-          "unsafe_flag_rate", "catch_rate", "n"), list(SUITES))], started)
+          "unsafe_flag_rate", "catch_rate", "n"), SUITES)], started)
 
 
 # --- intents --------------------------------------------------------------------------------
