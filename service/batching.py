@@ -100,12 +100,18 @@ class Batcher:
     async def _work(self) -> None:
         assert self.wake is not None
         loop = asyncio.get_running_loop()
+        idle = True  # nothing has run yet
         while True:
             if not self.jobs:
+                idle = True
                 self.wake.clear()
                 await self.wake.wait()
-            if self.max_wait_s and len(self.jobs) < self.max_batch_size:
-                await asyncio.sleep(self.max_wait_s)  # an idle engine waits for company
+            # Only an engine that sat idle waits for company: after a busy batch, whatever
+            # queued meanwhile goes at once. (Nothing is in flight here, so queued_items is
+            # what waits.)
+            if idle and self.max_wait_s and self.queued_items < self.max_batch_size:
+                await asyncio.sleep(self.max_wait_s)
+            idle = False
             batch = self._take()
             items = [item for job in batch for item in job.items]
             started = time.perf_counter()
