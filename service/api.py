@@ -12,7 +12,6 @@ full) -> engine -> post-process -> answer, with the model version and a Server-T
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,15 +22,14 @@ import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.inputs import EncodedPair, Prompt
 from models.manifest import Task
 from models.taxonomy import OUT_OF_SCOPE
 from service import metrics
 from service.batching import Batcher
-from service.errors import ErrorType, ServiceError
+from service.errors import ErrorType, ServiceError, error_response
+from service.guard import Guard
 from service.runtime import Engine, Front, RewardScore
 from service.schemas import (
     CategoryResult,
@@ -60,6 +58,7 @@ from service.schemas import (
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class ModelBackend:
@@ -109,11 +108,6 @@ def backend_of(request: Request) -> Backend:
     return backend
 
 
-def error_response(error: ServiceError) -> JSONResponse:
-    metrics.FAILURES.labels(error.error_type.value).inc()
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
-
-
 @app.exception_handler(ServiceError)
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
     log.info("%s %s -> %s: %s", request.method, request.url.path, exc.status, exc.message)
@@ -136,62 +130,6 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 async def _bug(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s failed", request.method, request.url.path)
     return error_response(ServiceError(ErrorType.internal, "internal error; see the service log"))
-
-
-class Guard:
-    """API key (when set, compared in constant time) and body size, before any parsing.
-    Plain ASGI rather than BaseHTTPMiddleware: it sits on every request's path."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        settings: Settings = scope["app"].state.backend.settings
-        headers = Headers(scope=scope)
-        if settings.api_key is not None:
-            expected = f"Bearer {settings.api_key.get_secret_value()}".encode()
-            if not hmac.compare_digest(headers.get("authorization", "").encode(), expected):
-                response = error_response(ServiceError(
-                    ErrorType.unauthorised, "missing or wrong API key: send "
-                    "'Authorization: Bearer <key>'"))
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return await response(scope, receive, send)
-        limit = settings.max_request_bytes
-        too_large = ServiceError(ErrorType.too_large, f"the body is larger than {limit} bytes "
-                                 "(ALIGNSERVE_MAX_REQUEST_BYTES)")
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return await error_response(too_large)(scope, receive, send)
-        if length is None and scope["method"] in {"POST", "PUT", "PATCH"}:
-            # A chunked body has no Content-Length to check: read it here, up to the limit.
-            chunks, size, more = [], 0, True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return None
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
-                if size > limit:
-                    return await error_response(too_large)(scope, receive, send)
-                more = message.get("more_body", False)
-            return await self.app(scope, replay(b"".join(chunks), receive), send)
-        return await self.app(scope, receive, send)
-
-
-def replay(body: bytes, receive: Receive) -> Receive:
-    """A receive channel that first hands over a body already read."""
-    pending = True
-
-    async def replayed() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
 
 
 app.add_middleware(Guard)

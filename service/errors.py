@@ -5,6 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from starlette.responses import JSONResponse
+
+from service import metrics
+
 
 class ErrorType(StrEnum):
     validation = "validation"
@@ -40,3 +44,9 @@ class ServiceError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s else {}
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    """The JSON answer for an error, counted in alignserve_failures_total by type."""
+    metrics.FAILURES.labels(error.error_type.value).inc()
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers())

@@ -10,7 +10,6 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from models.manifest import Manifest, Task
-from service.errors import ErrorType
 
 PREFIX = "alignserve_"
 POWERS_OF_TWO = tuple(float(2**k) for k in range(11))  # 1 .. 1024
@@ -61,12 +60,10 @@ FLAGS = Counter(f"{PREFIX}moderation_flags_total", "Texts flagged, by category: 
 
 def start_series(manifest: Manifest) -> None:
     """Create every labelled counter of a model at 0, so that rate() and alerts see a series
-    before the first truncation, failure or flag instead of no data."""
+    before the first truncation or flag instead of no data."""
     fields = ("prompt", "response") if manifest.task is Task.reward else ("text",)
     for field in fields:
         TRUNCATIONS.labels(manifest.name, field)
-    for error_type in ErrorType:
-        FAILURES.labels(error_type.value)
     if manifest.task is Task.multilabel:
         MODERATED.labels(manifest.name, manifest.version)
         for category in manifest.labels:

@@ -20,6 +20,7 @@ from models.manifest import Task
 from service import metrics
 from service.api import Backend, ModelBackend, app
 from service.batching import Batcher
+from service.errors import ErrorType
 from service.metrics import MODEL_INFO, READY
 from service.runtime import Engine, Front
 from service.settings import load_settings
@@ -63,6 +64,8 @@ class AlignServe:
 
     def __init__(self) -> None:
         self.engines: list[Engine] = []
+        for error_type in ErrorType:  # every failure series exists from the start, at 0
+            metrics.FAILURES.labels(error_type.value)
         backend = Backend(SETTINGS)
         for role, tag in TAGS.items():
             setattr(backend, role, self._load(role, tag))
