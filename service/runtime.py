@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from models import store
+from models.calibration import sigmoid, softmax
 from models.inputs import EncodedPair, PairEncoder, Prompt
 from models.manifest import Manifest, Task
 from models.runtime import OnBatch, open_session, run
@@ -112,7 +113,7 @@ class Front:
 
     def moderate(self, items: Sequence[EncodedPair], logits: np.ndarray) -> list[Moderation]:
         """Per-category calibrated probabilities sigmoid(z / T_c), flagged at each threshold."""
-        probs = np.exp(-np.logaddexp(0.0, -logits / self.temperatures))
+        probs = sigmoid(logits / self.temperatures)
         out = []
         for item, row in zip(items, probs, strict=True):
             scores = {c: CategoryScore(float(p), float(t), bool(p >= t)) for c, p, t in
@@ -124,9 +125,7 @@ class Front:
     def classify(self, items: Sequence[EncodedPair], logits: np.ndarray, top_k: int
                  ) -> list[Classification]:
         """Top-k intents by calibrated softmax(z / T); out of scope below the threshold."""
-        z = logits / (self.temperature or 1.0)
-        z = z - z.max(axis=1, keepdims=True)
-        probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        probs = softmax(logits / (self.temperature or 1.0))
         out = []
         for item, row in zip(items, probs, strict=True):
             order = np.argsort(-row, kind="stable")[:top_k]
@@ -142,14 +141,11 @@ class Front:
 
     def preference(self, reward_a: float, reward_b: float) -> float:
         """Calibrated P(a preferred over b) = sigmoid((r_a - r_b) / T)."""
-        z = (reward_a - reward_b) / (self.temperature or 1.0)
-        return float(np.exp(-np.logaddexp(0.0, -z)))
+        return float(sigmoid((reward_a - reward_b) / (self.temperature or 1.0)))
 
     def rank_probabilities(self, rewards: Sequence[float]) -> np.ndarray:
         """Bradley-Terry over N candidates: P(candidate i is best) = softmax(r / T)."""
-        z = np.asarray(rewards, dtype=np.float64) / (self.temperature or 1.0)
-        z -= z.max()
-        return np.exp(z) / np.exp(z).sum()
+        return softmax(np.asarray(rewards, dtype=np.float64) / (self.temperature or 1.0))
 
     def warm_up_items(self, count: int) -> list[EncodedPair]:
         """`count` items at the model's full length: the largest shape the engine will see."""

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.calibration import sigmoid, softmax
 from models.inputs import InputFormat, PairEncoder
 from models.manifest import (
     Calibration,
@@ -44,7 +45,6 @@ from training.classify import (
     multilabel_objective,
     out_of_scope_threshold,
     predict_logits,
-    softmax,
 )
 from training.config import TrainConfig
 from training.data import catalogue
@@ -55,7 +55,6 @@ from training.data.labelled import (
     load_moderation_jsonl,
 )
 from training.data.split import split_of
-from training.metrics import sigmoid
 from training.modeling import ScoringModel, export_tokenizer, resolve_backbone
 from training.pipeline import RunResult, code_version
 from training.scoring import score

@@ -88,12 +88,6 @@ def predict_logits(model: ScoringModel, encoder: PairEncoder, texts: Sequence[st
     return score(model, encoder.encode_texts(list(texts)), max_tokens, encoder.pad_id, desc)
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    shifted = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return np.asarray(e / e.sum(axis=-1, keepdims=True), dtype=np.float64)
-
-
 def fit_category_temperatures(logits: np.ndarray, targets: np.ndarray,
                               categories: Sequence[str]) -> dict[str, float]:
     """One temperature per category, on that category's known validation labels."""

@@ -11,10 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-
-def sigmoid(x: ArrayLike) -> NDArray[np.float64]:
-    x = np.asarray(x, dtype=np.float64)
-    return np.exp(-np.logaddexp(0.0, -x))
+from models.calibration import sigmoid
 
 
 def bin_index(probs: np.ndarray, bins: int) -> np.ndarray:
