@@ -1,12 +1,15 @@
 """A model at serving time, in the three steps of the request path.
 
-- `Front` (API process): prepare (tokenise, Rust `tokenizers`, batched) and post (normalise,
-  calibrate, rank). It never imports onnxruntime.
-- `Engine` (engine process): core, the onnxruntime session. Items are sorted by length and run
-  in micro-batches under a token budget, so an item's score does not depend on what it was
-  batched with. The graph and provider are chosen once, at load, and checked: a CUDA session
-  that silently fell back to the CPU is recorded as a problem and the engine never reports ready.
-- `RewardRuntime`: both in one process, for benchmarks and tests.
+- `Front`: prepare (tokenise, Rust `tokenizers`, batched) and post (normalise, calibrate, rank,
+  threshold). It never imports onnxruntime.
+- `Engine`: core, the onnxruntime session. Items are sorted by length and run in micro-batches
+  under a token budget, so an item's score does not depend on what it was batched with. The
+  graph and provider are chosen once, at load, and checked: a CUDA session that silently fell
+  back to the CPU is recorded as a problem and the service never reports ready.
+- `RewardRuntime`: a reward model's front and engine together, for benchmarks and tests.
+
+The service (service/service.py) gives each model a front and an engine, with the batch queue
+(service/batching.py) between them.
 """
 
 from __future__ import annotations
@@ -158,10 +161,10 @@ class Front:
 class Engine:
     """One onnxruntime session over the artifact's chosen graph."""
 
-    def __init__(self, directory: Path, manifest: Manifest, settings: Settings) -> None:
+    def __init__(self, directory: Path, settings: Settings, pad_id: int) -> None:
         import onnxruntime
 
-        self.settings = settings
+        self.settings, self.pad_id = settings, pad_id
         self.graph, providers = choose(directory, settings,
                                        onnxruntime.get_available_providers())
         self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
@@ -172,7 +175,6 @@ class Engine:
             self.problem = ("CUDA was asked for but onnxruntime fell back to the CPU: refusing "
                             "to report ready rather than serve at a fraction of the speed")
             log.error(self.problem)
-        self.pad_id = PairEncoder.from_file(directory / "tokenizer.json", manifest.input).pad_id
 
     def core(self, items: Sequence[EncodedPair], on_batch: OnBatch | None = None) -> np.ndarray:
         """Raw outputs, shape (len(items), outputs)."""
@@ -194,7 +196,7 @@ class RewardRuntime:
             raise RuntimeError(f"{manifest.name} is a {manifest.task.value} model, not a reward "
                                "model")
         self.front = Front(directory, manifest)
-        self.engine = Engine(directory, manifest, settings)
+        self.engine = Engine(directory, settings, self.front.encoder.pad_id)
 
     @classmethod
     def from_store(cls, tag: str, settings: Settings) -> RewardRuntime:

@@ -78,7 +78,7 @@ class AlignServe:
             raise SystemExit(f"alignserve: {tag} is a {manifest.task.value} model; "
                              f"ALIGNSERVE_{role.upper()}_MODEL needs a {TASKS[role].value} one")
         front = Front(stored.path, manifest)
-        engine = Engine(stored.path, manifest, SETTINGS)
+        engine = Engine(stored.path, SETTINGS, front.encoder.pad_id)
         started = time.perf_counter()
         engine.warm_up(front)
         log.info("%s warmed up on %s (%s) in %.1f s", front.tag, engine.provider,

@@ -17,9 +17,8 @@ from service.settings import Graph, Settings
 
 @pytest.fixture(scope="module")
 def parts(tiny_artifact: Path) -> tuple[Front, Engine]:
-    manifest = Manifest.load(tiny_artifact)
-    return (Front(tiny_artifact, manifest),
-            Engine(tiny_artifact, manifest, Settings(graph=Graph.fp32)))
+    front = Front(tiny_artifact, Manifest.load(tiny_artifact))
+    return front, Engine(tiny_artifact, Settings(graph=Graph.fp32), front.encoder.pad_id)
 
 
 def items(front: Front, count: int, words: int = 5) -> list:
