@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from models.taxonomy import CATEGORIES
-from training.data.records import DataError, iter_jsonl, open_text
+from training.data.records import DataError, Skips, iter_jsonl, open_text
 
 MODERATION_TEXT_LIMIT = 20_000  # characters; longer records are refused as malformed
 
@@ -28,16 +27,11 @@ class TextExample:
     group: str = ""  # what it belongs to: a split, a HateCheck functionality, a harm area
 
 
-@dataclass
-class Labelled:
-    examples: list[TextExample] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
-    skip_invalid: bool = False
+@dataclass(kw_only=True)
+class Labelled(Skips):
+    """The texts a loader kept, and what it skipped."""
 
-    def invalid(self, error: DataError) -> None:
-        if not self.skip_invalid:
-            raise error
-        self.skipped[error.reason] += 1
+    examples: list[TextExample] = field(default_factory=list)
 
     def keep(self, path: Path, where: str, text: Any, **fields: Any) -> None:
         if not isinstance(text, str) or not text.strip():

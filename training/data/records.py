@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from pydantic import ValidationError
 
@@ -36,11 +36,11 @@ class PreferencePair:
     group: str = ""  # pairs sharing a group never land in different splits
 
 
-@dataclass
-class Loaded:
-    """What a loader kept, and what it skipped or dropped, by reason."""
+@dataclass(kw_only=True)
+class Skips:
+    """What a loader skipped or dropped, by reason. An invalid record stops the load unless
+    `skip_invalid`, when it is counted instead."""
 
-    pairs: list[PreferencePair] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     skip_invalid: bool = False
 
@@ -48,6 +48,13 @@ class Loaded:
         if not self.skip_invalid:
             raise error
         self.skipped[error.reason] += 1
+
+
+@dataclass(kw_only=True)
+class Loaded(Skips):
+    """The preference pairs a loader kept, and what it skipped."""
+
+    pairs: list[PreferencePair] = field(default_factory=list)
 
     def keep(self, pair: PreferencePair) -> None:
         if pair.chosen == pair.rejected:
@@ -64,11 +71,7 @@ def open_text(path: Path) -> IO[str]:
     return path.open(encoding="utf-8")
 
 
-class Reports(Protocol):
-    def invalid(self, error: DataError) -> None: ...
-
-
-def iter_jsonl(path: Path, loaded: Reports) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_jsonl(path: Path, loaded: Skips) -> Iterator[tuple[str, dict[str, Any]]]:
     """(location, object) for every non-blank line; bad JSON goes through `loaded.invalid`."""
     with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
