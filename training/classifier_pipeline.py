@@ -11,7 +11,6 @@ and decision thresholds on validation -> evaluation -> model directory, report.j
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ from training.data.split import split_of
 from training.modeling import ScoringModel, export_tokenizer, resolve_backbone
 from training.pipeline import RunResult, code_version
 from training.scoring import score
-from training.trainer import Trainer, plan_batches
+from training.trainer import Trainer, run_training, sample
 
 MODERATION_SOURCES = ("davidson", "tweeteval-hate", "tweeteval-offensive")
 SUITES = ("hatecheck", "xstest", "simplesafetytests")
@@ -121,28 +120,6 @@ def load_intent_data(dataset: str, data_dir: Path | None = None, extra: Sequence
     if not data.train:
         raise ValueError("no intent training examples: give a dataset or --train-data")
     return data
-
-
-def _train(model: ScoringModel, encoded: EncodedTexts, objective: Any, config: TrainConfig,
-           output: Path, pad_id: int, resume: bool, stop_at: int | None
-           ) -> tuple[Trainer, list[dict[str, float]]] | None:
-    trainer = Trainer(model, plan_batches(encoded.lengths(), config.batch_size, config.epochs,
-                                          config.seed),
-                      lambda idx: encoded.collate(idx, pad_id), objective, config,
-                      output / "checkpoints")
-    print(f"training on {len(encoded.items)} texts, {trainer.total_steps} optimizer steps of "
-          f"{config.batch_size * config.grad_accum}, max_length {config.max_length}")
-    history = trainer.fit(resume=resume, stop_at=stop_at)
-    if trainer.step < trainer.total_steps:
-        print(f"stopped at step {trainer.step} of {trainer.total_steps}; continue with --resume")
-        return None
-    return trainer, history
-
-
-def _sample(examples: list[TextExample], limit: int | None, seed: int) -> list[TextExample]:
-    if limit and limit < len(examples):
-        return random.Random(seed).sample(examples, limit)
-    return examples
 
 
 def _setup(config: TrainConfig, output: Path) -> tuple[Path, Path, PairEncoder]:
@@ -263,12 +240,12 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     started = time.perf_counter()
     backbone, model_dir, encoder = _setup(config, output)
     data = load_moderation_data(data_dir, train_data, skip_invalid)
-    train = _sample(data.train, config.max_train_pairs, config.seed)
+    train = sample(data.train, config.max_train_pairs, config.seed)
     encoded = EncodedTexts.multilabel(encoder, train, CATEGORIES)
     torch.manual_seed(config.seed)
     model = ScoringModel.from_backbone(backbone, num_outputs=len(CATEGORIES))
-    trained = _train(model, encoded, multilabel_objective(), config, output, encoder.pad_id,
-                     resume, stop_at)
+    trained = run_training(model, encoded, "texts", multilabel_objective(), config,
+                           output, encoder.pad_id, resume, stop_at)
     if trained is None:
         return None
     trainer, history = trained
@@ -347,12 +324,12 @@ def train_intent(config: TrainConfig, output: Path, dataset: str = "banking77",
     data = load_intent_data(dataset, data_dir, train_data, skip_invalid)
     in_scope = [e for e in data.train if e.label != OOS_LABEL]
     labels = sorted({e.label for e in in_scope})
-    train = _sample(in_scope, config.max_train_pairs, config.seed)
+    train = sample(in_scope, config.max_train_pairs, config.seed)
     encoded = EncodedTexts.multiclass(encoder, train, labels)
     torch.manual_seed(config.seed)
     model = ScoringModel.from_backbone(backbone, num_outputs=len(labels))
-    trained = _train(model, encoded, multiclass_objective(), config, output, encoder.pad_id,
-                     resume, stop_at)
+    trained = run_training(model, encoded, "texts", multiclass_objective(), config,
+                           output, encoder.pad_id, resume, stop_at)
     if trained is None:
         return None
     trainer, history = trained

@@ -9,7 +9,6 @@ Everything goes under the output directory:
 
 from __future__ import annotations
 
-import random
 import subprocess
 import time
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ from training.evaluate import SetResult, evaluate_sets, load_reward_data
 from training.metrics import pairwise_metrics
 from training.modeling import ScoringModel, export_tokenizer, resolve_backbone
 from training.reward import EncodedPairs, reward_objective, score_pairs
-from training.trainer import Trainer, plan_batches
+from training.trainer import run_training, sample
 
 SPLIT_RULE = ("hh-rlhf test files carved 80/10/10 into train/validation/test by a sha256 of the "
               "first user turn, so no conversation lands in two splits")
@@ -84,25 +83,18 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
     encoder = PairEncoder.from_file(export_tokenizer(backbone, model_dir), fmt)
 
     data = load_reward_data(data_dir, train_data, skip_invalid)
-    train_pairs = data.splits["train"]
-    if config.max_train_pairs and config.max_train_pairs < len(train_pairs):
-        train_pairs = random.Random(config.seed).sample(train_pairs, config.max_train_pairs)
+    train_pairs = sample(data.splits["train"], config.max_train_pairs, config.seed)
     encoded = EncodedPairs.build(encoder, train_pairs)
     clock["load"] = time.perf_counter()
 
     torch.manual_seed(config.seed)  # the head's initialisation
     model = ScoringModel.from_backbone(backbone)
-    trainer = Trainer(model, plan_batches(encoded.lengths(), config.batch_size, config.epochs,
-                                          config.seed),
-                      lambda idx: encoded.collate(idx, encoder.pad_id),
-                      reward_objective(config.use_margin, config.center_rewards),
-                      config, output / "checkpoints")
-    print(f"training on {len(train_pairs)} pairs, {trainer.total_steps} optimizer steps "
-          f"of {config.batch_size * config.grad_accum} pairs, max_length {config.max_length}")
-    history = trainer.fit(resume=resume, stop_at=stop_at)
-    if trainer.step < trainer.total_steps:
-        print(f"stopped at step {trainer.step} of {trainer.total_steps}; continue with --resume")
+    trained = run_training(model, encoded, "pairs",
+                           reward_objective(config.use_margin, config.center_rewards), config,
+                           output, encoder.pad_id, resume, stop_at)
+    if trained is None:
         return None
+    trainer, history = trained
     clock["train"] = time.perf_counter()
 
     calibrated = calibrate(model, encoder, data.splits["validation"], config.eval_batch_tokens)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
@@ -201,3 +201,39 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         self.step, self.history = state["step"], state["history"]
+
+
+class Batchable(Protocol):
+    """Encoded training data: item lengths for the plan, and a padded batch for indices."""
+
+    def lengths(self) -> list[int]: ...
+
+    def collate(self, indices: list[int], pad_id: int = 0) -> Batch: ...
+
+
+T = TypeVar("T")
+
+
+def sample(items: list[T], limit: int | None, seed: int) -> list[T]:
+    """At most `limit` items, drawn with the seed (all of them when there are fewer)."""
+    if limit and limit < len(items):
+        return random.Random(seed).sample(items, limit)
+    return items
+
+
+def run_training(model: ScoringModel, data: Batchable, unit: str, objective: Objective,
+          config: TrainConfig, output: Path, pad_id: int, resume: bool = False,
+          stop_at: int | None = None) -> tuple[Trainer, list[dict[str, float]]] | None:
+    """Plan, fit and checkpoint under `output`/checkpoints; None when stopped early (at
+    `stop_at`, or by Ctrl-C or SIGTERM), with a checkpoint to --resume from."""
+    trainer = Trainer(model, plan_batches(data.lengths(), config.batch_size, config.epochs,
+                                          config.seed),
+                      lambda idx: data.collate(idx, pad_id), objective, config,
+                      output / "checkpoints")
+    print(f"training on {len(data.lengths())} {unit}, {trainer.total_steps} optimizer steps of "
+          f"{config.batch_size * config.grad_accum} {unit}, max_length {config.max_length}")
+    history = trainer.fit(resume=resume, stop_at=stop_at)
+    if trainer.step < trainer.total_steps:
+        print(f"stopped at step {trainer.step} of {trainer.total_steps}; continue with --resume")
+        return None
+    return trainer, history
