@@ -46,7 +46,7 @@ from training.classify import (
     predict_logits,
 )
 from training.config import TrainConfig
-from training.data import catalogue
+from training.data import catalogue, labelled_sets
 from training.data.labelled import (
     Labelled,
     TextExample,
@@ -91,7 +91,7 @@ def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (
                          skip_invalid: bool = False, suites: bool = True) -> TextData:
     data = TextData()
     for name in (*MODERATION_SOURCES, *(SUITES if suites else ())):
-        entry, splits = catalogue.load_labelled(name, data_dir)
+        entry, splits = labelled_sets.load_labelled(name, data_dir)
         data.fingerprints.append(entry.fingerprint(splits))
         if entry.kind == "suite":
             data.tests[name] = splits["test"].examples
@@ -109,7 +109,7 @@ def load_intent_data(dataset: str, data_dir: Path | None = None, extra: Sequence
     """dataset: 'banking77', 'clinc150' or 'own' (only the --train-data files)."""
     data = TextData()
     if dataset != "own":
-        entry, splits = catalogue.load_labelled(dataset, data_dir)
+        entry, splits = labelled_sets.load_labelled(dataset, data_dir)
         if entry.kind != "intent":
             raise ValueError(f"{dataset} is not an intent set")
         data.fingerprints.append(entry.fingerprint(splits))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.data import catalogue
+from training.data import labelled_sets
 from training.data.labelled import (
     Labelled,
     load_banking77,
@@ -118,8 +118,8 @@ def test_intent_loaders(tmp_path: Path) -> None:
 
 def test_the_real_labelled_sets_load_with_their_splits() -> None:
     sizes = {}
-    for name in catalogue.LABELLED_SETS:
-        entry, splits = catalogue.load_labelled(name)
+    for name in labelled_sets.LABELLED_SETS:
+        entry, splits = labelled_sets.load_labelled(name)
         sizes[name] = {k: len(v.examples) for k, v in splits.items()}
         assert entry.fingerprint(splits).records == sum(sizes[name].values())
     assert sizes["banking77"]["test"] == 3080  # the official test split, untouched
@@ -127,6 +127,6 @@ def test_the_real_labelled_sets_load_with_their_splits() -> None:
     assert sizes["clinc150"] == {"train": 15100, "validation": 3100, "test": 5500}
     assert sum(sizes["davidson"].values()) == 24783
     assert sizes["hatecheck"] == {"test": 3728} and sizes["xstest"] == {"test": 450}
-    _, davidson = catalogue.load_labelled("davidson")
+    _, davidson = labelled_sets.load_labelled("davidson")
     train = {e.text.lower() for e in davidson["train"].examples}
     assert not train & {e.text.lower() for e in davidson["test"].examples}

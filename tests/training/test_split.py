@@ -3,8 +3,8 @@ from __future__ import annotations
 from collections import Counter
 
 from training.data.records import PreferencePair
+from training.data.reward_data import HELD_OUT, POOLED, load_reward_data, source_of
 from training.data.split import split_of, split_pairs
-from training.evaluate import load_reward_data
 
 
 def test_split_is_deterministic_and_near_80_10_10() -> None:
@@ -24,13 +24,20 @@ def test_a_group_never_spans_splits() -> None:
     assert sum(len(v) for v in splits.values()) == 1000
 
 
-def test_real_hh_rlhf_split_is_disjoint_by_prompt_and_conversation() -> None:
+def test_real_pooled_split_is_disjoint_by_prompt_and_conversation() -> None:
     data = load_reward_data()
     splits = data.splits
-    assert sum(len(v) for v in splits.values()) == 8486
+    hh = {name: [p for p in pairs if source_of(p) == "hh-rlhf"] for name, pairs in splits.items()}
+    assert sum(len(v) for v in hh.values()) == 8486  # hh-rlhf's split is what it always was
+    assert {source_of(p) for p in splits["train"]} == {"hh-rlhf", *POOLED}
     for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
         assert not {p.group for p in splits[a]} & {p.group for p in splits[b]}
         assert not {str(p.prompt) for p in splits[a]} & {str(p.prompt) for p in splits[b]}
-    assert data.eval_sets["hh-rlhf"] == splits["test"]
+    assert data.eval_sets["hh-rlhf"] == hh["test"]
+    for source in POOLED:
+        assert data.eval_sets[source] == [p for p in splits["test"] if source_of(p) == source]
+    assert set(HELD_OUT) | {"behaviour"} <= set(data.eval_sets)
+    assert not {source_of(p) for p in splits["train"]} & set(HELD_OUT)
     splits_only = load_reward_data(other_sources=False)
-    assert splits_only.splits == splits and set(splits_only.eval_sets) == {"hh-rlhf"}
+    assert splits_only.splits == splits
+    assert set(splits_only.eval_sets) == {"hh-rlhf", *POOLED}

@@ -51,13 +51,15 @@ class ChatMessage(BaseModel):
 
 
 class PreferenceRecord(BaseModel):
-    """{"prompt" | "messages", "chosen", "rejected", "margin"?}; other keys are ignored."""
+    """{"prompt" | "messages", "chosen", "rejected", "margin"?, "subset"?}; other keys are
+    ignored. A `subset` (e.g. "refunds") is reported on its own by `evaluate reward`."""
 
     prompt: Text | None = None
     messages: list[ChatMessage] | None = Field(None, min_length=1)
     chosen: Text
     rejected: Text
     margin: float = Field(0.0, allow_inf_nan=False)
+    subset: Annotated[str, StringConstraints(pattern=r"^[^/]+$")] | None = None
 
     @model_validator(mode="after")
     def _one_prompt(self) -> PreferenceRecord:
@@ -79,8 +81,10 @@ def load_generic(path: Path, loaded: Loaded, subset: str = "") -> None:
             first = next((m.content for m in record.messages if m.role == "user"), "")
         else:
             prompt = first = record.prompt or ""
+        name = subset or path.stem
         loaded.keep(PreferencePair(prompt, record.chosen, record.rejected, record.margin,
-                                   subset or path.stem, group_key(first)))
+                                   f"{name}/{record.subset}" if record.subset else name,
+                                   group_key(first)))
 
 
 # --- hh-rlhf: whole dialogues that differ in the last assistant turn ------------------------

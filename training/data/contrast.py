@@ -1,0 +1,110 @@
+"""Label-free contrast pairs: preferences that need no annotator, built from real replies.
+
+Each targets one cue a person uses and length cannot stand in for:
+- relevance: the reply written for this prompt over a reply of similar length written for
+  another conversation (the reward must read the prompt);
+- truncation: the whole reply over the same reply cut off mid-sentence;
+- dismissal: the reply over the same reply with a dismissive or insulting sentence spliced in
+  (the rejected side is the longer one, which balances truncation's push towards length);
+- repetition: the reply over the same reply with one of its sentences said again (longer,
+  and worse: padding is not content).
+
+The spliced sentences are this module's own; the behavioural suite (training/behaviour.py) uses
+different wording, so the suite measures the cue, not the memorised sentences.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from training.data.records import PreferencePair
+
+KINDS = ("relevance", "truncation", "dismissal", "repetition")
+
+DISMISSALS = (
+    "Honestly, this is a pointless question.",
+    "Figure the rest out yourself.",
+    "I really can't be bothered with this.",
+    "Stop wasting my time.",
+    "That is a stupid thing to ask.",
+    "Whatever, I don't care.",
+    "Look it up yourself next time.",
+    "You should already know this, it's obvious.",
+    "Ugh, fine.",
+    "Do your own homework.",
+    "What a dumb idea.",
+    "Don't bother me with this again.",
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+MIN_WORDS = 12  # shorter replies cannot be cut in a way that reads as cut
+
+
+def relevance(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    """Each chosen reply against the chosen reply of a neighbour in length from another group:
+    sorting by length and pairing with an adjacent item keeps the two lengths close."""
+    order = sorted(range(len(pairs)), key=lambda i: (len(pairs[i].chosen), rng.random()))
+    out = []
+    for rank, i in enumerate(order):
+        for step in (1, -1, 2, -2, 3, -3):
+            j = order[rank + step] if 0 <= rank + step < len(order) else None
+            if j is not None and pairs[j].group != pairs[i].group:
+                out.append(_contrast(pairs[i], pairs[j].chosen, "relevance"))
+                break
+    return out
+
+
+def truncation(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    out = []
+    for pair in pairs:
+        words = pair.chosen.split()
+        if len(words) >= MIN_WORDS:
+            cut = rng.randint(len(words) * 3 // 10, len(words) * 7 // 10)
+            out.append(_contrast(pair, " ".join(words[:cut]).rstrip(".!?,;:"), "truncation"))
+    return out
+
+
+def dismissal(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    out = []
+    for pair in pairs:
+        sentences = _SENTENCE_END.split(pair.chosen.strip())
+        at = rng.randint(0, len(sentences))
+        spliced = [*sentences[:at], rng.choice(DISMISSALS), *sentences[at:]]
+        out.append(_contrast(pair, " ".join(spliced), "dismissal"))
+    return out
+
+
+def repetition(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    """One sentence repeated right after itself, or, for a one-sentence reply, the whole
+    reply said twice."""
+    out = []
+    for pair in pairs:
+        sentences = _SENTENCE_END.split(pair.chosen.strip())
+        at = rng.randrange(len(sentences))
+        padded = [*sentences[:at + 1], sentences[at], *sentences[at + 1:]]
+        out.append(_contrast(pair, " ".join(padded), "repetition"))
+    return out
+
+
+GENERATORS = {"relevance": relevance, "truncation": truncation, "dismissal": dismissal,
+              "repetition": repetition}
+
+
+def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], seed: int
+                   ) -> list[PreferencePair]:
+    """For each kind, about `share` times len(pairs) contrast pairs, built from a sample of the
+    real training pairs (drawn with the seed)."""
+    out: list[PreferencePair] = []
+    for kind, share in shares.items():
+        if share <= 0:
+            continue
+        rng = random.Random(f"{seed}:{kind}")
+        sample = rng.sample(list(pairs), min(len(pairs), round(share * len(pairs))))
+        out += GENERATORS[kind](sample, rng)
+    return out
+
+
+def _contrast(pair: PreferencePair, rejected: str, kind: str) -> PreferencePair:
+    return PreferencePair(pair.prompt, pair.chosen, rejected, 0.0, f"contrast/{kind}",
+                          pair.group)
