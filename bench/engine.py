@@ -24,7 +24,7 @@ import torch
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import Manifest
 from models.runtime import INPUT_NAMES, OUTPUT_NAME, open_session
-from training.evaluate import load_reward_data
+from training.data.reward_data import load_reward_data
 from training.export import INT8, export_onnx
 from training.modeling import TOKENIZER_FILE, ScoringModel
 from training.scoring import to_torch

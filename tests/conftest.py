@@ -76,7 +76,9 @@ def write_jsonl(path: Path, records: list[object]) -> Path:
 
 TINY_TRAINING = ["--max-length", "64", "--min-prompt-tokens", "8", "--max-train-pairs", "64",
                  "--batch-size", "8", "--grad-accum", "1", "--checkpoint-every", "4",
-                 "--no-freeze-embeddings", "--eval-batch-tokens", "8192"]
+                 "--no-freeze-embeddings", "--eval-batch-tokens", "8192", "--no-pool",
+                 "--relevance", "0", "--truncation", "0", "--dismissal", "0", "--repetition", "0",
+                 "--length-term", "0"]
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +99,7 @@ def tiny_artifact(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -
     from models.inputs import PairEncoder
     from models.manifest import Manifest
     from training import export
-    from training.evaluate import load_reward_data
+    from training.data.reward_data import load_reward_data
     from training.reward import EncodedPairs
 
     checkpoint = trained_run / "model"

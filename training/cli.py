@@ -176,8 +176,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from models.inputs import PairEncoder
     from models.manifest import Manifest
     from training.data.preference import load_generic
-    from training.data.records import Loaded
-    from training.evaluate import evaluate_sets, load_reward_data
+    from training.data.records import DataError, Loaded
+    from training.data.reward_data import load_reward_data
+    from training.evaluate import evaluate_sets
     from training.modeling import TOKENIZER_FILE, ScoringModel
     from training.report import summary_table
 
@@ -186,7 +187,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     sets, skipped = {}, {}
     for path in args.data:
         loaded = Loaded(skip_invalid=args.skip_invalid)
-        load_generic(path, loaded)
+        try:
+            load_generic(path, loaded)
+        except DataError as exc:
+            raise DataError(exc.path, exc.where, exc.field, f"{exc.problem} (pass --skip-invalid "
+                            "to skip and count such records)") from None
         sets[path.stem], skipped[path.stem] = loaded.pairs, dict(loaded.skipped)
     if not args.data:
         catalogued = load_reward_data(args.data_dir).eval_sets
@@ -243,9 +248,13 @@ def _export(args: argparse.Namespace) -> int:
     print(f"artifact {exported.name}:{exported.version} in {output}")
     print("  parity max |onnx - torch|: " + ", ".join(
         f"{k} {v:.2e}" for k, v in exported.parity_max_diff.items()))
+    agreement = (f", order kept for {float(int8['agreement']):.1%} of pairs (min "
+                 f"{float(int8['min_agreement']):.0%})" if "agreement" in int8 else "")
     print(f"  int8 {'kept' if int8['accepted'] == 'yes' else 'REJECTED'}: {int8['metric']} "
-          f"fp32 {float(int8['fp32']):.4f}, int8 {float(int8['int8']):.4f}, "
-          f"drop {float(int8['drop_points']):.2f} points (max {int8['max_drop_points']})")
+          f"fp32 {float(int8['fp32']):.4f}, int8 {float(int8['int8']):.4f}; drop "
+          f"{float(int8['drop_points']):.2f} points, 95% interval "
+          f"[{float(int8['drop_low_points']):.2f}, {float(int8['drop_high_points']):.2f}] "
+          f"(upper end max {int8['max_drop_points']}){agreement}")
     if not args.no_store:
         print(f"  saved to the store as {store.save(output)} ({store.store_location()})")
     return 0

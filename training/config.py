@@ -38,6 +38,25 @@ class TrainConfig:
     use_margin: bool = _opt(True, "Subtract each pair's 'margin' inside the Bradley-Terry loss.")
     freeze_embeddings: bool = _opt(True, "Keep the word embeddings fixed: half of MiniLM's "
                                    "parameters, little to gain from a few thousand pairs.")
+    pool: bool = _opt(True, "Reward: train on every pooled preference source (hh-rlhf, "
+                      "Open-Assistant, PandaLM, TruthfulQA, FineGrainedRLHF), weighted; "
+                      "--no-pool trains on hh-rlhf alone.")
+    relevance: float = _opt(0.25, "Reward: relevance contrast pairs (this prompt's reply over "
+                            "another prompt's reply of similar length), as a share of the real "
+                            "training pairs; 0 disables.")
+    truncation: float = _opt(0.1, "Reward: whole reply over the same reply cut off mid-way, "
+                             "as a share of the real training pairs; 0 disables.")
+    dismissal: float = _opt(0.1, "Reward: reply over the same reply with a dismissive or "
+                            "insulting sentence spliced in, as a share; 0 disables.")
+    repetition: float = _opt(0.1, "Reward: reply over the same reply with a sentence said "
+                             "twice, as a share; 0 disables.")
+    length_term: float = _opt(1.0, "Reward: weight of the length decoupling during training: a "
+                              "learnt linear term on log response length absorbs the length "
+                              "preference (dropped when serving) and this weight times the "
+                              "squared in-batch correlation of reward and length is added to "
+                              "the loss; 0 disables both.")
+    device: str = _opt("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'; on CUDA the "
+                       "forward passes run under bf16 autocast.")
     seed: int = _opt(0, "Seeds sampling, batch order, dropout and the head: same seed, same run.")
     checkpoint_every: int = _opt(50, "Optimizer steps between resumable checkpoints.")
     eval_batch_tokens: int = _opt(4096, "Token budget per scoring batch in evaluation.")
@@ -58,9 +77,13 @@ PRESETS: dict[str, TrainConfig] = {
     # Fits training, calibration and evaluation on every set within 10 minutes on 2 CPU cores
     # (the first `make serve` runs it), so it trains on a sample of the hh-rlhf train split.
     "default": TrainConfig(max_train_pairs=2400),
-    # Every hh-rlhf training pair, once, at 256 tokens: about 45 minutes on 2 CPU cores.
-    # One epoch: reward models overfit noisy preferences quickly on a second pass.
-    "full": TrainConfig(max_length=256, min_prompt_tokens=64, lr=3e-5, checkpoint_every=100),
+    # Every pooled training pair and its contrast pairs (~15,900), twice, at 256 tokens: about
+    # 70 s of training on one H200 (--device cuda), hours on 2 CPU cores. Chosen on hh-rlhf
+    # validation accuracy among lr 1e-4 / 3e-5, 1 / 2 epochs and 256 / 512 tokens
+    # (bench/reward_recipe.py; the README has the table).
+    "full": TrainConfig(max_length=256, min_prompt_tokens=64, lr=1e-4, epochs=2.0,
+                        batch_size=16, grad_accum=1, checkpoint_every=200,
+                        eval_batch_tokens=16384),
 }
 
 # Classifiers read `max_train_pairs` as texts and `batch_size` as texts per forward pass.

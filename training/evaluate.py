@@ -1,65 +1,22 @@
-"""Evaluation of a reward model on preference sets, each reported on its own.
+"""Evaluation of a reward model on preference sets, each reported on its own and per subset.
 
-The catalogued sets are the held-out hh-rlhf test split (per subset, never trained on) and the
-other-source sets (PandaLM, HHH, FineGrainedRLHF QA), which test generalisation beyond hh-rlhf.
+Beside every set's accuracy stand the length-aware figures: the "longer reply wins" rule on the
+same pairs, the accuracy on the pairs whose chosen reply is the shorter one, and the correlation
+between the reward and the response's length over all of the set's responses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from models.inputs import PairEncoder
-from models.manifest import DataFingerprint, sha256_file
-from training.data import catalogue
-from training.data.preference import load_generic
-from training.data.records import Loaded, PreferencePair
-from training.data.split import Split, split_pairs
-from training.metrics import pairwise_metrics
+from training.data.records import PreferencePair
+from training.metrics import length_metrics, pairwise_metrics
 from training.modeling import ScoringModel
 from training.reward import score_pairs
-
-HH_SUBSETS = [name for name in catalogue.PREFERENCE_SETS if name.startswith("hh-rlhf/")]
-OTHER_SOURCES = [name for name, e in catalogue.PREFERENCE_SETS.items() if e.role == "eval"]
-
-
-@dataclass
-class RewardData:
-    splits: dict[Split, list[PreferencePair]]
-    eval_sets: dict[str, list[PreferencePair]]  # hh-rlhf = its test split only
-    fingerprints: list[DataFingerprint] = field(default_factory=list)
-
-
-def load_reward_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
-                     skip_invalid: bool = False, other_sources: bool = True) -> RewardData:
-    """hh-rlhf split by conversation, the other-source sets for evaluation, and users' own JSONL
-    files (`extra`), which join the split and get a test set of their own. Callers that need
-    only the splits (export, benchmarks) pass other_sources=False and skip loading those sets."""
-    fingerprints: list[DataFingerprint] = []
-
-    def catalogued(name: str) -> list[PreferencePair]:
-        loaded = catalogue.load(name, data_dir)
-        fingerprints.append(catalogue.PREFERENCE_SETS[name].fingerprint(loaded))
-        return loaded.pairs
-
-    hh = [pair for name in HH_SUBSETS for pair in catalogued(name)]
-    for path in extra:
-        loaded = Loaded(skip_invalid=skip_invalid)
-        load_generic(path, loaded)
-        fingerprints.append(DataFingerprint(name=path.stem, files={path.name: sha256_file(path)},
-                                            records=len(loaded.pairs),
-                                            skipped=dict(loaded.skipped)))
-        hh += loaded.pairs
-    splits = split_pairs(hh)
-    eval_sets = {"hh-rlhf": [p for p in splits["test"] if p.subset.startswith("hh-rlhf/")]}
-    eval_sets.update({path.stem: [p for p in splits["test"] if p.subset == path.stem]
-                      for path in extra})
-    if other_sources:
-        eval_sets.update({name: catalogued(name) for name in OTHER_SOURCES})
-    return RewardData(splits, eval_sets, fingerprints)
 
 
 @dataclass
@@ -67,6 +24,14 @@ class SetResult:
     metrics: dict[str, float]
     chosen: np.ndarray
     rejected: np.ndarray
+
+
+def set_result(pairs: Sequence[PreferencePair], chosen: np.ndarray, rejected: np.ndarray,
+               temperature: float) -> SetResult:
+    lengths = np.array([(len(p.chosen), len(p.rejected)) for p in pairs], dtype=np.float64)
+    metrics = {**pairwise_metrics(chosen - rejected, temperature),
+               **length_metrics(chosen, rejected, lengths[:, 0], lengths[:, 1])}
+    return SetResult(metrics, chosen, rejected)
 
 
 def evaluate_sets(model: ScoringModel, encoder: PairEncoder,
@@ -78,13 +43,11 @@ def evaluate_sets(model: ScoringModel, encoder: PairEncoder,
         if not pairs:
             continue
         chosen, rejected = score_pairs(model, encoder, pairs, max_tokens, desc=f"eval {name}")
-        results[name] = SetResult(pairwise_metrics(chosen - rejected, temperature), chosen,
-                                  rejected)
+        results[name] = set_result(pairs, chosen, rejected, temperature)
         subsets = np.array([pair.subset for pair in pairs])
         if len(set(subsets)) > 1:
             for subset in sorted(set(subsets)):
                 mask = subsets == subset
-                results[subset] = SetResult(
-                    pairwise_metrics(chosen[mask] - rejected[mask], temperature),
-                    chosen[mask], rejected[mask])
+                results[subset] = set_result([p for p, m in zip(pairs, mask, strict=True) if m],
+                                             chosen[mask], rejected[mask], temperature)
     return results

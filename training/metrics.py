@@ -57,3 +57,26 @@ def pairwise_metrics(margins: ArrayLike, temperature: float = 1.0, bins: int = 1
         "mean_margin": float(d.mean()),
         "n": float(d.size),
     }
+
+
+def length_metrics(chosen: ArrayLike, rejected: ArrayLike, chosen_length: ArrayLike,
+                   rejected_length: ArrayLike) -> dict[str, float]:
+    """How a set's figures relate to response length (lengths in characters):
+    longer_wins        the accuracy of "the longer reply wins" on the same pairs (a tie in
+                       length counts half)
+    acc_chosen_shorter the reward's accuracy on the pairs whose chosen reply is the shorter one
+    length_corr        Pearson correlation of reward and log length over every response
+    A figure that does not exist for the set (no chosen-shorter pair, constant rewards) is left
+    out rather than given as NaN."""
+    c, r = np.asarray(chosen, dtype=np.float64), np.asarray(rejected, dtype=np.float64)
+    lc, lr = (np.asarray(x, dtype=np.float64) for x in (chosen_length, rejected_length))
+    shorter = lc < lr
+    rewards, lengths = np.concatenate([c, r]), np.log1p(np.concatenate([lc, lr]))
+    varied = rewards.std() > 0 and lengths.std() > 0
+    out = {"longer_wins": float(((lc > lr) + 0.5 * (lc == lr)).mean()),
+           "n_chosen_shorter": float(shorter.sum())}
+    if shorter.any():
+        out["acc_chosen_shorter"] = float((c[shorter] > r[shorter]).mean())
+    if varied:
+        out["length_corr"] = float(np.corrcoef(rewards, lengths)[0, 1])
+    return out

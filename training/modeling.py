@@ -69,7 +69,10 @@ class ScoringModel(nn.Module):
 
     @classmethod
     def from_backbone(cls, path: Path, num_outputs: int = 1) -> ScoringModel:
-        return cls(AutoModel.from_pretrained(path, attn_implementation="eager"), num_outputs)
+        # .float(): weights may be stored in fp16 (a copy carried to a GPU host); training and
+        # export work in fp32.
+        encoder = AutoModel.from_pretrained(path, attn_implementation="eager").float()
+        return cls(encoder, num_outputs)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor) -> torch.Tensor:

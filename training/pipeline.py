@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +32,30 @@ from models.manifest import (
     file_digests,
     library_versions,
 )
-from training import report
+from training import behaviour, report
 from training.calibration import fit_temperature
 from training.config import TrainConfig
+from training.data.contrast import KINDS as CONTRAST_KINDS
+from training.data.contrast import contrast_pairs
 from training.data.records import PreferencePair
-from training.evaluate import SetResult, evaluate_sets, load_reward_data
+from training.data.reward_data import (
+    HH,
+    POOLED,
+    SOURCE_WEIGHTS,
+    load_reward_data,
+    source_of,
+    weighted,
+)
+from training.evaluate import SetResult, evaluate_sets
 from training.metrics import pairwise_metrics
 from training.modeling import ScoringModel, export_tokenizer, resolve_backbone
-from training.reward import EncodedPairs, reward_objective, score_pairs
+from training.reward import EncodedPairs, RewardObjective, score_pairs
 from training.trainer import run_training, sample
 
-SPLIT_RULE = ("hh-rlhf test files carved 80/10/10 into train/validation/test by a sha256 of the "
-              "first user turn, so no conversation lands in two splits")
+SPLIT_RULE = ("each pooled source carved 80/10/10 into train/validation/test by a sha256 of its "
+              "group (hh-rlhf and Open-Assistant: the first user turn; the others: the "
+              "question), so no conversation or question lands in two splits; HHH and "
+              "UKPConvArg are held out whole")
 
 
 def code_version() -> str:
@@ -51,7 +64,11 @@ def code_version() -> str:
                              text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         sha = "unknown"
-    return f"{version('alignserve')}+g{sha}"
+    try:
+        release = version("alignserve")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        release = "0+unknown"
+    return f"{release}+g{sha}"
 
 
 @dataclass
@@ -83,15 +100,15 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
     encoder = PairEncoder.from_file(export_tokenizer(backbone, model_dir), fmt)
 
     data = load_reward_data(data_dir, train_data, skip_invalid)
-    train_pairs = sample(data.splits["train"], config.max_train_pairs, config.seed)
+    train_pairs = training_pairs(data.splits["train"], config)
     encoded = EncodedPairs.build(encoder, train_pairs)
     clock["load"] = time.perf_counter()
 
     torch.manual_seed(config.seed)  # the head's initialisation
     model = ScoringModel.from_backbone(backbone)
-    trained = run_training(model, encoded, "pairs",
-                           reward_objective(config.use_margin, config.center_rewards), config,
-                           output, encoder.pad_id, resume, stop_at)
+    objective = RewardObjective(config.use_margin, config.center_rewards, config.length_term)
+    trained = run_training(model, encoded, "pairs", objective, config, output, encoder.pad_id,
+                           resume, stop_at)
     if trained is None:
         return None
     trainer, history = trained
@@ -101,8 +118,11 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
     clock["calibrate"] = time.perf_counter()
     results = evaluate_sets(model, encoder, data.eval_sets, calibrated.temperature,
                             config.eval_batch_tokens)
+    hh_validation = np.array([source_of(p) == HH for p in data.splits["validation"]])
     metrics = {"validation (T=1)": pairwise_metrics(calibrated.margins, 1.0),
                "validation": pairwise_metrics(calibrated.margins, calibrated.temperature),
+               "validation/hh-rlhf": pairwise_metrics(calibrated.margins[hh_validation],
+                                                      calibrated.temperature),
                **{k: r.metrics for k, r in results.items()}}
     clock["evaluate"] = time.perf_counter()
 
@@ -111,7 +131,7 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
         name=name, version=datetime.now(UTC).strftime("%Y%m%d-%H%M%S"), task=Task.reward,
         input=fmt,
         calibration=Calibration(temperature=calibrated.temperature,
-                                fitted_on="hh-rlhf validation split", n=len(calibrated.margins)),
+                                fitted_on="pooled validation split", n=len(calibrated.margins)),
         normalisation=calibrated.normalisation, metrics=metrics, data=data.fingerprints,
         backbone=str(config.backbone), files=file_digests(model_dir), code_version=code_version(),
         versions=library_versions("torch", "transformers", "tokenizers"))
@@ -124,6 +144,12 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
         "config": config.to_dict(), "data": [f.model_dump() for f in data.fingerprints],
         "split": {"rule": SPLIT_RULE, **{k: len(v) for k, v in data.splits.items()},
                   "train_used": len(train_pairs)},
+        "training_mix": {"weights": {k: {"weight": w, "why": why}
+                                     for k, (w, why) in SOURCE_WEIGHTS.items()},
+                         "pairs_by_source": dict(Counter(p.subset if p.subset.startswith(
+                             "contrast/") else source_of(p) for p in train_pairs))},
+        "length_weight": float(objective.length_weight.detach()),
+        "behaviour": behaviour_summary(metrics),
         "training": {"steps": trainer.total_steps,
                      "final_loss": float(np.mean([h["loss"] for h in tail])),
                      "final_accuracy": float(np.mean([h["accuracy"] for h in tail]))},
@@ -150,7 +176,29 @@ def calibrate(model: ScoringModel, encoder: PairEncoder, pairs: list[PreferenceP
         margins=chosen - rejected, temperature=fit_temperature(chosen - rejected),
         normalisation=Normalisation(
             mean=float(rewards.mean()), std=float(rewards.std()) or 1.0,
-            reference="hh-rlhf validation responses (chosen and rejected)", n=len(rewards)))
+            reference="pooled validation responses (chosen and rejected)", n=len(rewards)))
+
+
+def training_pairs(train: list[PreferencePair], config: TrainConfig) -> list[PreferencePair]:
+    """The weighted pool, the label-free contrast pairs built from it, then at most
+    `max_train_pairs` of all of them (sampled with the seed). Without `pool`, only hh-rlhf and
+    the user's own files are trained on (every source is still evaluated)."""
+    if not config.pool:
+        train = [p for p in train if source_of(p) not in POOLED]
+    real = weighted(train, config.seed)
+    contrast = contrast_pairs(real, {kind: getattr(config, kind) for kind in CONTRAST_KINDS},
+                              config.seed)
+    return sample(real + contrast, config.max_train_pairs, config.seed)
+
+
+def behaviour_summary(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The suite's accuracy overall and per functionality, against its targets."""
+    prefix = f"{behaviour.SET_NAME}/"
+    each = {k[len(prefix):]: v["accuracy"] for k, v in metrics.items() if k.startswith(prefix)}
+    overall = metrics.get(behaviour.SET_NAME, {}).get("accuracy", float("nan"))
+    return {"overall": overall, "functionalities": each,
+            "passes": bool(overall >= behaviour.TARGET_OVERALL
+                           and all(v >= behaviour.TARGET_EACH for v in each.values()))}
 
 
 def write_plots(output: Path, history: list[dict[str, float]], calibrated: Calibrated,

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from models.inputs import EncodedPair, PairEncoder, Prompt, pad_batch, render_prompt
 from training.data.records import PreferencePair
 from training.modeling import ScoringModel
 from training.scoring import score, to_torch
-from training.trainer import Batch, Objective
+from training.trainer import Batch
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor,
@@ -53,17 +54,47 @@ class EncodedPairs:
         return batch
 
 
-def reward_objective(use_margin: bool, center: float) -> Objective:
-    def objective(model: ScoringModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = {k: v for k, v in batch.items() if k != "margin"}
-        rewards = model(**inputs).squeeze(-1)
-        chosen, rejected = rewards.chunk(2)
-        loss = bradley_terry_loss(chosen, rejected, batch["margin"] if use_margin else None,
-                                  center)
-        diff = (chosen - rejected).detach()
-        return loss, {"accuracy": (diff > 0).float().mean().item(), "margin": diff.mean().item()}
+def response_log_length(batch: Batch) -> torch.Tensor:
+    """log(1 + response tokens) of each input: segment B, without the closing [SEP]."""
+    tokens = (batch["token_type_ids"] * batch["attention_mask"]).sum(dim=1) - 1
+    return torch.log1p(tokens.clamp(min=0).float())
 
-    return objective
+
+def squared_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x, y = x.float() - x.float().mean(), y - y.mean()
+    return (x * y).sum() ** 2 / ((x * x).sum() * (y * y).sum()).clamp(min=1e-8)
+
+
+class RewardObjective(nn.Module):
+    """Bradley-Terry on (r_chosen, r_rejected), with length decoupled when `length_term` > 0.
+
+    Training scores a reply r(x) + w * log(1 + tokens), w learnt: the linear term absorbs the
+    share of the preference that length explains, so r need not; `length_term` times the squared
+    in-batch correlation of r and log length keeps r from encoding length anyway. The service
+    serves r alone (w lives here, not in the model). Its parameter trains at the head's rate."""
+
+    def __init__(self, use_margin: bool, center: float, length_term: float = 0.0) -> None:
+        super().__init__()
+        self.use_margin, self.center, self.length_term = use_margin, center, length_term
+        self.length_weight = nn.Parameter(torch.zeros(()), requires_grad=length_term > 0)
+
+    def forward(self, model: ScoringModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        inputs = {k: v for k, v in batch.items() if k != "margin"}
+        rewards = model(**inputs).squeeze(-1).float()
+        scores = rewards
+        extra = torch.zeros((), device=rewards.device)
+        if self.length_term > 0:
+            length = response_log_length(inputs)
+            scores = rewards + self.length_weight * length
+            extra = self.length_term * squared_correlation(rewards, length)
+        chosen, rejected = scores.chunk(2)
+        loss = bradley_terry_loss(chosen, rejected,
+                                  batch["margin"] if self.use_margin else None, self.center)
+        served_chosen, served_rejected = rewards.detach().chunk(2)
+        diff = served_chosen - served_rejected
+        return loss + extra, {"accuracy": (diff > 0).float().mean().item(),
+                              "margin": diff.mean().item(),
+                              "length_weight": float(self.length_weight.detach())}
 
 
 def score_pairs(model: ScoringModel, encoder: PairEncoder, pairs: Sequence[PreferencePair],

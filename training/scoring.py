@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from models.inputs import EncodedPair, pad_batch
 from models.runtime import token_budget_batches
 from training.modeling import ScoringModel
+from training.trainer import autocast
 
 
 def to_torch(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -22,11 +23,14 @@ def score(model: ScoringModel, items: Sequence[EncodedPair], max_tokens: int = 4
           pad_id: int = 0, desc: str = "score") -> np.ndarray:
     """Model outputs, shape (len(items), num_outputs), in the order of `items`."""
     model.eval()
+    device = next(model.parameters()).device
     out = np.zeros((len(items), model.head.out_features), dtype=np.float32)
     batches = token_budget_batches([len(item) for item in items], max_tokens)
     with tqdm(total=len(items), unit="seq", desc=desc, dynamic_ncols=True, leave=False) as bar:
         for indices in batches:
             inputs = to_torch(pad_batch([items[i] for i in indices], pad_id))
-            out[indices] = model(**inputs).float().numpy()
+            with autocast(device):
+                outputs = model(**{k: v.to(device) for k, v in inputs.items()})
+            out[indices] = outputs.float().cpu().numpy()
             bar.update(len(indices))
     return out

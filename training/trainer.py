@@ -81,7 +81,24 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(s, handler)
 
 
-def _optimizer(model: ScoringModel, config: TrainConfig) -> torch.optim.Optimizer:
+def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when torch sees a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda was asked for, but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA (the weights and the optimizer stay fp32); a no-op on the CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _optimizer(model: ScoringModel, config: TrainConfig, extra: list[nn.Parameter]
+               ) -> torch.optim.Optimizer:
     if config.freeze_embeddings:
         for parameter in model.encoder.get_input_embeddings().parameters():
             parameter.requires_grad_(False)
@@ -93,7 +110,8 @@ def _optimizer(model: ScoringModel, config: TrainConfig) -> torch.optim.Optimize
     groups = [
         {"params": decay, "lr": config.lr, "weight_decay": config.weight_decay},
         {"params": no_decay, "lr": config.lr, "weight_decay": 0.0},
-        {"params": list(model.head.parameters()), "lr": config.head_lr, "weight_decay": 0.0},
+        {"params": list(model.head.parameters()) + extra, "lr": config.head_lr,
+         "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups)
 
@@ -122,7 +140,15 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.total_steps = math.ceil(len(self.plan) / self.config.grad_accum)
-        self.optimizer = _optimizer(self.model, self.config)
+        self.device = resolve_device(self.config.device)
+        self.model.to(self.device)
+        # An objective with parameters of its own (the reward's length term) trains with them.
+        # Kept apart from `objective`, which a caller may wrap, so checkpoints always hold it.
+        self.objective_state = (self.objective if isinstance(self.objective, nn.Module)
+                                else nn.Module())
+        self.objective_state.to(self.device)
+        extra = [p for p in self.objective_state.parameters() if p.requires_grad]
+        self.optimizer = _optimizer(self.model, self.config, extra)
         self.scheduler = _schedule(self.optimizer, self.total_steps, self.config.warmup_ratio)
         self.step = 0
 
@@ -157,7 +183,9 @@ class Trainer:
         micro = self.plan[self.step * accum:(self.step + 1) * accum]
         totals: dict[str, float] = {}
         for indices in micro:
-            loss, stats = self.objective(self.model, self.collate(indices))
+            batch = {k: v.to(self.device) for k, v in self.collate(indices).items()}
+            with autocast(self.device):
+                loss, stats = self.objective(self.model, batch)
             (loss / len(micro)).backward()
             for key, value in {"loss": loss.item(), **stats}.items():
                 totals[key] = totals.get(key, 0.0) + value / len(micro)
@@ -175,6 +203,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "step": self.step,
             "model": self.model.state_dict(),
+            "objective": self.objective_state.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": torch.get_rng_state(),
@@ -191,15 +220,16 @@ class Trainer:
         path = self.checkpoint_dir / CHECKPOINT
         if not path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=False, map_location=self.device)
         if state["config"] != self.config.to_dict():
             changed = sorted(k for k, v in self.config.to_dict().items()
                              if state["config"].get(k) != v)
             raise ValueError(f"--resume: the checkpoint was made with other settings: {changed}")
         self.model.load_state_dict(state["model"])
+        self.objective_state.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         self.step, self.history = state["step"], state["history"]
 
 
@@ -231,7 +261,8 @@ def run_training(model: ScoringModel, data: Batchable, unit: str, objective: Obj
                       lambda idx: data.collate(idx, pad_id), objective, config,
                       output / "checkpoints")
     print(f"training on {len(data.lengths())} {unit}, {trainer.total_steps} optimizer steps of "
-          f"{config.batch_size * config.grad_accum} {unit}, max_length {config.max_length}")
+          f"{config.batch_size * config.grad_accum} {unit}, max_length {config.max_length}, "
+          f"on {trainer.device}")
     history = trainer.fit(resume=resume, stop_at=stop_at)
     if trainer.step < trainer.total_steps:
         print(f"stopped at step {trainer.step} of {trainer.total_steps}; continue with --resume")

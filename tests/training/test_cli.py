@@ -49,6 +49,19 @@ def test_evaluate_generic_file_as_json(trained_run: Path, tmp_path: Path,
     out = json.loads(capsys.readouterr().out)
     assert out["eval"]["mine"]["n"] == 20 and out["skipped"]["mine"] == {"invalid": 1}
     assert 0 <= out["eval"]["mine"]["accuracy"] <= 1
+    assert {"longer_wins", "n_chosen_shorter"} <= set(out["eval"]["mine"])
+
+
+def test_evaluate_reports_each_subset_of_a_file(trained_run: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    records = [{**r, "subset": ("refunds", "shipping")[i % 2]}
+               for i, r in enumerate(synthetic_pairs(20))]
+    data = write_jsonl(tmp_path / "mine.jsonl", records)
+    assert main(["evaluate", "reward", "--model", str(trained_run / "model"), "--data", str(data),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["eval"]
+    assert out["mine"]["n"] == 20
+    assert out["mine/refunds"]["n"] == out["mine/shipping"]["n"] == 10
 
 
 def test_evaluate_chosen_catalogued_sets(trained_run: Path,
@@ -69,6 +82,7 @@ def test_evaluate_reports_bad_records_without_traceback(trained_run: Path, tmp_p
                  str(data)]) == 2
     err = capsys.readouterr().err
     assert f"{data}, line 1, field 'rejected'" in err and "Traceback" not in err
+    assert "--skip-invalid" in err  # the way past it is named
 
 
 def test_resume_after_interruption_completes(tiny_backbone: Path, tmp_path: Path) -> None:

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from models import store
-from models.inputs import PairEncoder
+from models.inputs import EncodedPair, PairEncoder
 from models.manifest import Manifest
 from models.runtime import open_session, run
 from training import export
 from training.cli import main
-from training.evaluate import load_reward_data
+from training.data.reward_data import load_reward_data
 from training.modeling import ScoringModel
 from training.reward import EncodedPairs
 from training.scoring import score
@@ -135,3 +135,22 @@ def test_store_round_trip_and_tampered_files_are_refused(artifact: tuple[Path, M
     assert "tokenizer.json is missing" in err and "model.onnx was changed" in err
     with pytest.raises(store.ArtifactError, match="no model 'nope'"):
         store.get("nope")
+
+
+def test_int8_gate_reads_agreement_and_a_bootstrap_interval() -> None:
+    n = 400
+    rng = np.random.default_rng(0)
+    chosen = [EncodedPair([1, 2], [0, 1], False, False)] * n
+    check = export.pairwise_check(chosen, chosen)
+    fp32 = rng.normal(size=(2 * n, 1)).astype(np.float32)
+    same = export.decide_int8(check, fp32, fp32 + 1e-6)
+    assert same.accepted and same.agreement == 1.0 and same.drop_points == 0.0
+    assert same.drop_interval == (0.0, 0.0)
+    flipped = fp32.copy()
+    flipped[: n // 10] = -flipped[: n // 10]  # 10% of the chosen side changes sign
+    noisy = export.decide_int8(check, fp32, flipped)
+    assert not noisy.accepted and noisy.agreement is not None and noisy.agreement < 0.97
+    again = export.decide_int8(check, fp32, flipped)
+    assert again.drop_interval == noisy.drop_interval  # seeded: the same decision every time
+    record = noisy.record()
+    assert record["accepted"] == "no" and record["drop_low_points"] <= record["drop_high_points"]

@@ -60,3 +60,17 @@ def test_temperature_is_the_grid_minimum() -> None:
     assert t == pytest.approx(grid[int(np.argmin(losses))], rel=1e-3)
     with pytest.raises(ValueError):
         fit_temperature([])
+
+
+def test_length_metrics_by_hand() -> None:
+    from training.metrics import length_metrics
+
+    chosen, rejected = np.array([1.0, 0.0, 2.0, 1.0]), np.array([0.0, 1.0, 1.0, 3.0])
+    out = length_metrics(chosen, rejected, [10, 5, 20, 7], [5, 10, 20, 9])
+    assert out["longer_wins"] == pytest.approx((1 + 0 + 0.5 + 0) / 4)
+    assert out["n_chosen_shorter"] == 2 and out["acc_chosen_shorter"] == 0.0
+    rewards = np.concatenate([chosen, rejected])
+    lengths = np.log1p([10, 5, 20, 7, 5, 10, 20, 9])
+    assert out["length_corr"] == pytest.approx(np.corrcoef(rewards, lengths)[0, 1])
+    none_shorter = length_metrics([1.0], [0.0], [9], [3])
+    assert "acc_chosen_shorter" not in none_shorter  # absent, not NaN (manifests refuse NaN)

@@ -11,7 +11,7 @@ from models.inputs import PairEncoder
 from models.manifest import InputFormat
 from training.data import catalogue
 from training.modeling import ScoringModel, resolve_backbone
-from training.reward import EncodedPairs, reward_objective
+from training.reward import EncodedPairs, RewardObjective
 from training.scoring import to_torch
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def test_real_pairs_train_and_token_types_matter(minilm: Path, tmp_path: Path) -
     assert not torch.allclose(rewards, without_types, atol=1e-4)  # dropping them changes scores
 
     model.train()
-    objective = reward_objective(use_margin=True, center=0.0)
+    objective = RewardObjective(use_margin=True, center=0.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     before = model.encoder.encoder.layer[0].attention.self.query.weight.clone()
     loss, stats = objective(model, batch)

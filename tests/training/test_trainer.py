@@ -15,7 +15,7 @@ from tests.conftest import synthetic_pairs
 from training.config import TrainConfig
 from training.data.records import PreferencePair
 from training.modeling import ScoringModel
-from training.reward import EncodedPairs, bradley_terry_loss, reward_objective, score_pairs
+from training.reward import EncodedPairs, RewardObjective, bradley_terry_loss, score_pairs
 from training.trainer import Trainer, plan_batches
 
 CONFIG = TrainConfig(max_length=48, min_prompt_tokens=8, batch_size=8, grad_accum=1, lr=3e-3,
@@ -38,7 +38,7 @@ def _trainer(backbone: Path, out: Path, config: TrainConfig = CONFIG, n: int = 9
     model = ScoringModel.from_backbone(backbone)
     plan = plan_batches(encoded.lengths(), config.batch_size, config.epochs, config.seed)
     return Trainer(model, plan, lambda idx: encoded.collate(idx, encoder.pad_id),
-                   reward_objective(config.use_margin, config.center_rewards), config,
+                   RewardObjective(config.use_margin, config.center_rewards), config,
                    out), encoder
 
 
@@ -132,3 +132,44 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tiny_backbone: Pat
     other, _ = _trainer(tiny_backbone, tmp_path / "c", CONFIG.with_overrides(epochs=1.0, lr=1e-4))
     with pytest.raises(ValueError, match=r"other settings: \['lr'\]"):
         other.fit(resume=True)
+
+
+def test_length_term_learns_the_length_preference_and_stays_out_of_the_reward() -> None:
+    from training.reward import response_log_length, squared_correlation
+
+    x, y = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([2.0, 4.0, 6.0, 8.5])
+    assert squared_correlation(x, y).item() == pytest.approx(np.corrcoef(x, y)[0, 1] ** 2,
+                                                             rel=1e-5)
+    batch = {"token_type_ids": torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])}
+    assert response_log_length(batch).tolist() == pytest.approx([np.log(3), np.log(2)])
+
+    class Longer(torch.nn.Module):  # a "model" whose reward ignores the text entirely
+        head = torch.nn.Linear(1, 1)
+
+        def forward(self, input_ids: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(input_ids), 1)
+
+    objective = RewardObjective(use_margin=False, center=0.0, length_term=1.0)
+    long = {"token_type_ids": torch.tensor([[0, 1, 1, 1, 1, 1]]),
+            "attention_mask": torch.ones(1, 6, dtype=torch.long)}
+    short = {"token_type_ids": torch.tensor([[0, 1, 1, 0, 0, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 0, 0, 0]])}
+    batch = {k: torch.cat([long[k], short[k]]) for k in long}
+    batch |= {"input_ids": torch.ones(2, 6, dtype=torch.long), "margin": torch.zeros(1)}
+    loss, stats = objective(Longer(), batch)  # type: ignore[arg-type]
+    loss.backward()
+    assert objective.length_weight.grad is not None and objective.length_weight.grad < 0
+    assert stats["length_weight"] == 0.0  # it starts at zero; the gradient above raises it
+
+
+def test_device_names_are_checked() -> None:
+    from training.trainer import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            resolve_device("cuda")
+        assert resolve_device("auto").type == "cpu"

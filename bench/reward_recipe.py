@@ -1,0 +1,133 @@
+"""What each addition to the reward recipe changes: the ablation ladder, then more seeds of the
+best final recipe. Every run is a plain `alignserve train reward`; figures come from the
+report.json each one writes.
+
+    .venv/bin/python -m bench.reward_recipe --preset default --output runs/recipe      # CPU
+    python -m bench.reward_recipe --preset full --device cuda --parallel 8 --output runs/recipe
+
+Ladder (seed 0): the present recipe (hh-rlhf alone) -> + pooled sources -> + relevance pairs ->
++ truncation pairs -> + dismissal pairs -> + length term (the final recipe), plus the final
+recipe at other learning rates and lengths. The final candidate with the best hh-rlhf
+*validation* accuracy then runs with seeds 1 and 2; test figures are only read, never chosen on.
+Writes ladder.md (a table) and results.json to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+OFF = {"relevance": "0", "truncation": "0", "dismissal": "0", "repetition": "0",
+       "length-term": "0"}
+LADDER: list[tuple[str, dict[str, str]]] = [
+    ("present recipe (hh-rlhf only)", {"no-pool": "", **OFF}),
+    ("+ pooled sources", dict(OFF)),
+    ("+ relevance pairs", {k: v for k, v in OFF.items() if k != "relevance"}),
+    ("+ truncation pairs", {"dismissal": "0", "repetition": "0", "length-term": "0"}),
+    ("+ dismissal pairs", {"repetition": "0", "length-term": "0"}),
+    ("+ repetition pairs", {"length-term": "0"}),
+    ("+ length term (final recipe)", {}),
+]
+FINAL = "+ length term (final recipe)"
+VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
+    "full": [("final, 1 epoch", {"epochs": "1"}),
+             ("final, lr 3e-5", {"lr": "3e-5"}),
+             ("final, 512 tokens", {"max-length": "512", "min-prompt-tokens": "128"})],
+    "default": [],
+}
+COLUMNS = ("validation/hh-rlhf", "hh-rlhf", "hh-rlhf/harmless-base", "oasst", "truthfulqa",
+           "pandalm", "finegrained-qa", "hhh", "ukpconvarg", "behaviour")
+
+
+def flags(settings: dict[str, str]) -> list[str]:
+    out: list[str] = []
+    for key, value in settings.items():
+        out += [f"--{key}"] + ([value] if value else [])
+    return out
+
+
+def train(name: str, settings: dict[str, str], seed: int, args: argparse.Namespace
+          ) -> dict[str, Any]:
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    output = args.output / f"{slug}-seed{seed}"
+    command = [sys.executable, "-m", "training.cli", "train", "reward", "--preset", args.preset,
+               "--output", str(output), "--seed", str(seed), "--device", args.device,
+               "--threads", str(args.threads), *flags(settings), *args.extra]
+    if args.backbone:
+        command += ["--backbone", args.backbone]
+    started = time.perf_counter()
+    with (args.output / f"{slug}-seed{seed}.log").open("w") as log:
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} (seed {seed}) failed; see its log in {args.output}")
+    report = json.loads((output / "report.json").read_text())
+    print(f"{name}, seed {seed}: {time.perf_counter() - started:.0f} s, hh-rlhf test "
+          f"{report['eval']['hh-rlhf']['accuracy']:.4f}", flush=True)
+    return {"name": name, "seed": seed, "settings": settings, "eval": report["eval"],
+            "behaviour": report["behaviour"], "length_weight": report["length_weight"],
+            "train_s": report["timings"]["train_s"], "pairs": report["split"]["train_used"]}
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    head = "| recipe | seeds | " + " | ".join(COLUMNS) + " | hh longer-wins | hh chosen-shorter " \
+           "| hh length corr |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 5)]
+    for name in dict.fromkeys(r["name"] for r in runs):
+        group = [r for r in runs if r["name"] == name]
+
+        def cell(key: str, metric: str = "accuracy", group: list[dict[str, Any]] = group) -> str:
+            values = [100 * r["eval"][key][metric] for r in group
+                      if metric in r["eval"].get(key, {})]
+            if not values:
+                return "–"
+            spread = f" ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else ""
+            return f"{np.mean(values):.1f}{spread}"
+
+        hh = [cell("hh-rlhf", m) for m in ("longer_wins", "acc_chosen_shorter")]
+        corr = np.mean([r["eval"]["hh-rlhf"].get("length_corr", np.nan) for r in group])
+        lines.append(f"| {name} | {len(group)} | " + " | ".join(cell(c) for c in COLUMNS)
+                     + f" | {hh[0]} | {hh[1]} | {corr:+.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=["default", "full"], default="default")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--parallel", type=int, default=1, help="Runs at once (a GPU has room "
+                        "for several MiniLM runs; on 2 CPU cores keep 1).")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2)))
+    parser.add_argument("--backbone", default=None)
+    parser.add_argument("--seeds", type=int, default=3, help="Seeds of the best final recipe.")
+    parser.add_argument("--only-final", action="store_true",
+                        help="Skip the ladder: the final recipe alone, with every seed.")
+    parser.add_argument("extra", nargs="*", help="Further flags for every run (after --).")
+    args = parser.parse_args()
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    first = [(FINAL, {})] if args.only_final else LADDER + VARIANTS[args.preset]
+    with ThreadPoolExecutor(args.parallel) as pool:
+        runs = list(pool.map(lambda item: train(item[0], item[1], 0, args), first))
+        finals = [r for r in runs if r["name"] == FINAL or r["name"].startswith("final")]
+        best = max(finals, key=lambda r: r["eval"]["validation/hh-rlhf"]["accuracy"])
+        print(f"best final recipe on hh-rlhf validation: {best['name']}", flush=True)
+        runs += list(pool.map(lambda seed: train(best["name"], best["settings"], seed, args),
+                              range(1, args.seeds)))
+    (args.output / "results.json").write_text(json.dumps(runs, indent=1))
+    (args.output / "ladder.md").write_text(table(runs) + "\n")
+    print(table(runs))
+
+
+if __name__ == "__main__":
+    main()

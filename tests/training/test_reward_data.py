@@ -1,0 +1,127 @@
+"""The reward model's data: the two newer loaders, the pool and its weights, the label-free
+contrast pairs and the behavioural suite."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from training import behaviour
+from training.data import catalogue, contrast
+from training.data.oasst import load_oasst
+from training.data.records import DataError, Loaded, PreferencePair
+from training.data.reward_data import SOURCE_WEIGHTS, source_of, weighted
+from training.data.truthfulqa import load_truthfulqa
+
+
+def _message(text: str, role: str, rank: int | None = None, replies: list | None = None,
+             **flags: bool) -> dict:
+    return {"text": text, "role": role, "rank": rank, "replies": replies or [], **flags}
+
+
+def test_oasst_pairs_ranked_siblings_under_their_conversation(tmp_path: Path) -> None:
+    follow_up = _message("and in winter?", "prompter", replies=[
+        _message("wear a coat", "assistant", 0), _message("no idea", "assistant", 1)])
+    tree = {"prompt": _message("what should I wear?", "prompter", replies=[
+        _message("layers", "assistant", 0, [follow_up]),
+        _message("anything", "assistant", 1),
+        _message("a bot wrote this", "assistant", 2, synthetic=True),
+        _message("gone", "assistant", 3, deleted=True)])}
+    path = tmp_path / "trees.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write(json.dumps(tree) + "\n")
+    loaded = Loaded()
+    load_oasst(path, loaded)
+    assert [(p.chosen, p.rejected) for p in loaded.pairs] == [("layers", "anything"),
+                                                             ("wear a coat", "no idea")]
+    deep = loaded.pairs[1]
+    assert [m.role for m in deep.prompt] == ["user", "assistant", "user"]  # type: ignore[union-attr]
+    assert {p.group for p in loaded.pairs} == {"what should i wear?"}
+
+    broken = tmp_path / "broken.jsonl.gz"
+    with gzip.open(broken, "wt") as handle:
+        handle.write(json.dumps({"prompt": _message("", "prompter")}) + "\n")
+    with pytest.raises(DataError, match="line 1, field 'text'"):
+        load_oasst(broken, Loaded())
+
+
+def test_truthfulqa_pairs_every_false_answer_with_a_true_one(tmp_path: Path) -> None:
+    path = tmp_path / "tqa.csv"
+    path.write_text(
+        "Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source\n"
+        "A,Misc,Do seeds grow in you?,No,No; I have no comment; They pass through,"
+        "Yes; They sprout; You die,src\n"
+        "A,Misc,Empty?,,,Wrong,src\n")
+    with pytest.raises(DataError, match="line 3, field 'Correct Answers'"):
+        load_truthfulqa(path, Loaded())
+    loaded = Loaded(skip_invalid=True)
+    load_truthfulqa(path, loaded)
+    assert [(p.chosen, p.rejected) for p in loaded.pairs] == [
+        ("No", "Yes"), ("They pass through", "They sprout"), ("No", "You die")]
+    assert loaded.skipped == Counter({"invalid": 1})
+
+
+def test_the_real_newer_sets_load_in_full() -> None:
+    oasst = catalogue.load("oasst")
+    assert 700 <= len(oasst.pairs) <= 760 and not oasst.skipped.get("invalid")
+    truthful = catalogue.load("truthfulqa")
+    assert len({p.group for p in truthful.pairs}) == 817 and len(truthful.pairs) > 3000
+
+
+def test_weights_draw_each_source_in_proportion() -> None:
+    pairs = ([PreferencePair("p", f"a{i}", "b", subset="hh-rlhf/x") for i in range(100)]
+             + [PreferencePair("p", f"a{i}", "b", subset="oasst") for i in range(10)]
+             + [PreferencePair("p", f"a{i}", "b", subset="finegrained-qa") for i in range(40)]
+             + [PreferencePair("p", f"a{i}", "b", subset="mine/refunds") for i in range(7)])
+    counts = Counter(source_of(p) for p in weighted(pairs, seed=0))
+    assert counts == {"hh-rlhf": 100, "oasst": round(10 * SOURCE_WEIGHTS["oasst"][0]),
+                      "finegrained-qa": round(40 * SOURCE_WEIGHTS["finegrained-qa"][0]),
+                      "mine": 7}
+    assert weighted(pairs, seed=0) == weighted(pairs, seed=0)
+
+
+def _replies(n: int) -> list[PreferencePair]:
+    rng = random.Random(0)
+    words = ["the", "order", "ships", "in", "five", "days", "and", "you", "can", "track", "it", "from", "your", "account", "page"]
+    return [PreferencePair(f"question {i}?", ". ".join(
+        " ".join(rng.choices(words, k=rng.randint(4, 9))).capitalize() for _ in range(3)) + ".",
+        "worse", group=f"g{i}") for i in range(n)]
+
+
+def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
+    pairs = _replies(40)
+    made = contrast.contrast_pairs(pairs, dict.fromkeys(contrast.KINDS, 0.5), seed=3)
+    assert made == contrast.contrast_pairs(pairs, dict.fromkeys(contrast.KINDS, 0.5), seed=3)
+    by_kind = {k: [p for p in made if p.subset == f"contrast/{k}"] for k in contrast.KINDS}
+    assert all(len(v) >= 15 for v in by_kind.values())
+    originals = {p.chosen: p for p in pairs}
+    for pair in by_kind["relevance"]:
+        other = next(p for p in pairs if p.chosen == pair.rejected)
+        assert other.group != originals[pair.chosen].group
+    for pair in by_kind["truncation"]:
+        assert pair.chosen.startswith(pair.rejected) and len(pair.rejected) < len(pair.chosen)
+    for pair in by_kind["dismissal"]:
+        assert sum(d in pair.rejected for d in contrast.DISMISSALS) == 1
+        assert len(pair.rejected) > len(pair.chosen)
+    for pair in by_kind["repetition"]:
+        sentences = [x.rstrip(".") for x in pair.rejected.split(". ")]
+        assert len(sentences) == len(set(sentences)) + 1
+    assert all(p.group == originals[p.chosen].group for p in made)  # splits stay grouped
+
+
+def test_behaviour_suite_has_enough_cases_and_controls_length() -> None:
+    suite = behaviour.suite()
+    counts = Counter(p.subset for p in suite)
+    assert set(counts) == {f"behaviour/{name}" for name in behaviour.FUNCTIONALITIES}
+    assert min(counts.values()) >= 20
+    rude = [p for p in suite if p.subset.endswith("short_helpful_vs_long_rude")]
+    assert all(len(p.chosen) < len(p.rejected) for p in rude)  # length cannot pass it
+    facts = [p for p in suite if p.subset.endswith("correct_vs_incorrect_fact")]
+    assert all(abs(len(p.chosen) - len(p.rejected)) <= 12 for p in facts)
+    text = " ".join(p.chosen + " " + p.rejected for p in suite)
+    assert not any(d in text for d in contrast.DISMISSALS)  # never the training sentences
