@@ -87,7 +87,8 @@ def test_weights_draw_each_source_in_proportion() -> None:
 
 def _replies(n: int) -> list[PreferencePair]:
     rng = random.Random(0)
-    words = ["the", "order", "ships", "in", "five", "days", "and", "you", "can", "track", "it", "from", "your", "account", "page"]
+    words = ["the", "order", "ships", "in", "five", "days", "and", "you", "can", "track",
+             "it", "from", "your", "account", "page"]
     return [PreferencePair(f"question {i}?", ". ".join(
         " ".join(rng.choices(words, k=rng.randint(4, 9))).capitalize() for _ in range(3)) + ".",
         "worse", group=f"g{i}") for i in range(n)]
