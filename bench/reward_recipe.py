@@ -26,15 +26,15 @@ from typing import Any
 
 import numpy as np
 
-OFF = {"relevance": "0", "truncation": "0", "dismissal": "0", "repetition": "0",
-       "length-term": "0"}
+LENGTH_OFF = {"no-length-term": "", "length-decorrelation": "0"}
+OFF = {"relevance": "0", "truncation": "0", "dismissal": "0", "repetition": "0", **LENGTH_OFF}
 LADDER: list[tuple[str, dict[str, str]]] = [
     ("present recipe (hh-rlhf only)", {"no-pool": "", **OFF}),
     ("+ pooled sources", dict(OFF)),
     ("+ relevance pairs", {k: v for k, v in OFF.items() if k != "relevance"}),
-    ("+ truncation pairs", {"dismissal": "0", "repetition": "0", "length-term": "0"}),
-    ("+ dismissal pairs", {"repetition": "0", "length-term": "0"}),
-    ("+ repetition pairs", {"length-term": "0"}),
+    ("+ truncation pairs", {"dismissal": "0", "repetition": "0", **LENGTH_OFF}),
+    ("+ dismissal pairs", {"repetition": "0", **LENGTH_OFF}),
+    ("+ repetition pairs", dict(LENGTH_OFF)),
     ("+ length term (final recipe)", {}),
 ]
 FINAL = "+ length term (final recipe)"

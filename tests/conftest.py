@@ -78,7 +78,7 @@ TINY_TRAINING = ["--max-length", "64", "--min-prompt-tokens", "8", "--max-train-
                  "--batch-size", "8", "--grad-accum", "1", "--checkpoint-every", "4",
                  "--no-freeze-embeddings", "--eval-batch-tokens", "8192", "--no-pool",
                  "--relevance", "0", "--truncation", "0", "--dismissal", "0", "--repetition", "0",
-                 "--length-term", "0"]
+                 "--no-length-term", "--length-decorrelation", "0"]
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +100,7 @@ def tiny_artifact(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -
     from models.manifest import Manifest
     from training import export
     from training.data.reward_data import load_reward_data
-    from training.reward import EncodedPairs
+    from training.pairs import EncodedPairs
 
     checkpoint = trained_run / "model"
     manifest = Manifest.load(checkpoint)
@@ -114,7 +114,7 @@ def tiny_artifact(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
-TINY_CLASSIFIER = ["--max-length", "32", "--max-train-pairs", "256", "--batch-size", "16",
+TINY_CLASSIFIER = ["--max-length", "32", "--max-train-texts", "256", "--batch-size", "16",
                    "--grad-accum", "1", "--checkpoint-every", "8", "--epochs", "1",
                    "--eval-batch-tokens", "16384"]
 

@@ -14,20 +14,20 @@ import numpy as np
 from models.inputs import PairEncoder
 from models.manifest import Manifest, Task
 from training.class_metrics import average_precision
-from training.classify import UNKNOWN, EncodedTexts
 from training.export import ValidationCheck, pairwise_check
+from training.texts import UNKNOWN, EncodedTexts
 
 
 def validation_check(manifest: Manifest, encoder: PairEncoder, data_dir: Path | None = None
                      ) -> ValidationCheck:
     if manifest.task is Task.reward:
         from training.data.reward_data import load_reward_data
-        from training.reward import EncodedPairs
+        from training.pairs import EncodedPairs
 
         pairs = EncodedPairs.build(encoder, load_reward_data(
             data_dir, other_sources=False).splits["validation"])
         return pairwise_check(pairs.chosen, pairs.rejected)
-    from training.classifier_pipeline import OOS_LABEL, load_intent_data, load_moderation_data
+    from training.data.text_sets import OOS_LABEL, load_intent_data, load_moderation_data
 
     if manifest.task is Task.multilabel:
         data = load_moderation_data(data_dir, suites=False)

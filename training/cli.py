@@ -13,27 +13,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
+import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 from training.config import TASK_PRESETS, TrainConfig
 
-_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "int | None": int}
+
+def _flag_type(annotation: Any) -> Any:
+    """The type a flag parses to: `int | None` parses as int (None is the preset's default)."""
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = (a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """Every TrainConfig field becomes a flag overriding the preset; help comes from the field."""
     group = parser.add_argument_group("training settings (override the preset)")
+    hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         text = f"{f.metadata['help']} (default preset: {default})"
-        if f.type == "bool":
+        if hints[f.name] is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=None, help=text)
         else:
-            group.add_argument(flag, dest=f.name, type=_TYPES[str(f.type)], default=None,
+            group.add_argument(flag, dest=f.name, type=_flag_type(hints[f.name]), default=None,
                                metavar=f.name.upper(), help=text)
 
 
@@ -82,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="Train a model from the catalogued data.")
     train_tasks = train.add_subparsers(dest="task", required=True)
     reward = train_tasks.add_parser(
-        "reward", help="Bradley-Terry reward model on hh-rlhf, evaluated on every set.")
+        "reward", help="Bradley-Terry reward model on a weighted pool of preference sources "
+                       "and label-free contrast pairs, evaluated on every set.")
     _train_flags(reward, "reward", "about 10 minutes on 2 CPU cores, on a sample of the "
                  "training pairs; full: every pair at 256 tokens (about 45 minutes on CPU)",
                  "Your own JSONL of {prompt|messages, chosen, rejected, margin?} pairs, added to "
@@ -154,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.classifier_pipeline import train_intent, train_moderation
-    from training.pipeline import train_reward
+    from training.intent import train_intent
+    from training.moderation import train_moderation
+    from training.reward import train_reward
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     config = TASK_PRESETS[args.task][args.preset].with_overrides(**overrides)
@@ -171,62 +181,31 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    if args.task != "reward":
-        return _evaluate_classifier(args)
-    from models.inputs import PairEncoder
-    from models.manifest import Manifest
-    from training.data.preference import load_generic
-    from training.data.records import DataError, Loaded
-    from training.data.reward_data import load_reward_data
-    from training.evaluate import evaluate_sets
-    from training.modeling import TOKENIZER_FILE, ScoringModel
+    from training import evaluate
     from training.report import summary_table
+    from training.reward import COLUMNS
 
-    manifest = Manifest.load(args.model)
-    temperature = manifest.calibration.temperature if manifest.calibration else None
-    sets, skipped = {}, {}
-    for path in args.data:
-        loaded = Loaded(skip_invalid=args.skip_invalid)
-        try:
-            load_generic(path, loaded)
-        except DataError as exc:
-            raise DataError(exc.path, exc.where, exc.field, f"{exc.problem} (pass --skip-invalid "
-                            "to skip and count such records)") from None
-        sets[path.stem], skipped[path.stem] = loaded.pairs, dict(loaded.skipped)
-    if not args.data:
-        catalogued = load_reward_data(args.data_dir).eval_sets
-        unknown = set(args.sets) - set(catalogued)
-        if unknown:
-            raise ValueError(f"unknown sets {sorted(unknown)}; known: {sorted(catalogued)}")
-        sets = {k: v for k, v in catalogued.items() if not args.sets or k in args.sets}
-
-    encoder = PairEncoder.from_file(args.model / TOKENIZER_FILE, manifest.input)
-    results = evaluate_sets(ScoringModel.load(args.model), encoder, sets, temperature or 1.0,
-                            args.max_tokens)
-    metrics = {name: r.metrics for name, r in results.items()}
-    if args.json:
-        print(json.dumps({"model": manifest.name, "version": manifest.version,
-                          "temperature": temperature, "eval": metrics, "skipped": skipped},
-                         indent=2))
+    skipped: dict[str, dict[str, int]] = {}
+    if args.task == "reward":
+        manifest, metrics, skipped = evaluate.evaluate_reward_model(
+            args.model, args.data, args.data_dir, args.sets, args.skip_invalid, args.max_tokens)
+        head = {"model": manifest.name, "version": manifest.version,
+                "temperature": manifest.calibration.temperature if manifest.calibration
+                else None}
+        columns = list(COLUMNS)
     else:
-        print(summary_table(metrics))
-        for name, counts in skipped.items():
-            if counts:
-                print(f"{name}: skipped {counts}")
-    return 0
-
-
-def _evaluate_classifier(args: argparse.Namespace) -> int:
-    from training.classifier_pipeline import evaluate_intent_model, evaluate_moderation_model
-    from training.report import summary_table
-
-    evaluate = evaluate_moderation_model if args.task == "moderation" else evaluate_intent_model
-    metrics = evaluate(args.model, args.data, args.data_dir, args.skip_invalid, args.max_tokens)
+        run = (evaluate.evaluate_moderation_model if args.task == "moderation"
+               else evaluate.evaluate_intent_model)
+        metrics = run(args.model, args.data, args.data_dir, args.skip_invalid, args.max_tokens)
+        head = {"model": str(args.model)}
+        columns = [*sorted({k for values in metrics.values() for k in values} - {"n"}), "n"]
     if args.json:
-        print(json.dumps({"model": str(args.model), "eval": metrics}, indent=2))
+        print(json.dumps({**head, "eval": metrics, "skipped": skipped}, indent=2))
         return 0
-    columns = [*sorted({k for values in metrics.values() for k in values} - {"n"}), "n"]
     print(summary_table(metrics, columns))
+    for name, counts in skipped.items():
+        if counts:
+            print(f"{name}: skipped {counts}")
     return 0
 
 
@@ -282,7 +261,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from training.data import catalogue
+    """Every catalogued set: the preference sets, then the labelled (classifier) sets."""
+    from training.data import catalogue, labelled_sets
 
     for name, entry in catalogue.PREFERENCE_SETS.items():
         if args.action == "list":
@@ -291,6 +271,15 @@ def _data(args: argparse.Namespace) -> int:
             loaded = catalogue.load(name, args.data_dir)
             print(f"{name:<36} sha256 ok  {len(loaded.pairs):>6} pairs  "
                   f"skipped {dict(loaded.skipped)}")
+    for name, labelled in labelled_sets.LABELLED_SETS.items():
+        if args.action == "list":
+            print(f"{name:<36} {labelled.kind:<10} {labelled.license:<11} {labelled.source}")
+        else:
+            _, splits = labelled_sets.load_labelled(name, args.data_dir)
+            counts = {k: len(v.examples) for k, v in splits.items()}
+            skipped = {k: n for v in splits.values() for k, n in v.skipped.items()}
+            print(f"{name:<36} sha256 ok  {sum(counts.values()):>6} texts  {counts}  "
+                  f"skipped {skipped}")
     return 0
 
 

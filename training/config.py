@@ -30,8 +30,11 @@ class TrainConfig:
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = _opt(0.1, "Share of optimizer steps spent warming up linearly.")
     epochs: float = _opt(1.0, "Passes over the training pairs (fractions allowed).")
-    max_train_pairs: int | None = _opt(None, "Use at most this many training pairs, sampled "
-                                       "with the seed; None uses them all.")
+    max_train_pairs: int | None = _opt(None, "Reward: use at most this many training pairs "
+                                       "(real and contrast), sampled with the seed; None uses "
+                                       "them all.")
+    max_train_texts: int | None = _opt(None, "Classifiers: use at most this many training "
+                                       "texts, sampled with the seed; None uses them all.")
     max_grad_norm: float = _opt(1.0, "Gradient clipping threshold (global L2 norm).")
     center_rewards: float = _opt(0.01, "Weight of the mean((r_chosen + r_rejected)^2) term that "
                                  "keeps rewards centred on zero (0 disables).")
@@ -50,11 +53,12 @@ class TrainConfig:
                             "insulting sentence spliced in, as a share; 0 disables.")
     repetition: float = _opt(0.1, "Reward: reply over the same reply with a sentence said "
                              "twice, as a share; 0 disables.")
-    length_term: float = _opt(1.0, "Reward: weight of the length decoupling during training: a "
-                              "learnt linear term on log response length absorbs the length "
-                              "preference (dropped when serving) and this weight times the "
-                              "squared in-batch correlation of reward and length is added to "
-                              "the loss; 0 disables both.")
+    length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
+                             "response tokens), w learnt, so the linear term absorbs the length "
+                             "preference; the service serves r alone.")
+    length_decorrelation: float = _opt(0.1, "Reward: weight of the squared in-batch "
+                                       "correlation of r and log length added to the loss, so "
+                                       "r does not encode length anyway; 0 disables.")
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'; on CUDA the "
                        "forward passes run under bf16 autocast.")
     seed: int = _opt(0, "Seeds sampling, batch order, dropout and the head: same seed, same run.")
@@ -86,12 +90,12 @@ PRESETS: dict[str, TrainConfig] = {
                         eval_batch_tokens=16384),
 }
 
-# Classifiers read `max_train_pairs` as texts and `batch_size` as texts per forward pass.
+# Classifiers read `batch_size` as texts per forward pass.
 MODERATION_PRESETS: dict[str, TrainConfig] = {
     # Tweets are short: 96 tokens hold nearly all of them. 12,000 of the ~41,000 training
     # texts keep training, calibration and every evaluation within 10 minutes on 2 cores.
     "default": TrainConfig(max_length=96, batch_size=32, grad_accum=1, lr=5e-5,
-                           max_train_pairs=12_000, checkpoint_every=100),
+                           max_train_texts=12_000, checkpoint_every=100),
     "full": TrainConfig(max_length=128, batch_size=32, grad_accum=1, lr=4e-5,
                         checkpoint_every=200),
 }

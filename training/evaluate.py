@@ -1,22 +1,41 @@
-"""Evaluation of a reward model on preference sets, each reported on its own and per subset.
+"""Evaluation for every task, shared by training runs and by `alignserve evaluate`.
 
-Beside every set's accuracy stand the length-aware figures: the "longer reply wins" rule on the
-same pairs, the accuracy on the pairs whose chosen reply is the shorter one, and the correlation
-between the reward and the response's length over all of the set's responses.
+reward: pairwise metrics per set and per subset, with the length-aware figures beside each:
+the "longer reply wins" rule on the same pairs, the accuracy on the pairs whose chosen reply is
+the shorter one, and the correlation of reward and response length over the set's responses.
+moderation: per category metrics at the model's thresholds, "any", and the behavioural suites.
+intent: top-1 accuracy, macro-F1 and ECE; out-of-scope recall where the model has a threshold.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from models.calibration import sigmoid, softmax
 from models.inputs import PairEncoder
-from training.data.records import PreferencePair
+from models.manifest import Manifest
+from models.taxonomy import CATEGORIES, OUT_OF_SCOPE
+from training.class_metrics import binary_metrics, multiclass_metrics, out_of_scope_metrics
+from training.data.labelled import TextExample, load_intent_jsonl, load_moderation_jsonl
+from training.data.preference import load_generic
+from training.data.records import DataError, Loaded, PreferencePair
+from training.data.text_sets import (
+    OOS_LABEL,
+    SUITES,
+    load_intent_data,
+    load_moderation_data,
+    own_sets,
+)
 from training.metrics import length_metrics, pairwise_metrics
-from training.modeling import ScoringModel
-from training.reward import score_pairs
+from training.modeling import TOKENIZER_FILE, ScoringModel
+from training.pairs import score_pairs
+from training.run import finite
+from training.texts import UNKNOWN, predict_logits
 
 
 @dataclass
@@ -51,3 +70,172 @@ def evaluate_sets(model: ScoringModel, encoder: PairEncoder,
                 results[subset] = set_result([p for p, m in zip(pairs, mask, strict=True) if m],
                                              chosen[mask], rejected[mask], temperature)
     return results
+
+
+def evaluate_reward_model(model_dir: Path, files: Sequence[Path] = (),
+                          data_dir: Path | None = None, sets: Sequence[str] = (),
+                          skip_invalid: bool = False, max_tokens: int = 4096
+                          ) -> tuple[Manifest, dict[str, dict[str, float]], dict[str, Any]]:
+    """With the model's own temperature: your JSONL files (per `subset` where records carry
+    one), or else the catalogued sets (all of them, or those named in `sets`). Returns the
+    manifest, the metrics and what was skipped per file."""
+    from training.data.reward_data import load_reward_data
+
+    manifest, encoder, model = load_model(model_dir)
+    temperature = manifest.calibration.temperature if manifest.calibration else None
+    chosen: dict[str, list[PreferencePair]] = {}
+    skipped: dict[str, Any] = {}
+    for path in files:
+        loaded = Loaded(skip_invalid=skip_invalid)
+        try:
+            load_generic(path, loaded)
+        except DataError as exc:
+            raise DataError(exc.path, exc.where, exc.field, f"{exc.problem} (pass --skip-invalid "
+                            "to skip and count such records)") from None
+        chosen[path.stem], skipped[path.stem] = loaded.pairs, dict(loaded.skipped)
+    if not files:
+        catalogued = load_reward_data(data_dir).eval_sets
+        unknown = set(sets) - set(catalogued)
+        if unknown:
+            raise ValueError(f"unknown sets {sorted(unknown)}; known: {sorted(catalogued)}")
+        chosen = {k: v for k, v in catalogued.items() if not sets or k in sets}
+    results = evaluate_sets(model, encoder, chosen, temperature or 1.0, max_tokens)
+    return manifest, {name: r.metrics for name, r in results.items()}, skipped
+
+
+def load_model(model_dir: Path) -> tuple[Manifest, PairEncoder, ScoringModel]:
+    """A trained model directory (the model/ folder a run writes)."""
+    manifest = Manifest.load(model_dir)
+    encoder = PairEncoder.from_file(model_dir / TOKENIZER_FILE, manifest.input)
+    return manifest, encoder, ScoringModel.load(model_dir)
+
+
+# --- moderation ------------------------------------------------------------------------------
+
+def moderation_scores(model: ScoringModel, encoder: PairEncoder, examples: list[TextExample],
+                      temperatures: dict[str, float], max_tokens: int, desc: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated probabilities (n, K), targets (n, K) with UNKNOWN)."""
+    logits = predict_logits(model, encoder, [e.text for e in examples], max_tokens, desc)
+    t = np.array([temperatures[c] for c in CATEGORIES])
+    targets = np.array([[e.labels.get(c, UNKNOWN) for c in CATEGORIES] for e in examples])
+    return sigmoid(logits / t), targets.reshape(len(examples), len(CATEGORIES))
+
+
+def evaluate_moderation(probs: np.ndarray, targets: np.ndarray, thresholds: dict[str, float]
+                        ) -> dict[str, dict[str, float]]:
+    """Per category on its known labels, and 'any' (max probability against any positive) on
+    the rows whose every category is known."""
+    out = {}
+    for k, category in enumerate(CATEGORIES):
+        known = targets[:, k] != UNKNOWN
+        if known.any():
+            out[category] = binary_metrics(probs[known, k], targets[known, k],
+                                           thresholds[category])
+    complete = (targets != UNKNOWN).all(axis=1)
+    if complete.any():
+        flagged_any = flagged(probs, thresholds)
+        any_metrics = binary_metrics(probs[complete].max(axis=1),
+                                     targets[complete].max(axis=1), 0.5)
+        positives = targets[complete].max(axis=1) == 1
+        any_metrics["flag_rate"] = float(flagged_any[complete].mean())
+        any_metrics["recall"] = float(flagged_any[complete][positives].mean()
+                                      if positives.any() else float("nan"))
+        out["any"] = {k: any_metrics[k] for k in ("auprc", "roc_auc", "flag_rate", "recall", "n")}
+    return out
+
+
+def flagged(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    return np.asarray((probs >= np.array([thresholds[c] for c in CATEGORIES])).any(axis=1))
+
+
+def evaluate_suites(tests: dict[str, list[TextExample]], probs: dict[str, np.ndarray],
+                    thresholds: dict[str, float]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    if "hatecheck" in probs:
+        examples, p = tests["hatecheck"], probs["hatecheck"]
+        hate = p[:, CATEGORIES.index("hate")] >= thresholds["hate"]
+        gold = np.array([e.labels["hate"] for e in examples]) == 1
+        correct = hate == gold
+        out["hatecheck"] = {"accuracy": float(correct.mean()),
+                            "hateful_recall": float(hate[gold].mean()),
+                            "non_hateful_flag_rate": float(hate[~gold].mean()),
+                            "n": float(len(gold))}
+        for functionality in sorted({e.group for e in examples}):
+            rows = np.array([e.group == functionality for e in examples])
+            out[f"hatecheck/{functionality}"] = {"accuracy": float(correct[rows].mean()),
+                                                 "n": float(rows.sum())}
+    if "xstest" in probs:
+        safe = np.array([e.label == "safe" for e in tests["xstest"]])
+        any_flag = flagged(probs["xstest"], thresholds)
+        out["xstest"] = {"over_flagging_rate": float(any_flag[safe].mean()),
+                         "unsafe_flag_rate": float(any_flag[~safe].mean()),
+                         "n": float(len(safe))}
+    if "simplesafetytests" in probs:
+        examples = tests["simplesafetytests"]
+        any_flag = flagged(probs["simplesafetytests"], thresholds)
+        out["simplesafetytests"] = {"catch_rate": float(any_flag.mean()),
+                                    "n": float(len(any_flag))}
+        for area in sorted({e.group for e in examples}):
+            rows = np.array([e.group == area for e in examples])
+            out[f"simplesafetytests/{area}"] = {"catch_rate": float(any_flag[rows].mean()),
+                                                "n": float(rows.sum())}
+    return out
+
+
+def evaluate_moderation_model(model_dir: Path, files: Sequence[Path] = (),
+                              data_dir: Path | None = None, skip_invalid: bool = False,
+                              max_tokens: int = 4096) -> dict[str, dict[str, float]]:
+    """With the model's own temperatures and thresholds: your JSONL files, or else every
+    catalogued held-out split and behavioural suite."""
+    manifest, encoder, model = load_model(model_dir)
+    temperatures = (manifest.calibration.temperatures or {}) if manifest.calibration else {}
+    tests = own_sets(files, load_moderation_jsonl, skip_invalid)
+    if not files:
+        tests = load_moderation_data(data_dir).tests
+    metrics: dict[str, dict[str, float]] = {}
+    probs = {}
+    for name, examples in tests.items():
+        p, targets = moderation_scores(model, encoder, examples,
+                                       {c: temperatures.get(c, 1.0) for c in CATEGORIES},
+                                       max_tokens, f"eval {name}")
+        probs[name] = p
+        if name not in SUITES:
+            for key, values in evaluate_moderation(p, targets, manifest.thresholds).items():
+                metrics[f"{name}/{key}"] = values
+    metrics.update(evaluate_suites(tests, {k: v for k, v in probs.items() if k in SUITES},
+                                   manifest.thresholds))
+    return finite(metrics)
+
+
+# --- intents ---------------------------------------------------------------------------------
+
+def evaluate_intent_model(model_dir: Path, files: Sequence[Path] = (),
+                          data_dir: Path | None = None, skip_invalid: bool = False,
+                          max_tokens: int = 4096) -> dict[str, dict[str, float]]:
+    """Your JSONL files, or else the test split of the set the model was trained on."""
+    manifest, encoder, model = load_model(model_dir)
+    temperature = (manifest.calibration.temperature or 1.0) if manifest.calibration else 1.0
+    tests = own_sets(files, load_intent_jsonl, skip_invalid)
+    if not files:
+        dataset = next((d.name for d in manifest.data if d.name in ("banking77", "clinc150")),
+                       None)
+        if dataset is None:
+            raise ValueError("the model was trained on your own data only: pass --data")
+        tests = load_intent_data(dataset, data_dir).tests
+    index = {label: i for i, label in enumerate(manifest.labels)}
+    metrics: dict[str, dict[str, float]] = {}
+    for name, examples in tests.items():
+        unknown = sorted({e.label for e in examples} - set(index) - {OOS_LABEL})
+        if unknown:
+            raise ValueError(f"{name}: intents the model does not know: {unknown[:5]}")
+        logits = predict_logits(model, encoder, [e.text for e in examples], max_tokens,
+                                f"eval {name}")
+        probs = softmax(logits / temperature)
+        targets = np.array([index.get(e.label, -1) for e in examples])
+        in_scope = targets >= 0
+        metrics[name] = multiclass_metrics(probs[in_scope], targets[in_scope])
+        if OUT_OF_SCOPE in manifest.thresholds and (~in_scope).any():
+            metrics[f"{name} out-of-scope"] = out_of_scope_metrics(
+                probs, targets, in_scope, manifest.thresholds[OUT_OF_SCOPE])
+    return finite(metrics)

@@ -1,119 +1,171 @@
-"""Reward model: Bradley-Terry objective, pair batching, and pair scoring."""
+"""`alignserve train reward`: what is particular to the reward model.
+
+Data: every pooled preference source, weighted, plus label-free contrast pairs
+(training/data/reward_data.py, training/data/contrast.py). Objective: Bradley-Terry with a
+learnt length term that is dropped at serving (training/pairs.py). Calibration: one temperature
+and the reward normalisation, on the pooled validation split. Evaluation: every source's test
+split, the held-out sources and the behavioural suite, each beside the "longer reply wins" rule.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from models.inputs import EncodedPair, PairEncoder, Prompt, pad_batch, render_prompt
+from models.inputs import InputFormat, PairEncoder
+from models.manifest import Calibration, Normalisation, Task
+from training import behaviour, report
+from training.calibration import fit_temperature
+from training.config import TrainConfig
+from training.data.contrast import KINDS as CONTRAST_KINDS
+from training.data.contrast import contrast_pairs
 from training.data.records import PreferencePair
+from training.data.reward_data import (
+    HH,
+    POOLED,
+    SOURCE_WEIGHTS,
+    RewardData,
+    load_reward_data,
+    source_of,
+    weighted,
+)
+from training.evaluate import SetResult, evaluate_sets
+from training.metrics import pairwise_metrics
 from training.modeling import ScoringModel
-from training.scoring import score, to_torch
-from training.trainer import Batch
+from training.pairs import EncodedPairs, RewardObjective, score_pairs
+from training.run import Run, RunResult
+from training.trainer import sample
+
+SPLIT_RULE = ("each pooled source carved 80/10/10 into train/validation/test by a sha256 of its "
+              "group (hh-rlhf and Open-Assistant: the first user turn; the others: the "
+              "question), so no conversation or question lands in two splits; HHH and "
+              "UKPConvArg are held out whole")
+COLUMNS = ("accuracy", "longer_wins", "acc_chosen_shorter", "length_corr", "log_loss", "ece",
+           "n")
 
 
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor,
-                       margin: torch.Tensor | None = None, center: float = 0.0) -> torch.Tensor:
-    """-log sigmoid(r_chosen - r_rejected - margin), plus an optional centring term
-    center * mean((r_chosen + r_rejected)^2) that pins the reward scale's zero."""
-    diff = chosen - rejected
-    if margin is not None:
-        diff = diff - margin
-    loss = -F.logsigmoid(diff).mean()
-    if center:
-        loss = loss + center * ((chosen + rejected) ** 2).mean()
-    return loss
+@dataclass
+class Calibrated:
+    margins: np.ndarray
+    temperature: float
+    normalisation: Normalisation
 
 
-@dataclass(frozen=True)
-class EncodedPairs:
-    chosen: list[EncodedPair]
-    rejected: list[EncodedPair]
-    margin: np.ndarray
+def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None,
+                 name: str = "reward", preset: str | None = None, resume: bool = False,
+                 stop_at: int | None = None, train_data: Sequence[Path] = (),
+                 skip_invalid: bool = False) -> RunResult | None:
+    """Run everything; returns None when stopped early (at `stop_at`, or by Ctrl-C or SIGTERM)
+    with a checkpoint to --resume from."""
+    run = Run.start("reward", name, preset, config, output,
+                    InputFormat(max_length=config.max_length,
+                                min_prompt_tokens=config.min_prompt_tokens))
+    data = load_reward_data(data_dir, train_data, skip_invalid)
+    train_pairs = training_pairs(data.splits["train"], config)
+    encoded = EncodedPairs.build(run.encoder, train_pairs)
+    run.lap("load")
 
-    @classmethod
-    def build(cls, encoder: PairEncoder, pairs: Sequence[PreferencePair]) -> EncodedPairs:
-        prompts = [p.prompt for p in pairs]
-        return cls(encoder.encode_batch(prompts, [p.chosen for p in pairs]),
-                   encoder.encode_batch(prompts, [p.rejected for p in pairs]),
-                   np.array([p.margin for p in pairs], dtype=np.float32))
+    model = run.new_model()
+    objective = RewardObjective(config.use_margin, config.center_rewards, config.length_term,
+                                config.length_decorrelation)
+    trained = run.train(model, encoded, "pairs", objective, resume, stop_at)
+    if trained is None:
+        return None
+    trainer, history = trained
 
-    def lengths(self) -> list[int]:
-        return [max(len(c), len(r)) for c, r in zip(self.chosen, self.rejected, strict=True)]
+    calibrated = calibrate(model, run.encoder, data.splits["validation"],
+                           config.eval_batch_tokens)
+    run.lap("calibrate")
+    results = evaluate_sets(model, run.encoder, data.eval_sets, calibrated.temperature,
+                            config.eval_batch_tokens)
+    metrics = {**validation_metrics(data, calibrated),
+               **{k: r.metrics for k, r in results.items()}}
+    run.lap("evaluate")
 
-    def collate(self, indices: list[int], pad_id: int = 0) -> Batch:
-        """Chosen then rejected in one padded batch: one forward pass scores both halves."""
-        items = [self.chosen[i] for i in indices] + [self.rejected[i] for i in indices]
-        batch = to_torch(pad_batch(items, pad_id))
-        batch["margin"] = torch.from_numpy(self.margin[indices])
-        return batch
-
-
-def response_log_length(batch: Batch) -> torch.Tensor:
-    """log(1 + response tokens) of each input: segment B, without the closing [SEP]."""
-    tokens = (batch["token_type_ids"] * batch["attention_mask"]).sum(dim=1) - 1
-    return torch.log1p(tokens.clamp(min=0).float())
-
-
-def squared_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    x, y = x.float() - x.float().mean(), y - y.mean()
-    return (x * y).sum() ** 2 / ((x * x).sum() * (y * y).sum()).clamp(min=1e-8)
-
-
-class RewardObjective(nn.Module):
-    """Bradley-Terry on (r_chosen, r_rejected), with length decoupled when `length_term` > 0.
-
-    Training scores a reply r(x) + w * log(1 + tokens), w learnt: the linear term absorbs the
-    share of the preference that length explains, so r need not; `length_term` times the squared
-    in-batch correlation of r and log length keeps r from encoding length anyway. The service
-    serves r alone (w lives here, not in the model). Its parameter trains at the head's rate."""
-
-    def __init__(self, use_margin: bool, center: float, length_term: float = 0.0) -> None:
-        super().__init__()
-        self.use_margin, self.center, self.length_term = use_margin, center, length_term
-        self.length_weight = nn.Parameter(torch.zeros(()), requires_grad=length_term > 0)
-
-    def forward(self, model: ScoringModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = {k: v for k, v in batch.items() if k != "margin"}
-        rewards = model(**inputs).squeeze(-1).float()
-        scores = rewards
-        extra = torch.zeros((), device=rewards.device)
-        if self.length_term > 0:
-            length = response_log_length(inputs)
-            scores = rewards + self.length_weight * length
-            extra = self.length_term * squared_correlation(rewards, length)
-        chosen, rejected = scores.chunk(2)
-        loss = bradley_terry_loss(chosen, rejected,
-                                  batch["margin"] if self.use_margin else None, self.center)
-        served_chosen, served_rejected = rewards.detach().chunk(2)
-        diff = served_chosen - served_rejected
-        return loss + extra, {"accuracy": (diff > 0).float().mean().item(),
-                              "margin": diff.mean().item(),
-                              "length_weight": float(self.length_weight.detach())}
+    manifest = run.manifest(
+        task=Task.reward, metrics=metrics, data=data.fingerprints,
+        calibration=Calibration(temperature=calibrated.temperature,
+                                fitted_on="pooled validation split", n=len(calibrated.margins)),
+        normalisation=calibrated.normalisation)
+    summary = run.summary(manifest, data.fingerprints, {
+        "rule": SPLIT_RULE, **{k: len(v) for k, v in data.splits.items()},
+        "train_used": len(train_pairs)}, trainer, history,
+        write_plots(output, history, calibrated, results[HH]))
+    summary |= {
+        "training_mix": {"weights": {k: {"weight": w, "why": why}
+                                     for k, (w, why) in SOURCE_WEIGHTS.items()},
+                         "pairs_by_source": dict(Counter(
+                             p.subset if p.subset.startswith("contrast/") else source_of(p)
+                             for p in train_pairs))},
+        "length_weight": float(objective.length_weight.detach()),
+        "behaviour": behaviour_summary(metrics),
+        "calibration": {"temperature": calibrated.temperature,
+                        **calibrated.normalisation.model_dump()}}
+    result = run.finish(model, manifest, summary, metrics, [(COLUMNS, list(metrics))])
+    suite = summary["behaviour"]
+    print(f"temperature {calibrated.temperature:.3f}; behavioural suite "
+          f"{suite['overall']:.1%} ({'passes' if suite['passes'] else 'FAILS'} its targets "
+          f"{behaviour.TARGET_OVERALL:.0%} overall, {behaviour.TARGET_EACH:.0%} each)")
+    return result
 
 
-def score_pairs(model: ScoringModel, encoder: PairEncoder, pairs: Sequence[PreferencePair],
-                max_tokens: int = 4096, desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
-    """(r_chosen, r_rejected). Each distinct (prompt, response) is scored once: FineGrained
-    pairs four answers six ways, so this halves its cost."""
-    keys: dict[tuple[str, str], int] = {}
-    prompts: list[Prompt] = []
-    responses: list[str] = []
-    index = np.zeros((len(pairs), 2), dtype=np.int64)
-    for row, pair in enumerate(pairs):
-        rendered = render_prompt(pair.prompt, encoder.format)
-        for col, response in enumerate((pair.chosen, pair.rejected)):
-            key = (rendered, response)
-            if key not in keys:
-                keys[key] = len(prompts)
-                prompts.append(pair.prompt)
-                responses.append(response)
-            index[row, col] = keys[key]
-    rewards = score(model, encoder.encode_batch(prompts, responses), max_tokens,
-                    encoder.pad_id, desc)[:, 0]
-    return rewards[index[:, 0]], rewards[index[:, 1]]
+def validation_metrics(data: RewardData, calibrated: Calibrated) -> dict[str, dict[str, float]]:
+    """Pooled validation before and after temperature scaling, and its hh-rlhf part."""
+    hh = np.array([source_of(p) == HH for p in data.splits["validation"]])
+    return {"validation (T=1)": pairwise_metrics(calibrated.margins, 1.0),
+            "validation": pairwise_metrics(calibrated.margins, calibrated.temperature),
+            "validation/hh-rlhf": pairwise_metrics(calibrated.margins[hh],
+                                                   calibrated.temperature)}
+
+
+def calibrate(model: ScoringModel, encoder: PairEncoder, pairs: list[PreferencePair],
+              max_tokens: int) -> Calibrated:
+    """Temperature and reward normalisation, both from the validation split."""
+    chosen, rejected = score_pairs(model, encoder, pairs, max_tokens, desc="calibrate")
+    rewards = np.concatenate([chosen, rejected])
+    return Calibrated(
+        margins=chosen - rejected, temperature=fit_temperature(chosen - rejected),
+        normalisation=Normalisation(
+            mean=float(rewards.mean()), std=float(rewards.std()) or 1.0,
+            reference="pooled validation responses (chosen and rejected)", n=len(rewards)))
+
+
+def training_pairs(train: list[PreferencePair], config: TrainConfig) -> list[PreferencePair]:
+    """The weighted pool, the label-free contrast pairs built from it, then at most
+    `max_train_pairs` of all of them (sampled with the seed). Without `pool`, only hh-rlhf and
+    the user's own files are trained on (every source is still evaluated)."""
+    if not config.pool:
+        train = [p for p in train if source_of(p) not in POOLED]
+    real = weighted(train, config.seed)
+    contrast = contrast_pairs(real, {kind: getattr(config, kind) for kind in CONTRAST_KINDS},
+                              config.seed)
+    return sample(real + contrast, config.max_train_pairs, config.seed)
+
+
+def behaviour_summary(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The suite's accuracy overall and per functionality, against its targets."""
+    prefix = f"{behaviour.SET_NAME}/"
+    each = {k[len(prefix):]: v["accuracy"] for k, v in metrics.items() if k.startswith(prefix)}
+    overall = metrics.get(behaviour.SET_NAME, {}).get("accuracy", float("nan"))
+    return {"overall": overall, "functionalities": each,
+            "passes": bool(overall >= behaviour.TARGET_OVERALL
+                           and all(v >= behaviour.TARGET_EACH for v in each.values()))}
+
+
+def write_plots(output: Path, history: list[dict[str, float]], calibrated: Calibrated,
+                test: SetResult) -> list[Path]:
+    t = calibrated.temperature
+    return [
+        report.plot_training(history, output / "training_curves.png"),
+        report.plot_reliability({"validation, T=1": (calibrated.margins, 1.0),
+                                 f"validation, T={t:.2f}": (calibrated.margins, t),
+                                 f"hh-rlhf test, T={t:.2f}": (test.chosen - test.rejected, t)},
+                                output / "reliability.png"),
+        report.plot_reward_distributions(test.chosen, test.rejected, "hh-rlhf test",
+                                         output / "reward_distributions.png"),
+    ]

@@ -87,7 +87,7 @@ def test_evaluate_reports_bad_records_without_traceback(trained_run: Path, tmp_p
 
 def test_resume_after_interruption_completes(tiny_backbone: Path, tmp_path: Path) -> None:
     from training.config import PRESETS
-    from training.pipeline import train_reward
+    from training.reward import train_reward
 
     config = PRESETS["default"].with_overrides(
         backbone=str(tiny_backbone), max_length=64, min_prompt_tokens=8, max_train_pairs=32,

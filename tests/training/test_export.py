@@ -17,7 +17,7 @@ from training import export
 from training.cli import main
 from training.data.reward_data import load_reward_data
 from training.modeling import ScoringModel
-from training.reward import EncodedPairs
+from training.pairs import EncodedPairs
 from training.scoring import score
 
 

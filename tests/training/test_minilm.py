@@ -11,7 +11,7 @@ from models.inputs import PairEncoder
 from models.manifest import InputFormat
 from training.data import catalogue
 from training.modeling import ScoringModel, resolve_backbone
-from training.reward import EncodedPairs, RewardObjective
+from training.pairs import EncodedPairs, RewardObjective
 from training.scoring import to_torch
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from tests.conftest import synthetic_pairs
 from training.config import TrainConfig
 from training.data.records import PreferencePair
 from training.modeling import ScoringModel
-from training.reward import EncodedPairs, RewardObjective, bradley_terry_loss, score_pairs
+from training.pairs import EncodedPairs, RewardObjective, bradley_terry_loss, score_pairs
 from training.trainer import Trainer, plan_batches
 
 CONFIG = TrainConfig(max_length=48, min_prompt_tokens=8, batch_size=8, grad_accum=1, lr=3e-3,
@@ -135,7 +135,7 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tiny_backbone: Pat
 
 
 def test_length_term_learns_the_length_preference_and_stays_out_of_the_reward() -> None:
-    from training.reward import response_log_length, squared_correlation
+    from training.pairs import response_log_length, squared_correlation
 
     x, y = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([2.0, 4.0, 6.0, 8.5])
     assert squared_correlation(x, y).item() == pytest.approx(np.corrcoef(x, y)[0, 1] ** 2,
@@ -150,7 +150,8 @@ def test_length_term_learns_the_length_preference_and_stays_out_of_the_reward() 
         def forward(self, input_ids: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
             return torch.zeros(len(input_ids), 1)
 
-    objective = RewardObjective(use_margin=False, center=0.0, length_term=1.0)
+    objective = RewardObjective(use_margin=False, center=0.0, length_term=True,
+                                decorrelation=1.0)
     long = {"token_type_ids": torch.tensor([[0, 1, 1, 1, 1, 1]]),
             "attention_mask": torch.ones(1, 6, dtype=torch.long)}
     short = {"token_type_ids": torch.tensor([[0, 1, 1, 0, 0, 0]]),

@@ -13,7 +13,11 @@ import torch
 from models.inputs import InputFormat, PairEncoder
 from training.calibration import fit_softmax_temperature
 from training.class_metrics import average_precision, binary_metrics, macro_f1, roc_auc
-from training.classify import (
+from training.config import TrainConfig
+from training.data.labelled import TextExample
+from training.metrics import sigmoid
+from training.modeling import ScoringModel
+from training.texts import (
     UNKNOWN,
     EncodedTexts,
     best_f1_threshold,
@@ -22,10 +26,6 @@ from training.classify import (
     out_of_scope_threshold,
     predict_logits,
 )
-from training.config import TrainConfig
-from training.data.labelled import TextExample
-from training.metrics import sigmoid
-from training.modeling import ScoringModel
 from training.trainer import Trainer, plan_batches
 
 

@@ -1,0 +1,99 @@
+"""The classifiers' data: moderation (Davidson, TweetEval hate and offensive, and the behavioural
+suites HateCheck, XSTest and SimpleSafetyTests, never trained on) and intents (banking77 or
+CLINC150), each with users' own JSONL files carved in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.manifest import DataFingerprint, sha256_file
+from training.data import labelled_sets
+from training.data.labelled import (
+    Labelled,
+    TextExample,
+    load_intent_jsonl,
+    load_moderation_jsonl,
+)
+from training.data.split import split_of
+
+MODERATION_SOURCES = ("davidson", "tweeteval-hate", "tweeteval-offensive")
+SUITES = ("hatecheck", "xstest", "simplesafetytests")
+OOS_LABEL = "oos"  # CLINC150's name for its out-of-scope queries
+Parse = Callable[[Path, Labelled], None]
+
+
+@dataclass
+class TextData:
+    train: list[TextExample] = field(default_factory=list)
+    validation: list[TextExample] = field(default_factory=list)
+    tests: dict[str, list[TextExample]] = field(default_factory=dict)
+    fingerprints: list[DataFingerprint] = field(default_factory=list)
+
+    def sizes(self, used: int) -> dict[str, int]:
+        """Split sizes for the report; `used` is how many training texts were sampled."""
+        return {"train": len(self.train), "validation": len(self.validation),
+                "train_used": used, **{f"test/{k}": len(v) for k, v in self.tests.items()}}
+
+
+def _add_own(data: TextData, path: Path, parse: Parse, skip_invalid: bool) -> None:
+    """Your JSONL, carved 80/10/10 by text hash; its test part is reported on its own."""
+    own = Labelled(skip_invalid=skip_invalid)
+    parse(path, own)
+    test: list[TextExample] = []
+    for example in own.examples:
+        part = split_of(example.text.lower())
+        (data.train if part == "train" else data.validation if part == "validation"
+         else test).append(example)
+    data.tests[path.stem] = test
+    data.fingerprints.append(DataFingerprint(
+        name=path.stem, files={path.name: sha256_file(path)},
+        records=len(own.examples), skipped=dict(own.skipped)))
+
+
+def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
+                         skip_invalid: bool = False, suites: bool = True) -> TextData:
+    data = TextData()
+    for name in (*MODERATION_SOURCES, *(SUITES if suites else ())):
+        entry, splits = labelled_sets.load_labelled(name, data_dir)
+        data.fingerprints.append(entry.fingerprint(splits))
+        if entry.kind == "suite":
+            data.tests[name] = splits["test"].examples
+            continue
+        data.train += splits["train"].examples
+        data.validation += splits["validation"].examples
+        data.tests[name] = splits["test"].examples
+    for path in extra:
+        _add_own(data, path, load_moderation_jsonl, skip_invalid)
+    return data
+
+
+def load_intent_data(dataset: str, data_dir: Path | None = None, extra: Sequence[Path] = (),
+                     skip_invalid: bool = False) -> TextData:
+    """dataset: 'banking77', 'clinc150' or 'own' (only the --train-data files)."""
+    data = TextData()
+    if dataset != "own":
+        entry, splits = labelled_sets.load_labelled(dataset, data_dir)
+        if entry.kind != "intent":
+            raise ValueError(f"{dataset} is not an intent set")
+        data.fingerprints.append(entry.fingerprint(splits))
+        data.train, data.validation = splits["train"].examples, splits["validation"].examples
+        data.tests[dataset] = splits["test"].examples
+    for path in extra:
+        _add_own(data, path, load_intent_jsonl, skip_invalid)
+    if not data.train:
+        raise ValueError("no intent training examples: give a dataset or --train-data")
+    return data
+
+
+def own_sets(files: Sequence[Path], parse: Parse, skip_invalid: bool
+             ) -> dict[str, list[TextExample]]:
+    """Users' JSONL files, whole, for evaluation: one set per file."""
+    tests = {}
+    for path in files:
+        own = Labelled(skip_invalid=skip_invalid)
+        parse(path, own)
+        tests[path.stem] = own.examples
+    return tests
