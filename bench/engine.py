@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.artifact import FP32, INT8, TOKENIZER_FILE
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import Manifest
-from models.runtime import INPUT_NAMES, OUTPUT_NAME, open_session
+from models.session import INPUT_NAMES, OUTPUT_NAME, open_session
 from training.data.reward_data import load_reward_data
-from training.export import INT8, export_onnx
-from training.modeling import TOKENIZER_FILE, ScoringModel
+from training.export import export_onnx
+from training.modeling import ScoringModel
 from training.scoring import to_torch
 
 Runner = Callable[[dict[str, np.ndarray]], object]
@@ -85,7 +86,7 @@ def main() -> None:
             return model(**to_torch(arrays))
 
         engines["pytorch eager"] = eager
-        graphs = {"onnx fp32": raw, "fused fp32": args.artifact / "model.onnx",
+        graphs = {"onnx fp32": raw, "fused fp32": args.artifact / FP32,
                   "fused int8": args.artifact / INT8}
         for name, graph in graphs.items():
             if not graph.exists():

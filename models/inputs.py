@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from tokenizers import Tokenizer
 
 from models.manifest import InputFormat
@@ -36,6 +37,33 @@ class Message:
 
 
 Prompt = str | Sequence[Message]
+
+
+def clean_text(text: str) -> str:
+    """Text must be valid Unicode with some content: a lone surrogate (legal in JSON's \\u
+    escapes, not in UTF-8) would otherwise fail deep inside the tokenizer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text is not valid Unicode (it contains an unpaired surrogate)") from exc
+    if not text.strip():
+        raise ValueError("text is empty")
+    return text
+
+
+Text = Annotated[str, AfterValidator(clean_text)]
+
+
+class ChatTurn(BaseModel):
+    """A chat message as it arrives, over HTTP or in a JSONL file: validated, then turned into
+    the `Message` the encoder renders."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    content: Text
+
+    def message(self) -> Message:
+        return Message(self.role, self.content)
 
 
 def render_prompt(prompt: Prompt, fmt: InputFormat | None = None) -> str:

@@ -14,9 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.artifact import MANIFEST_FILE
 from models.taxonomy import OUT_OF_SCOPE
-
-MANIFEST_FILE = "manifest.json"
 
 
 class Task(StrEnum):
@@ -109,7 +108,7 @@ class Manifest(BaseModel):
     metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
     data: list[DataFingerprint] = Field(default_factory=list)
     backbone: str
-    # Filled by the ONNX export (issue 4); absent on a training checkpoint.
+    # Filled by the ONNX export (training/export.py); absent on a training checkpoint.
     opset: int | None = None
     parity_max_diff: dict[str, float] = Field(default_factory=dict)
     quantisation: dict[str, dict[str, float | str]] = Field(default_factory=dict)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.manifest import MANIFEST_FILE, Manifest, sha256_file
+from models.artifact import INT8, MANIFEST_FILE
+from models.manifest import Manifest, sha256_file
 
 MODULE = "alignserve"
 
@@ -56,7 +57,7 @@ def save(directory: Path) -> str:
     bentoml = _bentoml()
     labels = {"task": manifest.task.value, "backbone": manifest.backbone.replace("/", "_")[:63]}
     metadata = {"labels": manifest.labels, "max_length": manifest.input.max_length,
-                "opset": manifest.opset, "int8": (directory / "model.int8.onnx").exists(),
+                "opset": manifest.opset, "int8": (directory / INT8).exists(),
                 "metrics": {k: v.get("accuracy") for k, v in manifest.metrics.items()
                             if "accuracy" in v}}
     tag = f"{manifest.name}:{manifest.version}"

@@ -16,7 +16,8 @@ before sending (a malformed one raises pydantic's ValidationError); an error ans
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -63,11 +64,52 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def _compare_body(pairs: Sequence[Mapping[str, Any]] | None, fields: dict[str, Any]
-                  ) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Call(Generic[R]):
+    """One request, built and checked against the service's schemas, and the type of its
+    answer. Both clients send the same calls; only the transport (sync or async) differs."""
+
+    method: str
+    path: str
+    answer: type[R]
+    body: dict[str, Any] | None = None
+
+    def parse(self, response: httpx.Response) -> R:
+        _raise_for(response)
+        return self.answer.model_validate_json(response.content)
+
+
+def score_call(items: Sequence[Mapping[str, Any]]) -> Call[ScoreResponse]:
+    body = ScoreRequest.model_validate({"items": list(items)})
+    return Call("POST", "/v1/reward/score", ScoreResponse, body.model_dump(exclude_none=True))
+
+
+def compare_call(pairs: Sequence[Mapping[str, Any]] | None, fields: dict[str, Any]
+                 ) -> Call[CompareResponse]:
     body = {"pairs": list(pairs)} if pairs is not None else fields
     request = CompareRequest.model_validate(body)  # one pair becomes a list of one
-    return {"pairs": [pair.model_dump(exclude_none=True) for pair in request.pairs or []]}
+    return Call("POST", "/v1/reward/compare", CompareResponse, {
+        "pairs": [pair.model_dump(exclude_none=True) for pair in request.pairs or []]})
+
+
+def rank_call(fields: dict[str, Any]) -> Call[RankResponse]:
+    body = RankRequest.model_validate(fields).model_dump(exclude_none=True)
+    return Call("POST", "/v1/reward/rank", RankResponse, body)
+
+
+def moderate_call(inputs: Sequence[str]) -> Call[ModerateResponse]:
+    body = ModerateRequest(inputs=list(inputs)).model_dump()
+    return Call("POST", "/v1/moderate", ModerateResponse, body)
+
+
+def classify_call(inputs: Sequence[str], top_k: int) -> Call[ClassifyResponse]:
+    body = ClassifyRequest(inputs=list(inputs), top_k=top_k).model_dump()
+    return Call("POST", "/v1/classify", ClassifyResponse, body)
+
+
+MODELS_CALL = Call("GET", "/v1/models", ModelsResponse)
+Messages = Sequence[Mapping[str, str]] | None
+Pairs = Sequence[Mapping[str, Any]] | None
 
 
 class Client:
@@ -84,47 +126,40 @@ class Client:
     def close(self) -> None:
         self.http.close()
 
-    def _post(self, path: str, body: dict[str, Any], answer: type[R]) -> R:
-        response = self.http.post(path, json=body)
-        _raise_for(response)
-        return answer.model_validate_json(response.content)
+    def send(self, call: Call[R]) -> R:
+        return call.parse(self.http.request(call.method, call.path, json=call.body))
 
     def score(self, items: Sequence[Mapping[str, Any]]) -> ScoreResponse:
-        body = ScoreRequest.model_validate({"items": list(items)}).model_dump(exclude_none=True)
-        return self._post("/v1/reward/score", body, ScoreResponse)
+        return self.send(score_call(items))
 
     def compare(self, prompt: str | None = None, response_a: str | None = None,
-                response_b: str | None = None, messages: Sequence[Mapping[str, str]] | None = None,
-                pairs: Sequence[Mapping[str, Any]] | None = None) -> CompareResponse:
-        body = _compare_body(pairs, {"prompt": prompt, "messages": messages,
-                                     "response_a": response_a, "response_b": response_b})
-        return self._post("/v1/reward/compare", body, CompareResponse)
+                response_b: str | None = None, messages: Messages = None, pairs: Pairs = None
+                ) -> CompareResponse:
+        return self.send(compare_call(pairs, {"prompt": prompt, "messages": messages,
+                                              "response_a": response_a,
+                                              "response_b": response_b}))
 
     def rank(self, candidates: Sequence[str], prompt: str | None = None,
-             messages: Sequence[Mapping[str, str]] | None = None, top_k: int | None = None
-             ) -> RankResponse:
-        body = RankRequest.model_validate({"prompt": prompt, "messages": messages,
-                                           "candidates": list(candidates), "top_k": top_k})
-        return self._post("/v1/reward/rank", body.model_dump(exclude_none=True), RankResponse)
+             messages: Messages = None, top_k: int | None = None) -> RankResponse:
+        return self.send(rank_call({"prompt": prompt, "messages": messages,
+                                    "candidates": list(candidates), "top_k": top_k}))
 
     def moderate(self, inputs: Sequence[str]) -> ModerateResponse:
-        body = ModerateRequest(inputs=list(inputs)).model_dump()
-        return self._post("/v1/moderate", body, ModerateResponse)
+        return self.send(moderate_call(inputs))
 
     def classify(self, inputs: Sequence[str], top_k: int = 1) -> ClassifyResponse:
-        body = ClassifyRequest(inputs=list(inputs), top_k=top_k).model_dump()
-        return self._post("/v1/classify", body, ClassifyResponse)
+        return self.send(classify_call(inputs, top_k))
 
     def models(self) -> ModelsResponse:
-        response = self.http.get("/v1/models")
-        _raise_for(response)
-        return ModelsResponse.model_validate_json(response.content)
+        return self.send(MODELS_CALL)
 
     def ready(self) -> bool:
         return self.http.get("/readyz").status_code == 200
 
 
 class AsyncClient:
+    """`Client`'s calls, awaited."""
+
     def __init__(self, url: str = "http://127.0.0.1:3000", api_key: str | None = None,
                  timeout_s: float = 60.0) -> None:
         self.http = httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=timeout_s)
@@ -138,43 +173,32 @@ class AsyncClient:
     async def close(self) -> None:
         await self.http.aclose()
 
-    async def _post(self, path: str, body: dict[str, Any], answer: type[R]) -> R:
-        response = await self.http.post(path, json=body)
-        _raise_for(response)
-        return answer.model_validate_json(response.content)
+    async def send(self, call: Call[R]) -> R:
+        return call.parse(await self.http.request(call.method, call.path, json=call.body))
 
     async def score(self, items: Sequence[Mapping[str, Any]]) -> ScoreResponse:
-        body = ScoreRequest.model_validate({"items": list(items)}).model_dump(exclude_none=True)
-        return await self._post("/v1/reward/score", body, ScoreResponse)
+        return await self.send(score_call(items))
 
     async def compare(self, prompt: str | None = None, response_a: str | None = None,
-                      response_b: str | None = None,
-                      messages: Sequence[Mapping[str, str]] | None = None,
-                      pairs: Sequence[Mapping[str, Any]] | None = None) -> CompareResponse:
-        body = _compare_body(pairs, {"prompt": prompt, "messages": messages,
-                                     "response_a": response_a, "response_b": response_b})
-        return await self._post("/v1/reward/compare", body, CompareResponse)
+                      response_b: str | None = None, messages: Messages = None,
+                      pairs: Pairs = None) -> CompareResponse:
+        return await self.send(compare_call(pairs, {"prompt": prompt, "messages": messages,
+                                                    "response_a": response_a,
+                                                    "response_b": response_b}))
 
     async def rank(self, candidates: Sequence[str], prompt: str | None = None,
-                   messages: Sequence[Mapping[str, str]] | None = None,
-                   top_k: int | None = None) -> RankResponse:
-        body = RankRequest.model_validate({"prompt": prompt, "messages": messages,
-                                           "candidates": list(candidates), "top_k": top_k})
-        return await self._post("/v1/reward/rank", body.model_dump(exclude_none=True),
-                                RankResponse)
+                   messages: Messages = None, top_k: int | None = None) -> RankResponse:
+        return await self.send(rank_call({"prompt": prompt, "messages": messages,
+                                          "candidates": list(candidates), "top_k": top_k}))
 
     async def moderate(self, inputs: Sequence[str]) -> ModerateResponse:
-        body = ModerateRequest(inputs=list(inputs)).model_dump()
-        return await self._post("/v1/moderate", body, ModerateResponse)
+        return await self.send(moderate_call(inputs))
 
     async def classify(self, inputs: Sequence[str], top_k: int = 1) -> ClassifyResponse:
-        body = ClassifyRequest(inputs=list(inputs), top_k=top_k).model_dump()
-        return await self._post("/v1/classify", body, ClassifyResponse)
+        return await self.send(classify_call(inputs, top_k))
 
     async def models(self) -> ModelsResponse:
-        response = await self.http.get("/v1/models")
-        _raise_for(response)
-        return ModelsResponse.model_validate_json(response.content)
+        return await self.send(MODELS_CALL)
 
     async def ready(self) -> bool:
         return (await self.http.get("/readyz")).status_code == 200

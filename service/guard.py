@@ -24,7 +24,12 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        settings: Settings = scope["app"].state.backend.settings
+        backend = scope["app"].state.backend
+        if backend is None:  # the service has not finished loading its models
+            return await error_response(ServiceError(
+                ErrorType.model_not_loaded, "the service is still loading its models"))(
+                    scope, receive, send)
+        settings: Settings = backend.settings
         headers = Headers(scope=scope)
         if settings.api_key is not None:
             expected = f"Bearer {settings.api_key.get_secret_value()}".encode()

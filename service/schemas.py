@@ -1,50 +1,29 @@
 """The HTTP contract: request and response bodies, validated by pydantic at the edge.
 
 Structure and types are checked here (a bad body is a 422). Size limits depend on the settings
-and are checked by `service.limits` (a body that is too large is a 413). Every request model has
+and are checked by `service.inference` (a body that is too large is a 413). Every request model has
 an example, which the OpenAPI page at /docs shows.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.inputs import Message as ChatMessage
-from models.inputs import Prompt
+from models.inputs import ChatTurn, Prompt, Text
 from service.errors import ErrorType
-
-
-def _clean(text: str) -> str:
-    """Text must be valid Unicode with some content: a lone surrogate (legal in JSON's \\u
-    escapes, not in UTF-8) would otherwise fail deep inside the tokenizer."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("text is not valid Unicode (it contains an unpaired surrogate)") from exc
-    if not text.strip():
-        raise ValueError("text is empty")
-    return text
-
-
-Text = Annotated[str, AfterValidator(_clean)]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Message(Strict):
-    role: Literal["system", "user", "assistant"]
-    content: Text
-
-
 class Prompted(Strict):
     """A prompt: either plain text (one user turn) or a chat history."""
 
     prompt: Text | None = Field(None, description="The user's message.")
-    messages: list[Message] | None = Field(None, min_length=1, description="A chat history, "
+    messages: list[ChatTurn] | None = Field(None, min_length=1, description="A chat history, "
                                            "oldest first; the response answers the last turn.")
 
     @model_validator(mode="after")
@@ -56,7 +35,7 @@ class Prompted(Strict):
     def as_prompt(self) -> Prompt:
         if self.prompt is not None:
             return self.prompt
-        return [ChatMessage(m.role, m.content) for m in self.messages or []]
+        return [m.message() for m in self.messages or []]
 
     def texts(self) -> list[str]:
         if self.prompt is not None:
@@ -111,7 +90,7 @@ class CompareRequest(Strict):
          "response_b": "Not my problem."},
         {"pairs": [{"prompt": "Hi", "response_a": "Hello!", "response_b": "What?"}]}]})
     prompt: Text | None = None
-    messages: list[Message] | None = Field(None, min_length=1)
+    messages: list[ChatTurn] | None = Field(None, min_length=1)
     response_a: Text | None = None
     response_b: Text | None = None
     pairs: list[ComparePair] | None = Field(None, min_length=1)

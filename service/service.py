@@ -2,10 +2,10 @@
 
 BentoML hosts the process: the HTTP server, /livez, /readyz, /metrics and /docs, and the models
 declared at class scope, so that a Bento built from this service carries them. Which models:
-ALIGNSERVE_REWARD_MODEL, ALIGNSERVE_MODERATION_MODEL, ALIGNSERVE_INTENT_MODEL (empty: none).
-The /v1 API is the FastAPI app in service/api.py. Each model gets a front (tokeniser,
-calibration), an engine (onnxruntime, warmed up at the largest shape before the service reports
-ready) and a batch queue that merges concurrent requests (service/batching.py).
+one per role in service/settings.py's ROLES (ALIGNSERVE_REWARD_MODEL, ..._MODERATION_MODEL,
+..._INTENT_MODEL; empty: none). The /v1 API is service/api.py's app. Each model gets a front
+(tokeniser, post-processing), an engine (onnxruntime, warmed up at the largest shape before the
+service reports ready) and a batch queue that merges concurrent requests (service/batching.py).
 """
 
 from __future__ import annotations
@@ -16,26 +16,25 @@ import time
 import bentoml
 
 from models import store
-from models.manifest import Task
 from service import metrics
-from service.api import Backend, ModelBackend, app
+from service.api import create_app
 from service.batching import Batcher
 from service.errors import ErrorType
+from service.fronts import front_for
+from service.inference import Backend, ModelBackend
 from service.metrics import MODEL_INFO, READY
-from service.runtime import Engine, Front
-from service.settings import load_settings
+from service.runtime import Engine
+from service.settings import ROLES, load_settings
 
 log = logging.getLogger(__name__)
 SETTINGS = load_settings()
-TASKS = {"reward": Task.reward, "moderation": Task.multilabel, "intent": Task.multiclass}
 
 
 def _resolve() -> dict[str, str]:
     """role -> exact name:version, fixed for the life of the server, from the local store."""
     tags = {}
-    for role, wanted in (("reward", SETTINGS.reward_model),
-                         ("moderation", SETTINGS.moderation_model),
-                         ("intent", SETTINGS.intent_model)):
+    for role in ROLES:
+        wanted = SETTINGS.model_tag(role)
         if not wanted:
             continue
         try:
@@ -50,34 +49,37 @@ def _resolve() -> dict[str, str]:
     return tags
 
 
+def _model(role: str) -> bentoml.models.BentoModel | None:
+    return bentoml.models.BentoModel(TAGS[role]) if role in TAGS else None
+
+
 TAGS = _resolve()
+APP = create_app()  # the backend is set once the models are loaded, in AlignServe.__init__
 
 
 @bentoml.service(name="alignserve", workers=1, traffic={"timeout": 120})
-@bentoml.asgi_app(app, path="/v1")
+@bentoml.asgi_app(APP, path="/v1")
 class AlignServe:
-    # At class scope, so that a Bento built from this service carries them.
-    reward_model = bentoml.models.BentoModel(TAGS["reward"]) if "reward" in TAGS else None
-    moderation_model = (bentoml.models.BentoModel(TAGS["moderation"])
-                        if "moderation" in TAGS else None)
-    intent_model = bentoml.models.BentoModel(TAGS["intent"]) if "intent" in TAGS else None
+    # One attribute per role in ROLES, at class scope: BentoML finds a service's models among
+    # its class attributes, so that a Bento built from this service carries them.
+    reward_model = _model("reward")
+    moderation_model = _model("moderation")
+    intent_model = _model("intent")
 
     def __init__(self) -> None:
         self.engines: list[Engine] = []
         for error_type in ErrorType:  # every failure series exists from the start, at 0
             metrics.FAILURES.labels(error_type.value)
-        backend = Backend(SETTINGS)
-        for role, tag in TAGS.items():
-            setattr(backend, role, self._load(role, tag))
-        app.state.backend = backend
+        APP.state.backend = Backend(SETTINGS, {role: self._load(role, tag)
+                                               for role, tag in TAGS.items()})
 
     def _load(self, role: str, tag: str) -> ModelBackend:
         stored = store.get(tag)  # every file's sha256 checked
         manifest = stored.manifest
-        if manifest.task is not TASKS[role]:
+        if manifest.task is not ROLES[role]:
             raise SystemExit(f"alignserve: {tag} is a {manifest.task.value} model; "
-                             f"ALIGNSERVE_{role.upper()}_MODEL needs a {TASKS[role].value} one")
-        front = Front(stored.path, manifest)
+                             f"ALIGNSERVE_{role.upper()}_MODEL needs a {ROLES[role].value} one")
+        front = front_for(stored.path, manifest)
         engine = Engine(stored.path, SETTINGS, front.encoder.pad_id)
         started = time.perf_counter()
         engine.warm_up(front)

@@ -12,7 +12,13 @@ from enum import StrEnum
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.manifest import Task
+
 PREFIX = "ALIGNSERVE_"
+# The one table of model roles: each is served from the store tag in ALIGNSERVE_<ROLE>_MODEL
+# (a field below) and must be a model of its task.
+ROLES: dict[str, Task] = {"reward": Task.reward, "moderation": Task.multilabel,
+                          "intent": Task.multiclass}
 # Read elsewhere: the data directory by training, the model store by `python -m service`.
 OTHER_VARIABLES = {"ALIGNSERVE_DATA_DIR", "ALIGNSERVE_MODEL_STORE"}
 
@@ -70,6 +76,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="When set, /v1/* needs 'Authorization: "
                                       "Bearer <key>'; health and metrics stay open.")
 
+    def model_tag(self, role: str) -> str:
+        """The store tag asked for in ALIGNSERVE_<ROLE>_MODEL ('' for none)."""
+        tag: str = getattr(self, f"{role}_model")
+        return tag
+
     @model_validator(mode="after")
     def _safe(self) -> Settings:
         known = {f"{PREFIX}{name.upper()}" for name in type(self).model_fields} | OTHER_VARIABLES
@@ -95,3 +106,6 @@ def load_settings() -> Settings:
             f"{PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"]
             else e["msg"] for e in exc.errors(include_input=False))
         raise SystemExit(f"alignserve: invalid settings: {problems}") from None
+
+
+assert all(f"{role}_model" in Settings.model_fields for role in ROLES), "a role lacks its setting"

@@ -211,11 +211,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from models import store
+    from models.artifact import TOKENIZER_FILE
     from models.inputs import PairEncoder
     from models.manifest import Manifest
     from training.checks import validation_check
     from training.export import export_checkpoint
-    from training.modeling import TOKENIZER_FILE
 
     manifest = Manifest.load(args.checkpoint)
     encoder = PairEncoder.from_file(args.checkpoint / TOKENIZER_FILE, manifest.input)

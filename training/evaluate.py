@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from models.artifact import TOKENIZER_FILE
 from models.calibration import sigmoid, softmax
 from models.inputs import PairEncoder
 from models.manifest import Manifest
@@ -32,7 +33,7 @@ from training.data.text_sets import (
     own_sets,
 )
 from training.metrics import length_metrics, pairwise_metrics
-from training.modeling import TOKENIZER_FILE, ScoringModel
+from training.modeling import ScoringModel
 from training.pairs import score_pairs
 from training.run import finite
 from training.texts import UNKNOWN, predict_logits

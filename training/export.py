@@ -2,10 +2,10 @@
 
     alignserve export --checkpoint runs/reward/model --name reward
 
-The artifact directory holds what DESIGN.md names: model.onnx (fused fp32, parity-checked
-against PyTorch), model.int8.onnx (dynamic per-channel, kept only when it passes the int8 gate
-below), model.fp16.onnx (for GPU hosts, parity-checked on the CPU), tokenizer.json and a
-complete manifest.json.
+The artifact directory holds the layout models/artifact.py defines: model.onnx (fused fp32,
+parity-checked against PyTorch), model.int8.onnx (dynamic per-channel, kept only when it passes
+the int8 gate below), model.fp16.onnx (for GPU hosts, parity-checked on the CPU),
+tokenizer.json and a complete manifest.json.
 
 The int8 gate. A point difference in validation accuracy is noise at this size (0.5 points of
 838 pairs is 4 pairs), so the gate asks two questions that have stable answers:
@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.artifact import FP16, FP32, INT8, TOKENIZER_FILE
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import Manifest, file_digests, library_versions
-from models.runtime import INPUT_NAMES, OUTPUT_NAME, open_session, run
-from training.modeling import TOKENIZER_FILE, ScoringModel
+from models.session import INPUT_NAMES, OUTPUT_NAME, open_session, run
+from training.modeling import ScoringModel
 from training.scoring import to_torch
 
 OPSET = 17
-FP32, INT8, FP16 = "model.onnx", "model.int8.onnx", "model.fp16.onnx"
 # Rewards and logits are O(1); fp32 graphs agree with PyTorch to ~1e-6, fp16 to ~1e-3. int8 has
 # no value tolerance: the validation metric decides whether it ships.
 TOLERANCE = {FP32: 1e-4, FP16: 5e-2}
@@ -183,8 +183,9 @@ class Int8Decision:
             "accepted": "yes" if self.accepted else "no", "metric": self.metric,
             "fp32": self.fp32, "int8": self.int8, "drop_points": self.drop_points,
             "drop_low_points": self.drop_interval[0], "drop_high_points": self.drop_interval[1],
-            "max_drop_points": INT8_MAX_DROP_POINTS, "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
-            "bootstrap_seed": BOOTSTRAP_SEED}
+            "max_drop_points": INT8_MAX_DROP_POINTS,
+            "bootstrap_resamples": float(BOOTSTRAP_RESAMPLES),
+            "bootstrap_seed": float(BOOTSTRAP_SEED)}
         if self.agreement is not None:
             out |= {"agreement": self.agreement, "min_agreement": INT8_MIN_AGREEMENT}
         return out

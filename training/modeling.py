@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
-TOKENIZER_FILE = "tokenizer.json"
+from models.artifact import TOKENIZER_FILE
 
 
 def resolve_backbone(name: str) -> Path:

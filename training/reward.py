@@ -20,7 +20,6 @@ import numpy as np
 from models.inputs import InputFormat, PairEncoder
 from models.manifest import Calibration, Normalisation, Task
 from training import behaviour, report
-from training.calibration import fit_temperature
 from training.config import TrainConfig
 from training.data.contrast import KINDS as CONTRAST_KINDS
 from training.data.contrast import contrast_pairs
@@ -39,6 +38,7 @@ from training.metrics import pairwise_metrics
 from training.modeling import ScoringModel
 from training.pairs import EncodedPairs, RewardObjective, score_pairs
 from training.run import Run, RunResult
+from training.temperature import fit_temperature
 from training.trainer import sample
 
 SPLIT_RULE = ("each pooled source carved 80/10/10 into train/validation/test by a sha256 of its "

@@ -9,7 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.inputs import EncodedPair, pad_batch
-from models.runtime import token_budget_batches
+from models.session import token_budget_batches
 from training.modeling import ScoringModel
 from training.trainer import autocast
 

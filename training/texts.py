@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from models.inputs import EncodedPair, PairEncoder, pad_batch
-from training.calibration import fit_softmax_temperature, fit_temperature
 from training.data.labelled import TextExample
 from training.modeling import ScoringModel
 from training.scoring import score, to_torch
+from training.temperature import fit_softmax_temperature, fit_temperature
 from training.trainer import Batch, Objective
 
 UNKNOWN = -1

@@ -11,23 +11,24 @@ import pytest
 from models.manifest import Manifest
 from service.batching import Batcher
 from service.errors import ErrorType, ServiceError
-from service.runtime import Engine, Front
+from service.fronts import RewardFront
+from service.runtime import Engine
 from service.settings import Graph, Settings
 
 
 @pytest.fixture(scope="module")
-def parts(tiny_artifact: Path) -> tuple[Front, Engine]:
-    front = Front(tiny_artifact, Manifest.load(tiny_artifact))
+def parts(tiny_artifact: Path) -> tuple[RewardFront, Engine]:
+    front = RewardFront(tiny_artifact, Manifest.load(tiny_artifact))
     return front, Engine(tiny_artifact, Settings(graph=Graph.fp32), front.encoder.pad_id)
 
 
-def items(front: Front, count: int, words: int = 5) -> list:
+def items(front: RewardFront, count: int, words: int = 5) -> list:
     return front.prepare([f"question {k} " * words for k in range(count)],
                          [f"answer {k} " * (1 + k % 7) for k in range(count)])
 
 
 def test_concurrent_requests_share_a_batch_and_keep_their_own_scores(
-        parts: tuple[Front, Engine]) -> None:
+        parts: tuple[RewardFront, Engine]) -> None:
     front, engine = parts
     big = items(front, 300, words=30)
     smalls = [items(front, k + 1) for k in range(5)]
@@ -47,7 +48,7 @@ def test_concurrent_requests_share_a_batch_and_keep_their_own_scores(
         assert np.allclose(result.outputs, engine.core(job), atol=1e-4)
 
 
-def test_a_full_queue_answers_429_at_once(parts: tuple[Front, Engine]) -> None:
+def test_a_full_queue_answers_429_at_once(parts: tuple[RewardFront, Engine]) -> None:
     front, engine = parts
 
     async def scenario() -> ServiceError:
@@ -67,7 +68,8 @@ def test_a_full_queue_answers_429_at_once(parts: tuple[Front, Engine]) -> None:
     assert int(error.headers()["Retry-After"]) >= 1
 
 
-def test_an_idle_engine_waits_for_company_only_when_asked(parts: tuple[Front, Engine]) -> None:
+def test_an_idle_engine_waits_for_company_only_when_asked(
+        parts: tuple[RewardFront, Engine]) -> None:
     front, engine = parts
 
     async def queue_wait(wait_ms: float) -> float:

@@ -12,7 +12,7 @@ import torch
 from models import store
 from models.inputs import EncodedPair, PairEncoder
 from models.manifest import Manifest
-from models.runtime import open_session, run
+from models.session import open_session, run
 from training import export
 from training.cli import main
 from training.data.reward_data import load_reward_data

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from training.calibration import fit_temperature
 from training.metrics import expected_calibration_error, pairwise_metrics, sigmoid
+from training.temperature import fit_temperature
 
 
 def test_ece_by_hand() -> None:

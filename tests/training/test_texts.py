@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from models.inputs import InputFormat, PairEncoder
-from training.calibration import fit_softmax_temperature
 from training.class_metrics import average_precision, binary_metrics, macro_f1, roc_auc
 from training.config import TrainConfig
 from training.data.labelled import TextExample
 from training.metrics import sigmoid
 from training.modeling import ScoringModel
+from training.temperature import fit_softmax_temperature
 from training.texts import (
     UNKNOWN,
     EncodedTexts,

@@ -17,14 +17,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
     model_validator,
 )
 
-from models.inputs import Message
+from models.inputs import ChatTurn, Message
 from training.data.records import (
     DataError,
     Loaded,
@@ -44,18 +43,12 @@ def group_key(first_user_turn: str) -> str:
 
 # --- generic JSONL: users' own data -------------------------------------------------------
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "user", "assistant"]
-    content: Text
-
-
 class PreferenceRecord(BaseModel):
     """{"prompt" | "messages", "chosen", "rejected", "margin"?, "subset"?}; other keys are
     ignored. A `subset` (e.g. "refunds") is reported on its own by `evaluate reward`."""
 
     prompt: Text | None = None
-    messages: list[ChatMessage] | None = Field(None, min_length=1)
+    messages: list[ChatTurn] | None = Field(None, min_length=1)
     chosen: Text
     rejected: Text
     margin: float = Field(0.0, allow_inf_nan=False)
@@ -76,8 +69,7 @@ def load_generic(path: Path, loaded: Loaded, subset: str = "") -> None:
             loaded.invalid(from_validation_error(path, where, exc))
             continue
         if record.messages is not None:
-            prompt: str | tuple[Message, ...] = tuple(
-                Message(m.role, m.content) for m in record.messages)
+            prompt: str | tuple[Message, ...] = tuple(m.message() for m in record.messages)
             first = next((m.content for m in record.messages if m.role == "user"), "")
         else:
             prompt = first = record.prompt or ""

@@ -1,0 +1,148 @@
+"""The cheap ends of a served model's request path: prepare (tokenise, Rust `tokenizers`,
+batched) and post-process (normalise, calibrate, rank, threshold), one class per task.
+
+A front never imports onnxruntime; the engine (service/runtime.py) runs what a front prepares.
+`front_for` picks the front for an artifact's task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.artifact import TOKENIZER_FILE
+from models.calibration import sigmoid, softmax
+from models.inputs import EncodedPair, PairEncoder, Prompt
+from models.manifest import Manifest, Task
+from models.taxonomy import OUT_OF_SCOPE
+
+
+@dataclass(frozen=True)
+class RewardScore:
+    reward: float
+    normalised: float
+    tokens: int
+    prompt_truncated: bool
+    response_truncated: bool
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    probability: float
+    threshold: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class Moderation:
+    flagged: bool
+    categories: dict[str, CategoryScore]
+    tokens: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Intent:
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Classification:
+    top: list[Intent]
+    out_of_scope: bool  # the best intent's probability fell below the threshold
+    tokens: int
+    truncated: bool
+
+
+class Front:
+    """What every task shares: the manifest, the tokenizer and the warm-up inputs."""
+
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.tag = f"{manifest.name}:{manifest.version}"
+        self.encoder = PairEncoder.from_file(directory / TOKENIZER_FILE, manifest.input)
+        calibration = manifest.calibration
+        self.temperature = calibration.temperature if calibration else None
+
+    def prepare_texts(self, texts: Sequence[str]) -> list[EncodedPair]:
+        return self.encoder.encode_texts(texts)
+
+    def warm_up_items(self, count: int) -> list[EncodedPair]:
+        """`count` items at the model's full length: the largest shape the engine will see."""
+        return self.prepare_texts(["word " * self.manifest.input.max_length] * count)
+
+
+class RewardFront(Front):
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        super().__init__(directory, manifest)
+        norm = manifest.normalisation
+        self.mean, self.std = (norm.mean, norm.std) if norm else (0.0, 1.0)
+
+    def prepare(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedPair]:
+        return self.encoder.encode_batch(prompts, responses)
+
+    def warm_up_items(self, count: int) -> list[EncodedPair]:
+        filler = "word " * self.manifest.input.max_length
+        return self.prepare([filler] * count, [filler] * count)
+
+    def post(self, items: Sequence[EncodedPair], rewards: Sequence[float]) -> list[RewardScore]:
+        return [RewardScore(float(r), float((r - self.mean) / self.std), len(item),
+                            item.prompt_truncated, item.response_truncated)
+                for item, r in zip(items, rewards, strict=True)]
+
+    def preference(self, reward_a: float, reward_b: float) -> float:
+        """Calibrated P(a preferred over b) = sigmoid((r_a - r_b) / T)."""
+        return float(sigmoid((reward_a - reward_b) / (self.temperature or 1.0)))
+
+    def rank_probabilities(self, rewards: Sequence[float]) -> np.ndarray:
+        """Bradley-Terry over N candidates: P(candidate i is best) = softmax(r / T)."""
+        return softmax(np.asarray(rewards, dtype=np.float64) / (self.temperature or 1.0))
+
+
+class ModerationFront(Front):
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        super().__init__(directory, manifest)
+        temperatures = (manifest.calibration.temperatures if manifest.calibration else None) or {}
+        self.temperatures = np.array([temperatures.get(c, 1.0) for c in manifest.labels])
+        self.thresholds = np.array([manifest.thresholds.get(c, 0.5) for c in manifest.labels])
+
+    def moderate(self, items: Sequence[EncodedPair], logits: np.ndarray) -> list[Moderation]:
+        """Per-category calibrated probabilities sigmoid(z / T_c), flagged at each threshold."""
+        probs = sigmoid(logits / self.temperatures)
+        out = []
+        for item, row in zip(items, probs, strict=True):
+            scores = {c: CategoryScore(float(p), float(t), bool(p >= t)) for c, p, t in
+                      zip(self.manifest.labels, row, self.thresholds, strict=True)}
+            out.append(Moderation(any(s.flagged for s in scores.values()), scores, len(item),
+                                  item.truncated))
+        return out
+
+
+class IntentFront(Front):
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        super().__init__(directory, manifest)
+        self.out_of_scope = manifest.thresholds.get(OUT_OF_SCOPE)
+
+    def classify(self, items: Sequence[EncodedPair], logits: np.ndarray, top_k: int
+                 ) -> list[Classification]:
+        """Top-k intents by calibrated softmax(z / T); out of scope below the threshold."""
+        probs = softmax(logits / (self.temperature or 1.0))
+        out = []
+        for item, row in zip(items, probs, strict=True):
+            order = np.argsort(-row, kind="stable")[:top_k]
+            top = [Intent(self.manifest.labels[i], float(row[i])) for i in order]
+            below = self.out_of_scope is not None and top[0].probability < self.out_of_scope
+            out.append(Classification(top, below, len(item), item.truncated))
+        return out
+
+
+FRONTS: dict[Task, type[Front]] = {Task.reward: RewardFront, Task.multilabel: ModerationFront,
+                                   Task.multiclass: IntentFront}
+
+
+def front_for(directory: Path, manifest: Manifest) -> Front:
+    return FRONTS[manifest.task](directory, manifest)

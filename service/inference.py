@@ -1,0 +1,164 @@
+"""The one inference entry point the routes call: limits -> tokenise -> batch queue -> engine
+-> post-process, with the metrics of each stage. Routes validate, call one of `rewards`,
+`moderate` or `classify`, and shape the answer.
+
+Each served model is a `ModelBackend` (front, engine and the batch queue between them);
+`Backend` holds the settings and the served models by role (service/settings.py's ROLES).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+from fastapi import Response
+
+from models.inputs import EncodedPair, Prompt
+from service import metrics
+from service.batching import Batcher
+from service.errors import ErrorType, ServiceError
+from service.fronts import (
+    Classification,
+    Front,
+    IntentFront,
+    Moderation,
+    ModerationFront,
+    RewardFront,
+    RewardScore,
+)
+from service.runtime import Engine
+from service.schemas import Prompted
+from service.settings import Settings
+
+# Below this many characters, tokenising (~1 ms) costs less than a hop to a thread (~0.3 ms
+# plus waiting for the GIL), so it runs on the event loop.
+INLINE_TOKENISE_CHARS = 8192
+F = TypeVar("F", bound=Front)
+
+
+@dataclass
+class ModelBackend:
+    """One served model: its front, its engine and the batch queue in front of the engine."""
+
+    front: Front
+    engine: Engine
+    batcher: Batcher
+
+
+@dataclass
+class Backend:
+    settings: Settings
+    models: dict[str, ModelBackend] = field(default_factory=dict)  # role -> model
+
+    def get(self, role: str, kind: type[F]) -> tuple[ModelBackend, F]:
+        model = self.models.get(role)
+        if model is None:
+            raise ServiceError(ErrorType.model_not_loaded, f"this service runs no {role} model "
+                               f"(set ALIGNSERVE_{role.upper()}_MODEL)")
+        assert isinstance(model.front, kind)  # the service checks each model's task at load
+        return model, model.front
+
+
+@dataclass
+class Timing:
+    """Server-Timing, in milliseconds, for the stages of one request."""
+
+    started: float = field(default_factory=time.perf_counter)
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def finish(self, response: Response, front: Front) -> None:
+        self.stages["total"] = (time.perf_counter() - self.started) * 1000
+        response.headers["X-Model-Version"] = front.tag
+        response.headers["Server-Timing"] = ", ".join(
+            f"{name};dur={ms:.1f}" for name, ms in self.stages.items())
+
+
+def check_count(what: str, count: int, limit: int, setting: str) -> None:
+    if count > limit:
+        raise ServiceError(ErrorType.too_large, f"{count} {what} in one request; the limit is "
+                           f"{limit} ({setting})")
+
+
+def check_text(where: str, texts: Sequence[str], settings: Settings) -> None:
+    size = sum(len(t) for t in texts)
+    if size > settings.max_chars:
+        raise ServiceError(ErrorType.too_large, f"{where} has {size} characters; the limit is "
+                           f"{settings.max_chars} (ALIGNSERVE_MAX_CHARS)")
+
+
+def prompt_of(where: str, prompted: Prompted, settings: Settings) -> Prompt:
+    check_text(where, prompted.texts(), settings)
+    return prompted.as_prompt()
+
+
+async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], size: int,
+                timing: Timing) -> tuple[list[EncodedPair], np.ndarray]:
+    """Tokenise here, run in the engine through the batch queue; (items, raw outputs)."""
+    name = model.front.manifest.name
+    started = time.perf_counter()
+    if size <= INLINE_TOKENISE_CHARS:
+        items = prepare()
+    else:  # off the event loop: a big request must not stall everyone else's
+        items = await asyncio.to_thread(prepare)
+    tokenised = time.perf_counter() - started
+    metrics.TOKENISATION.labels(name).observe(tokenised)
+    response_field = "response" if isinstance(model.front, RewardFront) else "text"
+    for item in items:
+        metrics.INPUT_TOKENS.labels(name).observe(len(item))
+        if item.prompt_truncated:
+            metrics.TRUNCATIONS.labels(name, "prompt").inc()
+        if item.response_truncated:
+            metrics.TRUNCATIONS.labels(name, response_field).inc()
+    result = await model.batcher.run(items)
+    timing.stages["tokenise"] = tokenised * 1000
+    timing.stages["queue"] = result.queue_s * 1000
+    timing.stages["inference"] = result.inference_s * 1000
+    return items, result.outputs
+
+
+async def rewards(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
+                  timing: Timing) -> tuple[RewardFront, list[RewardScore]]:
+    """Scores of (prompt, response) pairs, in order; the caller checked their sizes."""
+    model, front = backend.get("reward", RewardFront)
+    size = sum(map(len, responses)) + sum(len(p) if isinstance(p, str) else
+                                          sum(len(m.content) for m in p) for p in prompts)
+    items, outputs = await infer(model, lambda: front.prepare(prompts, responses), size, timing)
+    scores = front.post(items, outputs[:, 0].tolist())
+    observe = metrics.REWARD.labels(front.manifest.name, front.manifest.version).observe
+    for score in scores:
+        observe(score.normalised)
+    return front, scores
+
+
+async def _texts(model: ModelBackend, texts: list[str], settings: Settings, timing: Timing
+                 ) -> tuple[list[EncodedPair], np.ndarray]:
+    check_count("inputs", len(texts), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
+    for i, text in enumerate(texts):
+        check_text(f"inputs[{i}]", [text], settings)
+    return await infer(model, lambda: model.front.prepare_texts(texts), sum(map(len, texts)),
+                       timing)
+
+
+async def moderate(backend: Backend, texts: list[str], timing: Timing
+                   ) -> tuple[ModerationFront, list[Moderation]]:
+    model, front = backend.get("moderation", ModerationFront)
+    items, outputs = await _texts(model, texts, backend.settings, timing)
+    results = front.moderate(items, outputs)
+    manifest = front.manifest
+    metrics.MODERATED.labels(manifest.name, manifest.version).inc(len(results))
+    for result in results:
+        for category, score in result.categories.items():
+            if score.flagged:
+                metrics.FLAGS.labels(manifest.name, manifest.version, category).inc()
+    return front, results
+
+
+async def classify(backend: Backend, texts: list[str], top_k: int, timing: Timing
+                   ) -> tuple[IntentFront, list[Classification]]:
+    model, front = backend.get("intent", IntentFront)
+    items, outputs = await _texts(model, texts, backend.settings, timing)
+    return front, front.classify(items, outputs, min(top_k, len(front.manifest.labels)))

@@ -1,0 +1,106 @@
+"""The /v1 routes, the guard and the schemas in-process: `create_app` over a real backend (the
+tiny exported reward model on onnxruntime), driven through httpx.ASGITransport. The real
+`bentoml serve` tests in tests/integration stay; these are the fast ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from models.manifest import Manifest
+from service.api import create_app
+from service.batching import Batcher
+from service.fronts import front_for
+from service.inference import Backend, ModelBackend
+from service.runtime import Engine
+from service.settings import Graph, Settings
+
+KEY = "in-process-test-key-0123456789"
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def backend(artifact: Path, **settings: object) -> Backend:
+    config = Settings(graph=Graph.fp32, **settings)  # type: ignore[arg-type]
+    front = front_for(artifact, Manifest.load(artifact))
+    engine = Engine(artifact, config, front.encoder.pad_id)
+    batcher = Batcher(engine, front.manifest.name, config.max_batch_size, 0.0,
+                      config.max_queued_items)
+    return Backend(config, {"reward": ModelBackend(front, engine, batcher)})
+
+
+@pytest.fixture
+async def client(tiny_artifact: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(backend(tiny_artifact, max_items=3))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as http:
+        yield http
+
+
+async def test_compare_agrees_with_two_scores_and_rank_with_their_order(
+        client: httpx.AsyncClient) -> None:
+    prompt, a, b = "hello there", "good answer thanks", "bad"
+    scored = await client.post("/reward/score", json={"items": [
+        {"prompt": prompt, "response": a}, {"prompt": prompt, "response": b}]})
+    assert scored.status_code == 200 and scored.headers["X-Model-Version"].startswith("tiny")
+    assert "inference;dur=" in scored.headers["Server-Timing"]
+    ra, rb = (r["reward"] for r in scored.json()["results"])
+    compared = (await client.post("/reward/compare", json={
+        "prompt": prompt, "response_a": a, "response_b": b})).json()["results"][0]
+    assert compared["reward_a"] == pytest.approx(ra, abs=1e-5)
+    assert compared["preferred"] == ("a" if ra >= rb else "b")
+    ranked = (await client.post("/reward/rank", json={"prompt": prompt,
+                                                      "candidates": [b, a]})).json()
+    assert ranked["best_index"] == (1 if ra >= rb else 0)
+    assert sum(r["probability"] for r in ranked["ranking"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("path", "body", "status", "error_type"), [
+    ("/reward/score", {"items": []}, 422, "validation"),
+    ("/reward/score", {"items": [{"prompt": "a", "messages": [{"role": "user", "content": "b"}],
+                                  "response": "c"}]}, 422, "validation"),
+    ("/reward/score", {"items": [{"prompt": "a", "response": "b"}] * 4}, 413, "too_large"),
+    ("/reward/compare", {"prompt": "a", "response_a": "private words"}, 422, "validation"),
+    ("/moderate", {"inputs": ["hello"]}, 503, "model_not_loaded"),
+    ("/classify", {"inputs": ["hello"]}, 503, "model_not_loaded"),
+])
+async def test_bad_requests_get_their_status_and_error_type(
+        client: httpx.AsyncClient, path: str, body: dict, status: int, error_type: str) -> None:
+    answer = await client.post(path, json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error_type"] == error_type
+    assert "private" not in answer.json()["error"]  # the customer's text is never echoed
+
+
+async def test_models_names_what_is_served(client: httpx.AsyncClient) -> None:
+    (model,) = (await client.get("/models")).json()["models"]
+    assert model["task"] == "reward" and model["quantisation"] == "fp32"
+    assert model["provider"] == "cpu"
+
+
+async def test_guard_wants_the_key_and_limits_the_body(tiny_artifact: Path) -> None:
+    app = create_app(backend(tiny_artifact, api_key=KEY, max_request_bytes=1024))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as http:
+        body = {"items": [{"prompt": "hi", "response": "hello"}]}
+        refused = await http.post("/reward/score", json=body)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+        auth = {"Authorization": f"Bearer {KEY}"}
+        assert (await http.post("/reward/score", json=body, headers=auth)).status_code == 200
+        big = {"items": [{"prompt": "hi", "response": "x" * 2000}]}
+        too_big = await http.post("/reward/score", json=big, headers=auth)
+        assert too_big.status_code == 413 and too_big.json()["error_type"] == "too_large"
+
+
+async def test_an_app_without_its_models_yet_answers_503() -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()),
+                                 base_url="http://test") as http:
+        answer = await http.post("/reward/score", json={"items": []})
+    assert answer.status_code == 503 and answer.json()["error_type"] == "model_not_loaded"
