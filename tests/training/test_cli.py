@@ -135,3 +135,20 @@ def test_train_and_evaluate_the_classifiers(moderation_run: Path, intent_run: Pa
     assert main(["evaluate", "intent", "--model", str(intent_run / "model"), "--data",
                  str(bad)]) == 2
     assert "intents the model does not know: ['no_such_intent']" in capsys.readouterr().err
+
+
+def test_data_list_covers_every_catalogued_set(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "list"]) == 0
+    names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert {"hh-rlhf/helpful-base", "oasst", "truthfulqa", "hhh"} <= names  # preference sets
+    assert {"davidson", "hatecheck", "banking77", "clinc150"} <= names  # and labelled ones
+
+
+def test_every_setting_is_a_typed_flag() -> None:
+    from training.cli import build_parser
+
+    args = build_parser().parse_args(["train", "reward", "--output", "x", "--max-train-pairs",
+                                      "12", "--lr", "1e-4", "--no-length-term", "--device",
+                                      "cpu"])
+    assert (args.max_train_pairs, args.lr, args.length_term, args.device) == (12, 1e-4, False,
+                                                                              "cpu")
