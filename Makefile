@@ -1,8 +1,8 @@
 # The README's commands. Each sets up its own environment on a fresh machine.
 #   make serve   build the default models if the store lacks them, then serve on 127.0.0.1:3000
 #   make test    lint, type-check and run the whole suite (what CI runs)
-#   make train   (re)train the default reward and moderation models into runs/ (about 8
-#                minutes each on 2 cores), export them to ONNX and save them in the model
+#   make train   (re)train the default reward and moderation models into runs/ (about 8 and
+#                5 minutes on 2 cores), export them to ONNX and save them in the model
 #                store (.bentoml/models)
 
 PYTHON ?= python3
