@@ -30,6 +30,8 @@ Batch = dict[str, torch.Tensor]
 # (model, batch) -> (loss, statistics such as accuracy) for one micro-batch
 Objective = Callable[[ScoringModel, Batch], tuple[torch.Tensor, dict[str, float]]]
 CHECKPOINT = "trainer_state.pt"
+# Settings that say where a run computes, not what it computes: a run may resume elsewhere.
+WHERE_SETTINGS = frozenset({"device", "threads"})
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, epochs: float, seed: int,
@@ -221,9 +223,9 @@ class Trainer:
         if not path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}")
         state = torch.load(path, weights_only=False, map_location=self.device)
-        if state["config"] != self.config.to_dict():
-            changed = sorted(k for k, v in self.config.to_dict().items()
-                             if state["config"].get(k) != v)
+        changed = sorted(k for k, v in self.config.to_dict().items()
+                         if k not in WHERE_SETTINGS and state["config"].get(k) != v)
+        if changed:
             raise ValueError(f"--resume: the checkpoint was made with other settings: {changed}")
         self.model.load_state_dict(state["model"])
         self.objective_state.load_state_dict(state["objective"])

@@ -132,6 +132,10 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tiny_backbone: Pat
     other, _ = _trainer(tiny_backbone, tmp_path / "c", CONFIG.with_overrides(epochs=1.0, lr=1e-4))
     with pytest.raises(ValueError, match=r"other settings: \['lr'\]"):
         other.fit(resume=True)
+    elsewhere, _ = _trainer(tiny_backbone, tmp_path / "c",
+                            CONFIG.with_overrides(epochs=1.0, threads=1, device="cpu"))
+    elsewhere.fit(resume=True)  # where a run computes is not what it computes
+    assert elsewhere.step == elsewhere.total_steps
 
 
 def test_length_term_learns_the_length_preference_and_stays_out_of_the_reward() -> None:
