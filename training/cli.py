@@ -227,7 +227,7 @@ def _export(args: argparse.Namespace) -> int:
     print(f"artifact {exported.name}:{exported.version} in {output}")
     print("  parity max |onnx - torch|: " + ", ".join(
         f"{k} {v:.2e}" for k, v in exported.parity_max_diff.items()))
-    agreement = (f", order kept for {float(int8['agreement']):.1%} of pairs (min "
+    agreement = (f", {int8['agreement_of']} {float(int8['agreement']):.1%} (min "
                  f"{float(int8['min_agreement']):.0%})" if "agreement" in int8 else "")
     print(f"  int8 {'kept' if int8['accepted'] == 'yes' else 'REJECTED'}: {int8['metric']} "
           f"fp32 {float(int8['fp32']):.4f}, int8 {float(int8['int8']):.4f}; drop "
@@ -290,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as exc:
-        print(f"alignserve: error: {exc}", file=sys.stderr)
+        from training.data.records import DataError
+
+        hint = ""
+        if isinstance(exc, DataError) and getattr(args, "skip_invalid", True) is False:
+            hint = " (pass --skip-invalid to skip and count such records)"
+        print(f"alignserve: error: {exc}{hint}", file=sys.stderr)
         return 2
 
 

@@ -24,7 +24,7 @@ from models.taxonomy import CATEGORIES, OUT_OF_SCOPE
 from training.class_metrics import binary_metrics, multiclass_metrics, out_of_scope_metrics
 from training.data.labelled import TextExample, load_intent_jsonl, load_moderation_jsonl
 from training.data.preference import load_generic
-from training.data.records import DataError, Loaded, PreferencePair
+from training.data.records import Loaded, PreferencePair
 from training.data.text_sets import (
     OOS_LABEL,
     SUITES,
@@ -88,11 +88,7 @@ def evaluate_reward_model(model_dir: Path, files: Sequence[Path] = (),
     skipped: dict[str, Any] = {}
     for path in files:
         loaded = Loaded(skip_invalid=skip_invalid)
-        try:
-            load_generic(path, loaded)
-        except DataError as exc:
-            raise DataError(exc.path, exc.where, exc.field, f"{exc.problem} (pass --skip-invalid "
-                            "to skip and count such records)") from None
+        load_generic(path, loaded)
         chosen[path.stem], skipped[path.stem] = loaded.pairs, dict(loaded.skipped)
     if not files:
         catalogued = load_reward_data(data_dir).eval_sets

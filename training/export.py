@@ -141,7 +141,7 @@ class ValidationCheck:
     examples: int
     measure: Measure
     agreement: Callable[[np.ndarray, np.ndarray], float] | None = None
-    agreement_name: str = ""
+    agreement_of: str = ""  # what `agreement` measures
 
     def outputs(self, graph: Path, pad_id: int) -> np.ndarray:
         return run(open_session(graph), self.items, pad_id=pad_id)
@@ -168,6 +168,7 @@ class Int8Decision:
     int8: float
     drop_interval: tuple[float, float]  # 95% paired bootstrap interval of the drop, in points
     agreement: float | None
+    agreement_of: str = ""  # what `agreement` measures
 
     @property
     def drop_points(self) -> float:
@@ -187,7 +188,8 @@ class Int8Decision:
             "bootstrap_resamples": float(BOOTSTRAP_RESAMPLES),
             "bootstrap_seed": float(BOOTSTRAP_SEED)}
         if self.agreement is not None:
-            out |= {"agreement": self.agreement, "min_agreement": INT8_MIN_AGREEMENT}
+            out |= {"agreement": self.agreement, "agreement_of": self.agreement_of,
+                    "min_agreement": INT8_MIN_AGREEMENT}
         return out
 
 
@@ -201,7 +203,8 @@ def decide_int8(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray) -> I
     low, high = np.percentile(drops, [2.5, 97.5])
     return Int8Decision(check.metric, check.measure(fp32, everything),
                         check.measure(int8, everything), (float(low), float(high)),
-                        check.agreement(fp32, int8) if check.agreement else None)
+                        check.agreement(fp32, int8) if check.agreement else None,
+                        check.agreement_of)
 
 
 def export_checkpoint(checkpoint: Path, output: Path, name: str, check: ValidationCheck,

@@ -86,14 +86,14 @@ class RewardObjective(nn.Module):
         rewards = model(**inputs).squeeze(-1).float()
         length = response_log_length(inputs)
         scores = rewards + self.length_weight * length if self.length_term else rewards
-        extra = (self.decorrelation * squared_correlation(rewards, length) if self.decorrelation
-                 else torch.zeros((), device=rewards.device))
         chosen, rejected = scores.chunk(2)
         loss = bradley_terry_loss(chosen, rejected,
                                   batch["margin"] if self.use_margin else None, self.center)
+        if self.decorrelation:
+            loss = loss + self.decorrelation * squared_correlation(rewards, length)
         served_chosen, served_rejected = rewards.detach().chunk(2)
         diff = served_chosen - served_rejected
-        return loss + extra, {"accuracy": (diff > 0).float().mean().item(),
+        return loss, {"accuracy": (diff > 0).float().mean().item(),
                               "margin": diff.mean().item(),
                               "length_weight": float(self.length_weight.detach())}
 

@@ -152,3 +152,12 @@ def test_every_setting_is_a_typed_flag() -> None:
                                       "cpu"])
     assert (args.max_train_pairs, args.lr, args.length_term, args.device) == (12, 1e-4, False,
                                                                               "cpu")
+
+
+def test_a_bad_training_file_names_the_flag_that_skips_it(
+        tiny_backbone: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "chosen": "a"}])
+    assert main(["train", "reward", "--output", str(tmp_path / "run"), "--backbone",
+                 str(tiny_backbone), "--train-data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"{data}, line 1, field 'rejected'" in err and "--skip-invalid" in err
