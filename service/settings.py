@@ -61,8 +61,8 @@ class Settings(BaseSettings):
                                          "adds latency), 5 on CUDA (batch size is everything).")
     max_queued_items: int = Field(512, ge=1, le=1_000_000, description="Most items waiting for "
                                   "or in inference. A request that would go past it gets 429 "
-                                  "with Retry-After at once instead of a long wait: about 8 s "
-                                  "of work for MiniLM on 2 CPU cores, far less on a GPU.")
+                                  "with Retry-After at once instead of a long wait: about 10 s "
+                                  "of work for fp32 MiniLM on 2 CPU cores, far less on a GPU.")
     max_batch_tokens: int = Field(8192, ge=256, le=1_048_576, description="Padded tokens per "
                                   "engine call; items are sorted by length so padding stays small.")
     max_items: int = Field(64, ge=1, le=4096, description="Most items (or pairs) in one request.")
