@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+DEVICES = ("auto", "cpu", "cuda")
+
 
 def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
@@ -65,6 +67,11 @@ class TrainConfig:
     checkpoint_every: int = _opt(50, "Optimizer steps between resumable checkpoints.")
     eval_batch_tokens: int = _opt(4096, "Token budget per scoring batch in evaluation.")
     threads: int | None = _opt(None, "torch CPU threads (default: all cores).")
+
+    def __post_init__(self) -> None:
+        # Checked here, before any data is read, rather than when training starts.
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

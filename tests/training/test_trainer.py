@@ -173,7 +173,7 @@ def test_device_names_are_checked() -> None:
 
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="auto, cpu or cuda"):
-        resolve_device("tpu")
+        CONFIG.with_overrides(device="tpu")  # refused with the settings, before any work
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             resolve_device("cuda")
