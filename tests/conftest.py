@@ -7,6 +7,8 @@ import json
 import os
 import random
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,30 @@ def intent_run(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory) ->
     assert main(["train", "intent", "--dataset", "clinc150", "--output", str(output),
                  "--backbone", str(tiny_backbone), *TINY_CLASSIFIER]) == 0
     return output
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One private PostgreSQL server for the session (tests/postgres.py)."""
+    from tests.postgres import postgres
+
+    with postgres() as dsn:
+        yield dsn
+
+
+def fresh_database(server_dsn: str) -> str:
+    """A new, empty database on the test server; its DSN."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def feedback_backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Where a feedback store lives, once per back-end: {"path": ...} or {"dsn": ...}."""
+    if request.param == "sqlite":
+        return {"path": str(tmp_path / "feedback.sqlite3")}
+    return {"dsn": fresh_database(request.getfixturevalue("postgres_server"))}
