@@ -18,13 +18,15 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from models.taxonomy import OUT_OF_SCOPE
-from service import inference
+from service import admin, capture, inference
 from service.errors import ErrorType, ServiceError, error_response
 from service.fronts import ModerationFront
 from service.guard import Guard
-from service.inference import Backend, Timing, check_count, check_text, prompt_of
+from service.inference import Backend, Timing, backend_of, check_count, check_text, prompt_of
+from service.request_id import RequestId
 from service.schemas import (
     CategoryResult,
     ClassifyRequest,
@@ -54,10 +56,11 @@ log = logging.getLogger(__name__)
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description} for status, description in [
         (401, "missing or wrong API key"), (413, "too many items or too much text"),
+        (404, "no such endpoint, or no such feedback record"),
         (422, "malformed body: invalid JSON, a missing field, a wrong type, empty text"),
         (429, "overloaded: retry after the Retry-After header's seconds"),
-        (503, "the model is not loaded or not ready")]}
-router = APIRouter(responses=ERRORS)
+        (503, "the model is not loaded or not ready, or the feedback store is unavailable")]}
+router = APIRouter()
 
 
 def create_app(backend: Backend | None = None) -> FastAPI:
@@ -68,17 +71,13 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     app.state.backend = backend
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _routing)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _bug)
     app.add_middleware(Guard)
-    app.include_router(router)
+    app.add_middleware(RequestId)  # the outermost: every answer carries X-Request-Id
+    for routes in (router, capture.router, admin.router):
+        app.include_router(routes, responses=ERRORS)
     return app
-
-
-def backend_of(request: Request) -> Backend:
-    backend: Backend | None = request.app.state.backend
-    if backend is None:
-        raise ServiceError(ErrorType.model_not_loaded, "the service is still loading its models")
-    return backend
 
 
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -95,6 +94,18 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     message = "; ".join(problems) or "invalid request body"
     log.info("%s %s -> 422: %s", request.method, request.url.path, message)
     return error_response(ServiceError(ErrorType.validation, message))
+
+
+async def _routing(request: Request, exc: HTTPException) -> JSONResponse:
+    """Unknown paths and wrong methods, in the same taxonomy as everything else."""
+    if exc.status_code == 405:
+        error = ServiceError(ErrorType.method_not_allowed,
+                             f"{request.method} is not allowed on {request.url.path}")
+    elif exc.status_code == 404:
+        error = ServiceError(ErrorType.not_found, f"no endpoint {request.url.path}")
+    else:
+        error = ServiceError(ErrorType.validation, str(exc.detail))
+    return error_response(error)
 
 
 async def _bug(request: Request, exc: Exception) -> JSONResponse:

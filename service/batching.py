@@ -63,7 +63,7 @@ class Batcher:
         self.seconds_per_item = 0.02  # refined from every batch; only sizes Retry-After
         self.wake: asyncio.Event | None = None
         self.worker: asyncio.Task[None] | None = None
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{model}")
+        self.thread: ThreadPoolExecutor | None = None
         metrics.QUEUE_LIMIT.labels(model).set(max_queued_items)
 
     async def run(self, items: list[EncodedPair]) -> BatchResult:
@@ -75,6 +75,8 @@ class Batcher:
                                retry_after_s=max(1, math.ceil(drain_s)))
         loop = asyncio.get_running_loop()
         if self.worker is None:  # started in the server's own event loop, on first use
+            self.thread = ThreadPoolExecutor(max_workers=1,
+                                             thread_name_prefix=f"engine-{self.model}")
             self.wake = asyncio.Event()
             self.worker = loop.create_task(self._work(), name=f"batcher-{self.model}")
         job = Job(items, loop.create_future())
@@ -83,6 +85,19 @@ class Batcher:
         assert self.wake is not None
         self.wake.set()
         return await job.future
+
+    async def close(self, poll_s: float = 0.01) -> None:
+        """Once every queued job has its answer, stop the worker and its thread (after a swap:
+        requests that took this model before the switch still finish on it). A request that
+        took it before the switch but reaches the queue only after this starts them again."""
+        while self.jobs or self.queued_items:
+            await asyncio.sleep(poll_s)
+        if self.worker is not None:
+            self.worker.cancel()
+            self.worker = None
+        if self.thread is not None:
+            self.thread.shutdown(wait=False)
+            self.thread = None
 
     def _count(self, delta: int) -> None:
         self.queued_items += delta
@@ -116,6 +131,7 @@ class Batcher:
             items = [item for job in batch for item in job.items]
             started = time.perf_counter()
             try:
+                assert self.thread is not None
                 outputs = await loop.run_in_executor(self.thread, self.engine.core, items,
                                                      self._observe)
             except Exception as exc:  # a bug or a broken graph: fail this batch, keep serving

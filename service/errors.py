@@ -15,7 +15,10 @@ class ErrorType(StrEnum):
     too_large = "too_large"
     overloaded = "overloaded"
     unauthorised = "unauthorised"
+    not_found = "not_found"  # a path that does not exist, or a feedback id that is not stored
+    method_not_allowed = "method_not_allowed"
     model_not_loaded = "model_not_loaded"
+    unavailable = "unavailable"  # a part that is switched off or down (the feedback store)
     internal = "internal"  # a bug of ours, never bad input; the body says no more than that
 
 
@@ -24,7 +27,10 @@ STATUS: dict[ErrorType, int] = {
     ErrorType.too_large: 413,
     ErrorType.overloaded: 429,
     ErrorType.unauthorised: 401,
+    ErrorType.not_found: 404,
+    ErrorType.method_not_allowed: 405,
     ErrorType.model_not_loaded: 503,
+    ErrorType.unavailable: 503,
     ErrorType.internal: 500,
 }
 

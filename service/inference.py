@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
-from fastapi import Response
+from fastapi import Request, Response
 
+from feedback.store import FeedbackStore
 from models.inputs import EncodedPair, Prompt
 from service import metrics
 from service.batching import Batcher
@@ -53,6 +54,7 @@ class ModelBackend:
 class Backend:
     settings: Settings
     models: dict[str, ModelBackend] = field(default_factory=dict)  # role -> model
+    feedback: FeedbackStore | None = None  # None when ALIGNSERVE_FEEDBACK_DB is empty
 
     def get(self, role: str, kind: type[F]) -> tuple[ModelBackend, F]:
         model = self.models.get(role)
@@ -61,6 +63,13 @@ class Backend:
                                f"(set ALIGNSERVE_{role.upper()}_MODEL)")
         assert isinstance(model.front, kind)  # the service checks each model's task at load
         return model, model.front
+
+
+def backend_of(request: Request) -> Backend:
+    backend: Backend | None = request.app.state.backend
+    if backend is None:
+        raise ServiceError(ErrorType.model_not_loaded, "the service is still loading its models")
+    return backend
 
 
 @dataclass
@@ -121,16 +130,18 @@ async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], s
 
 
 async def rewards(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
-                  timing: Timing) -> tuple[RewardFront, list[RewardScore]]:
-    """Scores of (prompt, response) pairs, in order; the caller checked their sizes."""
+                  timing: Timing, observe: bool = True) -> tuple[RewardFront, list[RewardScore]]:
+    """Scores of (prompt, response) pairs, in order; the caller checked their sizes. Scores
+    join the reward histogram unless `observe` is off (feedback is not served traffic)."""
     model, front = backend.get("reward", RewardFront)
     size = sum(map(len, responses)) + sum(len(p) if isinstance(p, str) else
                                           sum(len(m.content) for m in p) for p in prompts)
     items, outputs = await infer(model, lambda: front.prepare(prompts, responses), size, timing)
     scores = front.post(items, outputs[:, 0].tolist())
-    observe = metrics.REWARD.labels(front.manifest.name, front.manifest.version).observe
-    for score in scores:
-        observe(score.normalised)
+    if observe:
+        histogram = metrics.REWARD.labels(front.manifest.name, front.manifest.version)
+        for score in scores:
+            histogram.observe(score.normalised)
     return front, scores
 
 

@@ -60,7 +60,9 @@ def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]
     the whole process group, then SIGKILL after 30 s)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**service_env(), **private_home(log.parent), **settings}
+    # Feedback goes beside the log unless the caller chose a store: never into the repository.
+    env = {**service_env(), **private_home(log.parent),
+           "ALIGNSERVE_FEEDBACK_DB": str(log.parent / "feedback.sqlite3"), **settings}
     with log.open("w") as out:
         process = subprocess.Popen(serve_command(port), cwd=REPO, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -57,6 +57,30 @@ FLAGS = Counter(f"{PREFIX}moderation_flags_total", "Texts flagged, by category: 
                 "rate(flags) / rate(inputs) is drift or an attack.",
                 ["model", "version", "category"])
 
+# Feedback (POST /v1/feedback). `source` is the part of the record's source before the first ':'
+# ("agent:42" -> "agent"), at most MAX_SOURCES distinct values per process, then "other": a
+# free label must not grow the series without bound.
+FEEDBACK = Counter(f"{PREFIX}feedback_records_total", "Feedback records stored (duplicates "
+                   "of a stored id not counted), by kind and source.", ["kind", "source"])
+FEEDBACK_PURGED = Counter(f"{PREFIX}feedback_purged_total", "Feedback records erased by the "
+                          "retention setting.")
+# The online accuracy of the served reward model: each stored preference record is scored by
+# the version serving at that moment; agreed="true" when it ranked `chosen` higher.
+# rate(agreed="true") / rate(all) is the live agreement with people, per version.
+PREFERENCE_AGREEMENT = Counter(f"{PREFIX}preference_feedback_agreement_total",
+                               "Preference feedback scored by the served reward model, by "
+                               "whether it ranked the chosen reply higher.",
+                               ["model", "version", "agreed"])
+MAX_SOURCES = 32
+_sources: set[str] = set()
+
+
+def source_label(source_class: str) -> str:
+    if source_class in _sources or len(_sources) < MAX_SOURCES:
+        _sources.add(source_class)
+        return source_class
+    return "other"
+
 
 def start_series(manifest: Manifest) -> None:
     """Create every labelled counter of a model at 0, so that rate() and alerts see a series
@@ -64,6 +88,9 @@ def start_series(manifest: Manifest) -> None:
     fields = ("prompt", "response") if manifest.task is Task.reward else ("text",)
     for field in fields:
         TRUNCATIONS.labels(manifest.name, field)
+    if manifest.task is Task.reward:
+        for agreed in ("true", "false"):
+            PREFERENCE_AGREEMENT.labels(manifest.name, manifest.version, agreed)
     if manifest.task is Task.multilabel:
         MODERATED.labels(manifest.name, manifest.version)
         for category in manifest.labels:

@@ -7,10 +7,12 @@ an example, which the OpenAPI page at /docs shows.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from feedback.records import Record
 from models.inputs import ChatTurn, Prompt, Text
 from service.errors import ErrorType
 
@@ -224,3 +226,31 @@ class ErrorBody(BaseModel):
     error: str = Field(..., description="What was wrong, in words a caller can act on.")
     error_type: ErrorType
 
+
+
+class FeedbackRequest(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"records": [
+        {"kind": "preference", "id": "ticket-981-draft-2", "source": "agent:42",
+         "model_version": "reward:20261127-101500", "request_id": "5f0c2a9e7b",
+         "prompt": "Do you ship to Canada?", "chosen": "Yes, in 5-8 days.",
+         "rejected": "No idea, ask someone else."},
+        {"kind": "moderation", "id": "flag-77", "source": "moderator:7",
+         "text": "You people are all idiots.", "labels": {"hate": False, "offensive": True}},
+        {"kind": "intent", "id": "msg-1203", "source": "agent:42",
+         "text": "my card never arrived", "intent": "card_arrival"}]}]})
+    records: list[Record] = Field(..., min_length=1)
+
+
+class FeedbackResponse(BaseModel):
+    stored: list[str] = Field(..., description="Ids committed to disk by this request.")
+    duplicates: list[str] = Field(..., description="Ids that were already stored: the stored "
+                                  "record was kept, nothing was added (a retry is safe).")
+
+
+class StoredFeedback(BaseModel):
+    record: Record
+    received_at: datetime
+
+
+class Deleted(BaseModel):
+    deleted: str

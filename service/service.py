@@ -11,19 +11,18 @@ service reports ready) and a batch queue that merges concurrent requests (servic
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import bentoml
 
+from feedback.store import FeedbackStore, StoreError, open_store
 from models import store
 from service import metrics
 from service.api import create_app
-from service.batching import Batcher
 from service.errors import ErrorType
-from service.fronts import front_for
-from service.inference import Backend, ModelBackend
-from service.metrics import MODEL_INFO, READY
-from service.runtime import Engine
+from service.inference import Backend
+from service.loading import LoadError, load_model
 from service.settings import ROLES, load_settings
 
 log = logging.getLogger(__name__)
@@ -67,37 +66,48 @@ class AlignServe:
     intent_model = _model("intent")
 
     def __init__(self) -> None:
-        self.engines: list[Engine] = []
         for error_type in ErrorType:  # every failure series exists from the start, at 0
             metrics.FAILURES.labels(error_type.value)
-        APP.state.backend = Backend(SETTINGS, {role: self._load(role, tag)
-                                               for role, tag in TAGS.items()})
-
-    def _load(self, role: str, tag: str) -> ModelBackend:
-        stored = store.get(tag)  # every file's sha256 checked
-        manifest = stored.manifest
-        if manifest.task is not ROLES[role]:
-            raise SystemExit(f"alignserve: {tag} is a {manifest.task.value} model; "
-                             f"ALIGNSERVE_{role.upper()}_MODEL needs a {ROLES[role].value} one")
-        front = front_for(stored.path, manifest)
-        engine = Engine(stored.path, SETTINGS, front.encoder.pad_id)
-        started = time.perf_counter()
-        engine.warm_up(front)
-        log.info("%s warmed up on %s (%s) in %.1f s", front.tag, engine.provider,
-                 engine.graph.value, time.perf_counter() - started)
-        wait_ms = SETTINGS.max_latency_ms
-        if wait_ms is None:
-            wait_ms = 5.0 if engine.provider == "cuda" else 0.0
-        batcher = Batcher(engine, manifest.name, SETTINGS.max_batch_size, wait_ms,
-                          SETTINGS.max_queued_items)
-        MODEL_INFO.labels(manifest.name, manifest.version, manifest.task.value,
-                          engine.provider, engine.graph.value).set(1)
-        metrics.start_series(manifest)
-        READY.labels(manifest.name).set(0 if engine.problem else 1)
-        self.engines.append(engine)
-        return ModelBackend(front, engine, batcher)
+        models = {}
+        for role, tag in TAGS.items():
+            try:
+                models[role] = load_model(role, tag, SETTINGS)
+            except LoadError as exc:
+                raise SystemExit(f"alignserve: {exc} (ALIGNSERVE_{role.upper()}_MODEL)") from None
+        self.backend = Backend(SETTINGS, models, open_feedback())
+        APP.state.backend = self.backend
 
     def __is_ready__(self) -> bool:
         """Ready once every model warmed up (construction finished), unless an engine refused
         to serve (a CUDA session that fell back to the CPU)."""
-        return all(engine.problem is None for engine in self.engines)
+        return all(m.engine.problem is None for m in self.backend.models.values())
+
+
+def open_feedback() -> FeedbackStore | None:
+    """The feedback store of the settings, and its retention: records older than
+    ALIGNSERVE_FEEDBACK_RETENTION_DAYS are erased now and then every hour."""
+    if not SETTINGS.feedback_enabled:
+        log.info("feedback: off (ALIGNSERVE_FEEDBACK_DB is empty)")
+        return None
+    dsn = SETTINGS.feedback_dsn.get_secret_value() if SETTINGS.feedback_dsn else None
+    try:
+        store = open_store(SETTINGS.feedback_db, dsn)
+    except StoreError as exc:
+        raise SystemExit(f"alignserve: {exc} (ALIGNSERVE_FEEDBACK_DSN)") from None
+    log.info("feedback: stored in %s", store.describe())
+    days = SETTINGS.feedback_retention_days
+    if days is not None:
+        threading.Thread(target=_retention, args=(store, days), name="feedback-retention",
+                         daemon=True).start()
+    return store
+
+
+def _retention(store: FeedbackStore, days: float, every_s: float = 3600) -> None:
+    while True:
+        try:
+            erased = store.purge(days)
+            metrics.FEEDBACK_PURGED.inc(erased)
+            log.info("feedback retention: erased %d records older than %g days", erased, days)
+        except StoreError as exc:
+            log.error("feedback retention failed, retrying in %.0f s: %s", every_s, exc)
+        time.sleep(every_s)

@@ -75,6 +75,21 @@ class Settings(BaseSettings):
                                 "request.")
     api_key: SecretStr | None = Field(None, description="When set, /v1/* needs 'Authorization: "
                                       "Bearer <key>'; health and metrics stay open.")
+    feedback_db: str = Field("feedback.sqlite3", description="SQLite file that stores feedback "
+                             "(POST /v1/feedback), relative to the working directory; on "
+                             "Kubernetes a path on a volume. Empty: feedback is not accepted.")
+    feedback_dsn: SecretStr | None = Field(None, description="PostgreSQL DSN for the feedback "
+                                           "store, for several replicas; when set, it is used "
+                                           "instead of ALIGNSERVE_FEEDBACK_DB.")
+    feedback_retention_days: float | None = Field(None, gt=0, le=36_500, description="Erase "
+                                                  "feedback older than this many days (checked "
+                                                  "at start and then hourly); unset: keep it.")
+    max_feedback_records: int = Field(256, ge=1, le=10_000, description="Most records in one "
+                                      "POST /v1/feedback.")
+
+    @property
+    def feedback_enabled(self) -> bool:
+        return bool(self.feedback_dsn or self.feedback_db)
 
     def model_tag(self, role: str) -> str:
         """The store tag asked for in ALIGNSERVE_<ROLE>_MODEL ('' for none)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedback.store import FeedbackStore, SqliteStore
 from models.manifest import Manifest
 from service.api import create_app
 from service.batching import Batcher
@@ -27,18 +28,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def backend(artifact: Path, **settings: object) -> Backend:
+def backend(artifact: Path, feedback: FeedbackStore | None = None, **settings: object
+            ) -> Backend:
     config = Settings(graph=Graph.fp32, **settings)  # type: ignore[arg-type]
     front = front_for(artifact, Manifest.load(artifact))
     engine = Engine(artifact, config, front.encoder.pad_id)
     batcher = Batcher(engine, front.manifest.name, config.max_batch_size, 0.0,
                       config.max_queued_items)
-    return Backend(config, {"reward": ModelBackend(front, engine, batcher)})
+    return Backend(config, {"reward": ModelBackend(front, engine, batcher)}, feedback)
 
 
 @pytest.fixture
-async def client(tiny_artifact: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(backend(tiny_artifact, max_items=3))
+async def client(tiny_artifact: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    store = SqliteStore(tmp_path / "feedback.sqlite3")
+    app = create_app(backend(tiny_artifact, store, max_items=3, max_feedback_records=3))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://test") as http:
         yield http
@@ -104,3 +107,61 @@ async def test_an_app_without_its_models_yet_answers_503() -> None:
                                  base_url="http://test") as http:
         answer = await http.post("/reward/score", json={"items": []})
     assert answer.status_code == 503 and answer.json()["error_type"] == "model_not_loaded"
+
+
+PREFERENCE = {"kind": "preference", "id": "f-1", "prompt": "hello there",
+              "chosen": "good answer thanks", "rejected": "bad", "source": "agent:42"}
+
+
+async def test_feedback_is_stored_idempotently_read_and_erased(client: httpx.AsyncClient
+                                                               ) -> None:
+    sent = await client.post("/feedback", json={"records": [PREFERENCE]})
+    assert sent.status_code == 200, sent.text
+    assert sent.json() == {"stored": ["f-1"], "duplicates": []}
+    again = await client.post("/feedback", json={"records": [PREFERENCE]})
+    assert again.json() == {"stored": [], "duplicates": ["f-1"]}
+    got = (await client.get("/feedback/f-1")).json()
+    assert got["record"]["chosen"] == "good answer thanks" and got["received_at"]
+    assert (await client.delete("/feedback/f-1")).json() == {"deleted": "f-1"}
+    for method in (client.get, client.delete):
+        gone = await method("/feedback/f-1")
+        assert gone.status_code == 404 and gone.json()["error_type"] == "not_found"
+
+
+@pytest.mark.parametrize(("records", "status", "where"), [
+    ([{**PREFERENCE, "chosen": ""}], 422, "records.0.preference.chosen"),
+    ([{**PREFERENCE, "kind": "rating"}], 422, "records.0"),
+    ([{"kind": "moderation", "text": "t", "labels": {"violence": True}}], 422,
+     "records.0.moderation"),
+    ([PREFERENCE, PREFERENCE], 422, "records[1].id"),
+    ([{**PREFERENCE, "id": f"f-{i}"} for i in range(4)], 413, "4 records"),
+    ([], 422, "records"),
+])
+async def test_bad_feedback_names_the_field(client: httpx.AsyncClient, records: list[object],
+                                            status: int, where: str) -> None:
+    answer = await client.post("/feedback", json={"records": records})
+    assert answer.status_code == status, answer.text
+    assert where in answer.json()["error"]
+
+
+async def test_every_answer_has_a_request_id_and_unknown_routes_are_in_the_taxonomy(
+        client: httpx.AsyncClient) -> None:
+    ok = await client.get("/models")
+    assert len(ok.headers["X-Request-Id"]) == 32
+    mine = await client.get("/models", headers={"X-Request-Id": "trace-123"})
+    assert mine.headers["X-Request-Id"] == "trace-123"
+    missing = await client.get("/nowhere")
+    assert missing.status_code == 404 and missing.json()["error_type"] == "not_found"
+    assert missing.headers["X-Request-Id"]
+    wrong = await client.get("/reward/score")
+    assert wrong.status_code == 405 and wrong.json()["error_type"] == "method_not_allowed"
+    bad_id = await client.get("/feedback/" + "x" * 200)
+    assert bad_id.status_code == 422
+
+
+async def test_without_a_store_feedback_is_503(tiny_artifact: Path) -> None:
+    app = create_app(backend(tiny_artifact))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as http:
+        answer = await http.post("/feedback", json={"records": [PREFERENCE]})
+    assert answer.status_code == 503 and answer.json()["error_type"] == "unavailable"

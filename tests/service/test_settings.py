@@ -34,7 +34,7 @@ def test_unsafe_or_invalid_settings_stop_start_up(monkeypatch: pytest.MonkeyPatc
 
 
 def test_error_taxonomy_maps_to_statuses_and_json() -> None:
-    assert {STATUS[t] for t in ErrorType} == {401, 413, 422, 429, 503, 500}
+    assert {STATUS[t] for t in ErrorType} == {401, 404, 405, 413, 422, 429, 503, 500}
     error = ServiceError(ErrorType.overloaded, "queue full", retry_after_s=2)
     assert error.status == 429 and error.headers() == {"Retry-After": "2"}
     assert error.body() == {"error": "queue full", "error_type": "overloaded"}

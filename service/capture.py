@@ -1,0 +1,122 @@
+"""The feedback endpoints: POST /v1/feedback, GET and DELETE /v1/feedback/{id}.
+
+A POST is answered 200 only once its records are committed to the store (feedback/store.py);
+a store that cannot be reached is a 503 with Retry-After, and nothing was acknowledged. After
+the answer, preference records are scored by the reward model serving at that moment, for the
+live agreement metric (service/metrics.py PREFERENCE_AGREEMENT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Path, Request
+
+from feedback.records import IntentFeedback, PreferenceFeedback, RecordId
+from feedback.store import FeedbackStore, StoreError, source_class
+from service import inference, metrics
+from service.errors import ErrorType, ServiceError
+from service.inference import Backend, Timing, backend_of, check_count, check_text
+from service.schemas import Deleted, FeedbackRequest, FeedbackResponse, StoredFeedback
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+FeedbackId = Annotated[RecordId, Path(description="The record's id.")]
+
+
+def store_of(backend: Backend) -> FeedbackStore:
+    if backend.feedback is None:
+        raise ServiceError(ErrorType.unavailable, "this service stores no feedback (set "
+                           "ALIGNSERVE_FEEDBACK_DB or ALIGNSERVE_FEEDBACK_DSN)")
+    return backend.feedback
+
+
+def unavailable(exc: StoreError) -> ServiceError:
+    log.error("%s", exc)
+    return ServiceError(ErrorType.unavailable, "the feedback store is unavailable; nothing was "
+                        "stored, retry later", retry_after_s=5)
+
+
+@router.post("/feedback", response_model=FeedbackResponse,
+             summary="Store judgements of what the models did (durable once answered)")
+async def add_feedback(body: FeedbackRequest, request: Request, background: BackgroundTasks
+                       ) -> FeedbackResponse:
+    backend = backend_of(request)
+    settings, store = backend.settings, store_of(backend)
+    records = body.records
+    check_count("records", len(records), settings.max_feedback_records,
+                "ALIGNSERVE_MAX_FEEDBACK_RECORDS")
+    seen: dict[str, int] = {}
+    for i, record in enumerate(records):
+        if record.id in seen:
+            raise ServiceError(ErrorType.validation, f"records[{i}].id: the same id as "
+                               f"records[{seen[record.id]}]")
+        seen[record.id] = i
+        for text in record.texts():
+            check_text(f"records[{i}]", [text], settings)
+        if isinstance(record, IntentFeedback) and "intent" in backend.models:
+            labels = backend.models["intent"].front.manifest.labels
+            if record.intent not in labels:
+                raise ServiceError(ErrorType.validation, f"records[{i}].intent: not an intent "
+                                   f"of the served model ({len(labels)} intents; GET /v1/models "
+                                   "lists them)")
+    try:
+        added = await asyncio.to_thread(store.add, records)
+    except StoreError as exc:
+        raise unavailable(exc) from None
+    stored = set(added.stored)
+    for record in records:
+        if record.id in stored:
+            metrics.FEEDBACK.labels(record.kind,
+                                    metrics.source_label(source_class(record.source))).inc()
+    preferences = [r for r in records if isinstance(r, PreferenceFeedback) and r.id in stored]
+    if preferences and "reward" in backend.models:
+        background.add_task(agreement, backend, preferences)
+    return FeedbackResponse(stored=added.stored, duplicates=added.duplicates)
+
+
+async def agreement(backend: Backend, records: list[PreferenceFeedback]) -> None:
+    """Did the reward model serving now rank each chosen reply higher? (After the answer: a
+    failure here loses a metric sample, never a record.)"""
+    prompts = [r.prompt if r.prompt is not None else [m.message() for m in r.messages or []]
+               for r in records]
+    try:
+        front, scores = await inference.rewards(
+            backend, prompts * 2, [r.chosen for r in records] + [r.rejected for r in records],
+            Timing(), observe=False)
+    except ServiceError as exc:
+        log.warning("feedback agreement not measured for %d records: %s", len(records),
+                    exc.message)
+        return
+    chosen, rejected = scores[:len(records)], scores[len(records):]
+    for c, r in zip(chosen, rejected, strict=True):
+        metrics.PREFERENCE_AGREEMENT.labels(front.manifest.name, front.manifest.version,
+                                            "true" if c.reward > r.reward else "false").inc()
+
+
+@router.get("/feedback/{record_id}", response_model=StoredFeedback,
+            summary="One stored feedback record, as received")
+async def get_feedback(record_id: FeedbackId, request: Request) -> StoredFeedback:
+    store = store_of(backend_of(request))
+    try:
+        found = await asyncio.to_thread(store.get, record_id)
+    except StoreError as exc:
+        raise unavailable(exc) from None
+    if found is None:
+        raise ServiceError(ErrorType.not_found, f"no feedback record with id {record_id!r}")
+    return StoredFeedback(record=found.record, received_at=found.received_at)
+
+
+@router.delete("/feedback/{record_id}", response_model=Deleted,
+               summary="Erase one feedback record (customers' text is personal data)")
+async def delete_feedback(record_id: FeedbackId, request: Request) -> Deleted:
+    store = store_of(backend_of(request))
+    try:
+        deleted = await asyncio.to_thread(store.delete, record_id)
+    except StoreError as exc:
+        raise unavailable(exc) from None
+    if not deleted:
+        raise ServiceError(ErrorType.not_found, f"no feedback record with id {record_id!r}")
+    return Deleted(deleted=record_id)
