@@ -54,6 +54,24 @@ def private_home(directory: Path) -> dict[str, str]:
             "ALIGNSERVE_MODEL_STORE": str(Path(store_location()).resolve())}
 
 
+def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 180
+               ) -> None:
+    """Until /readyz answers 200; StartError if the process exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise StartError(f"bentoml serve exited ({process.returncode}):\n"
+                             f"{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise StartError(f"not ready after {timeout_s} s:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+
+
 @contextmanager
 def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]:
     """Start the service, wait until /readyz answers 200, yield its URL, stop it (SIGTERM to
@@ -67,19 +85,7 @@ def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]
         process = subprocess.Popen(serve_command(port), cwd=REPO, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise StartError(f"bentoml serve exited ({process.returncode}):\n"
-                                 f"{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise StartError(f"not ready after {timeout_s} s:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
+        wait_ready(process, url, log, timeout_s)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
