@@ -293,3 +293,16 @@ def open_store(path: str | Path | None = None, dsn: str | None = None) -> Feedba
     if not path:
         raise ValueError("give a SQLite path or a PostgreSQL DSN")
     return SqliteStore(Path(path))
+
+
+def open_configured(path: str | None = None, dsn: str | None = None) -> FeedbackStore:
+    """The store the service uses: a DSN or path given here, else ALIGNSERVE_FEEDBACK_DSN,
+    else ALIGNSERVE_FEEDBACK_DB, else feedback.sqlite3 in the working directory."""
+    import os
+
+    dsn = dsn or os.environ.get("ALIGNSERVE_FEEDBACK_DSN") or None
+    path = path or os.environ.get("ALIGNSERVE_FEEDBACK_DB") or "feedback.sqlite3"
+    if not dsn and not Path(path).exists():
+        raise FileNotFoundError(f"no feedback store at {path} (give --feedback-db or "
+                                "--feedback-dsn, or set ALIGNSERVE_FEEDBACK_DB)")
+    return open_store(path, dsn)

@@ -5,6 +5,8 @@
       model.int8.onnx    optional: dynamic per-channel int8, kept only if it passes the gate
       model.fp16.onnx    for GPU hosts
       tokenizer.json     the fast tokenizer (the `tokenizers` library, no torch)
+      weights/           the trained PyTorch model (encoder/, head.safetensors, tokenizer.json):
+                         what `alignserve retrain` continues from; the service never reads it
       manifest.json      models.manifest.Manifest
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_DIR = "weights"
 MANIFEST_FILE = "manifest.json"
 
 

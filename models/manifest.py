@@ -10,7 +10,7 @@ import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -93,6 +93,31 @@ class DataFingerprint(BaseModel):
     skipped: dict[str, int] = Field(default_factory=dict, description="Reason -> count.")
 
 
+class FeedbackUsed(BaseModel):
+    """The feedback a re-trained model learnt from (`alignserve retrain`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    records: int = Field(..., ge=0)
+    fingerprint: str = Field(..., description="sha256 of the exported JSONL it was trained on.")
+    first: datetime | None = Field(..., description="When the oldest record was received.")
+    last: datetime | None
+    trained_on: int = Field(..., ge=0, description="Records in the training part.")
+    held_out: int = Field(..., ge=0, description="Records kept out to judge the challenger.")
+
+
+class Lineage(BaseModel):
+    """Where a re-trained model comes from, and the gate it passed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parent: str = Field(..., description="name:version it continued from.")
+    feedback: FeedbackUsed
+    replay: float = Field(..., description="Original training records per feedback record.")
+    gate: dict[str, Any] = Field(default_factory=dict, description="The rule and its figures.")
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -108,6 +133,9 @@ class Manifest(BaseModel):
     metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
     data: list[DataFingerprint] = Field(default_factory=list)
     backbone: str
+    training: dict[str, Any] = Field(default_factory=dict, description="The preset and "
+                                     "settings that trained it: what a re-training starts from.")
+    lineage: Lineage | None = None
     # Filled by the ONNX export (training/export.py); absent on a training checkpoint.
     opset: int | None = None
     parity_max_diff: dict[str, float] = Field(default_factory=dict)

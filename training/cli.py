@@ -6,6 +6,10 @@
     alignserve train intent --dataset clinc150 --output runs/intent-clinc150
     alignserve evaluate reward --model runs/reward/model --data my_pairs.jsonl --json
     alignserve data list
+    alignserve feedback stats
+    alignserve feedback export --kind preference --since 2026-11-01 --out feedback.jsonl
+    alignserve retrain reward --from reward --output runs/retrain-1
+    alignserve models promote reward:20261127-101500 --url http://127.0.0.1:3000
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 import types
 import typing
 from dataclasses import MISSING, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +85,28 @@ def _data_dir_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="Directory holding the public sets (default: $ALIGNSERVE_DATA_DIR, "
                              "else ../shared/data beside the repository).")
+
+
+def _time_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, text in (("--since", "Only records received at or after this time"),
+                       ("--until", "Only records received before this time")):
+        parser.add_argument(flag, type=_utc, default=None,
+                            help=f"{text} (ISO 8601, UTC unless it says otherwise).")
+
+
+def _utc(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _store_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--feedback-db", default=None, help="SQLite file (default: "
+                        "$ALIGNSERVE_FEEDBACK_DB, else feedback.sqlite3).")
+    parser.add_argument("--feedback-dsn", default=None, help="PostgreSQL DSN (default: "
+                        "$ALIGNSERVE_FEEDBACK_DSN); wins over --feedback-db.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +180,54 @@ def build_parser() -> argparse.ArgumentParser:
                          ("verify", "Check every file's sha256 against the manifest.")):
         model_cmds.add_parser(action, help=text).add_argument(
             "tag", help="name (latest version) or name:version")
+
+    promote = model_cmds.add_parser(
+        "promote", help="Make a running service serve this version now, with no downtime "
+                        "(POST /v1/admin/models/{role}; the API key from ALIGNSERVE_API_KEY).")
+    promote.add_argument("tag", help="name:version (or a name for its latest version)")
+    promote.add_argument("--url", default="http://127.0.0.1:3000", help="The service.")
+
+    feedback = commands.add_parser("feedback", help="Inspect, export and purge the feedback "
+                                                    "store the service writes.")
+    feedback_cmds = feedback.add_subparsers(dest="action", required=True)
+    stats = feedback_cmds.add_parser("stats", help="Counts by kind, source, model version "
+                                                   "and day (UTC).")
+    export_feedback = feedback_cmds.add_parser(
+        "export", help="Records as the generic JSONL the trainers read (--train-data).")
+    export_feedback.add_argument("--out", type=Path, required=True, help="The JSONL file.")
+    purge = feedback_cmds.add_parser("purge", help="Erase records older than N days.")
+    purge.add_argument("--older-than-days", type=float, required=True)
+    for sub in (stats, export_feedback):
+        sub.add_argument("--kind", choices=["preference", "moderation", "intent"],
+                         required=sub is export_feedback, help="Only this kind.")
+        _time_flags(sub)
+    stats.add_argument("--json", action="store_true", help="Print the counts as JSON.")
+    for sub in (stats, export_feedback, purge):
+        _store_flags(sub)
+
+    retrain = commands.add_parser(
+        "retrain", help="Continue a stored model on feedback plus replayed original data; "
+                        "promote it only if it beats the model in service on held-out "
+                        "feedback without losing on the original test sets. Exit 0: "
+                        "promoted, 5: refused.")
+    retrain.add_argument("task", choices=["reward", "moderation", "intent"])
+    retrain.add_argument("--from", dest="tag", required=True,
+                         help="The champion: a store tag (name for the latest version).")
+    retrain.add_argument("--output", type=Path, required=True,
+                         help="Directory for the exported feedback, the challenger, gate.json "
+                              "and gate.png.")
+    retrain.add_argument("--tolerance", type=float, default=1.0,
+                         help="Points the challenger may lose on the original sets pooled.")
+    retrain.add_argument("--min-records", type=int, default=20,
+                         help="Refuse to re-train on fewer feedback records.")
+    retrain.add_argument("--no-promote", action="store_true",
+                         help="Judge only: save nothing to the store even if the gate passes.")
+    retrain.add_argument("--serve-url", default=None,
+                         help="After a promotion, make this running service serve it.")
+    _time_flags(retrain)
+    _store_flags(retrain)
+    _data_dir_flag(retrain)
+    _add_config_flags(retrain)
 
     data = commands.add_parser("data", help="The catalogue of public sets.")
     data_cmds = data.add_subparsers(dest="action", required=True)
@@ -252,12 +327,98 @@ def _models(args: argparse.Namespace) -> int:
                 state = f"BROKEN: {exc}"
             print(f"{tag:<40} {state}")
         return 0
+    if args.action == "promote":
+        return _promote(args.tag, args.url)
     stored = store.get(args.tag)
     if args.action == "show":
         print(stored.manifest.model_dump_json(indent=2))
     else:
         print(f"{stored.tag}: {len(stored.manifest.files)} files match their sha256")
     return 0
+
+
+def _promote(tag: str, url: str) -> int:
+    """Ask a running service to serve `tag` in the role of its task."""
+    import os
+
+    import httpx
+
+    from models import store
+    from models.manifest import Task
+
+    stored = store.get(tag)
+    role = {Task.reward: "reward", Task.multilabel: "moderation",
+            Task.multiclass: "intent"}[stored.manifest.task]
+    key = os.environ.get("ALIGNSERVE_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        answer = httpx.post(f"{url.rstrip('/')}/v1/admin/models/{role}", json={"tag": stored.tag},
+                            headers=headers, timeout=600)
+    except httpx.TransportError as exc:
+        raise RuntimeError(f"cannot reach the service at {url}: {exc}") from None
+    if answer.status_code != 200:
+        raise RuntimeError(f"the service refused ({answer.status_code}): {answer.text}")
+    done = answer.json()
+    print(f"{role}: now serving {done['current']} (was {done['previous']}; loaded and warmed "
+          f"in {done['load_s']:.1f} s)")
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from feedback.records import export_line
+    from feedback.store import open_configured
+
+    feedback = open_configured(args.feedback_db, args.feedback_dsn)
+    try:
+        if args.action == "purge":
+            print(f"erased {feedback.purge(args.older_than_days)} records older than "
+                  f"{args.older_than_days:g} days from {feedback.describe()}")
+        elif args.action == "export":
+            count = 0
+            with args.out.open("w") as out:
+                for stored in feedback.select(args.kind, args.since, args.until):
+                    out.write(json.dumps(export_line(stored.record), ensure_ascii=False) + "\n")
+                    count += 1
+            print(f"{count} {args.kind} records from {feedback.describe()} -> {args.out}")
+        else:
+            counts = feedback.stats(args.kind, args.since, args.until)
+            if args.json:
+                print(json.dumps([c.__dict__ for c in counts], indent=2))
+            else:
+                _print_counts(counts, feedback.describe())
+    finally:
+        feedback.close()
+    return 0
+
+
+def _print_counts(counts: list[Any], where: str) -> None:
+    from collections import Counter
+
+    print(f"{sum(c.records for c in counts)} records in {where}")
+    for title, key in (("kind", lambda c: c.kind), ("source", lambda c: c.source or "-"),
+                       ("model version", lambda c: c.model_version or "-"),
+                       ("day", lambda c: c.day)):
+        totals: Counter[str] = Counter()
+        for c in counts:
+            totals[key(c)] += c.records
+        print(f"by {title}: " + ", ".join(f"{k} {n}" for k, n in sorted(totals.items())))
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from feedback.store import open_configured
+    from training.retrain import retrain
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    feedback = open_configured(args.feedback_db, args.feedback_dsn)
+    try:
+        result = retrain(args.task, args.tag, args.output, feedback, args.data_dir, args.since,
+                         args.until, overrides, args.tolerance, not args.no_promote,
+                         args.min_records)
+    finally:
+        feedback.close()
+    if result.tag and args.serve_url:
+        _promote(result.tag, args.serve_url)
+    return 0 if result.decision.promoted else 5
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -286,7 +447,7 @@ def _data(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "models": _models,
-                "data": _data}
+                "data": _data, "feedback": _feedback, "retrain": _retrain}
     try:
         return handlers[args.command](args)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as exc:

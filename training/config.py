@@ -61,6 +61,16 @@ class TrainConfig:
     length_decorrelation: float = _opt(0.1, "Reward: weight of the squared in-batch "
                                        "correlation of r and log length added to the loss, so "
                                        "r does not encode length anyway; 0 disables.")
+    exclude: str | None = _opt(None, "Comma-separated sources or subsets (e.g. "
+                               "hh-rlhf/harmless-base, tweeteval-hate) left out of training but "
+                               "still evaluated: a model that has never seen them.")
+    replay: float | None = _opt(None, "Re-training: every training record of the --train-data "
+                                "files, plus this many times as many sampled from the original "
+                                "training data (so the model does not forget); None: the usual "
+                                "pool.")
+    init_from: str | None = _opt(None, "A trained model directory (encoder/, head.safetensors, "
+                                 "tokenizer.json) to continue from instead of a new head on the "
+                                 "backbone; `alignserve retrain` points it at the stored model.")
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu' or 'cuda'; on CUDA the "
                        "forward passes run under bf16 autocast.")
     seed: int = _opt(0, "Seeds sampling, batch order, dropout and the head: same seed, same run.")
@@ -75,6 +85,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def excluded(self) -> set[str]:
+        return {name.strip() for name in (self.exclude or "").split(",") if name.strip()}
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         known = {f.name for f in fields(self)}

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.artifact import FP16, FP32, INT8, TOKENIZER_FILE
+from models.artifact import FP16, FP32, INT8, TOKENIZER_FILE, WEIGHTS_DIR
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import Manifest, file_digests, library_versions
 from models.session import INPUT_NAMES, OUTPUT_NAME, open_session, run
@@ -207,6 +207,14 @@ def decide_int8(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray) -> I
                         check.agreement_of)
 
 
+def keep_weights(checkpoint: Path, weights: Path) -> None:
+    """The trained model beside its graphs, so that a re-training can continue from it."""
+    shutil.rmtree(weights, ignore_errors=True)
+    shutil.copytree(checkpoint / "encoder", weights / "encoder")
+    for name in ("head.safetensors", TOKENIZER_FILE):
+        shutil.copy(checkpoint / name, weights / name)
+
+
 def export_checkpoint(checkpoint: Path, output: Path, name: str, check: ValidationCheck,
                       opset: int = OPSET) -> Manifest:
     """Build the artifact in `output`; raises ParityError when a graph disagrees."""
@@ -217,6 +225,7 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str, check: Validati
     probe = sorted(check.items[:64], key=len)[::4]  # real inputs of mixed lengths
     output.mkdir(parents=True, exist_ok=True)
     shutil.copy(checkpoint / TOKENIZER_FILE, output / TOKENIZER_FILE)
+    keep_weights(checkpoint, output / WEIGHTS_DIR)
 
     raw = export_onnx(model, output / "model.raw.onnx", opset)
     config = model.encoder.config

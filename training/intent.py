@@ -31,7 +31,6 @@ from training.texts import (
     out_of_scope_threshold,
     predict_logits,
 )
-from training.trainer import sample
 
 THRESHOLD_GOAL = "maximise (in-scope accuracy + out-of-scope recall) / 2 on validation"
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # logits, targets (-1: not known), in scope
@@ -40,14 +39,14 @@ Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # logits, targets (-1: not k
 def train_intent(config: TrainConfig, output: Path, dataset: str = "banking77",
                  data_dir: Path | None = None, name: str = "intent",
                  preset: str | None = None, resume: bool = False, stop_at: int | None = None,
-                 train_data: Sequence[Path] = (), skip_invalid: bool = False
-                 ) -> RunResult | None:
+                 train_data: Sequence[Path] = (), skip_invalid: bool = False,
+                 train_only: Sequence[Path] = ()) -> RunResult | None:
     run = Run.start("intent", name, preset, config, output,
                     InputFormat(kind="text", max_length=config.max_length, min_prompt_tokens=0))
-    data = load_intent_data(dataset, data_dir, train_data, skip_invalid)
-    in_scope = [e for e in data.train if e.label != OOS_LABEL]
-    labels = sorted({e.label for e in in_scope})
-    train = sample(in_scope, config.max_train_texts, config.seed)
+    data = load_intent_data(dataset, data_dir, train_data, skip_invalid, train_only)
+    labels = sorted({e.label for e in data.train + data.own_train if e.label != OOS_LABEL})
+    train = [e for e in data.training(config.max_train_texts, config.seed, config.replay)
+             if e.label != OOS_LABEL]
     model = run.new_model(len(labels))
     trained = run.train(model, EncodedTexts.multiclass(run.encoder, train, labels), "texts",
                         multiclass_objective(), resume, stop_at)

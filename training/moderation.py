@@ -33,7 +33,6 @@ from training.texts import (
     fit_category_temperatures,
     multilabel_objective,
 )
-from training.trainer import sample
 
 THRESHOLD_GOAL = "best F1 on the validation split, per category"
 Scored = dict[str, tuple[np.ndarray, np.ndarray]]  # set -> (probabilities, targets)
@@ -42,11 +41,13 @@ Scored = dict[str, tuple[np.ndarray, np.ndarray]]  # set -> (probabilities, targ
 def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = None,
                      name: str = "moderation", preset: str | None = None, resume: bool = False,
                      stop_at: int | None = None, train_data: Sequence[Path] = (),
-                     skip_invalid: bool = False) -> RunResult | None:
+                     skip_invalid: bool = False, train_only: Sequence[Path] = ()
+                     ) -> RunResult | None:
     run = Run.start("moderation", name, preset, config, output,
                     InputFormat(kind="text", max_length=config.max_length, min_prompt_tokens=0))
-    data = load_moderation_data(data_dir, train_data, skip_invalid)
-    train = sample(data.train, config.max_train_texts, config.seed)
+    data = load_moderation_data(data_dir, train_data, skip_invalid,
+                                exclude=config.excluded(), train_only=train_only)
+    train = data.training(config.max_train_texts, config.seed, config.replay)
     model = run.new_model(len(CATEGORIES))
     trained = run.train(model, EncodedTexts.multilabel(run.encoder, train, CATEGORIES), "texts",
                         multilabel_objective(), resume, stop_at)

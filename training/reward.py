@@ -33,13 +33,13 @@ from training.data.reward_data import (
     source_of,
     weighted,
 )
+from training.data.split import sample
 from training.evaluate import SetResult, evaluate_sets
 from training.metrics import pairwise_metrics
 from training.modeling import ScoringModel
 from training.pairs import EncodedPairs, RewardObjective, score_pairs
 from training.run import Run, RunResult
 from training.temperature import fit_temperature
-from training.trainer import sample
 
 SPLIT_RULE = ("each pooled source carved 80/10/10 into train/validation/test by a sha256 of its "
               "group (hh-rlhf and Open-Assistant: the first user turn; the others: the "
@@ -59,13 +59,14 @@ class Calibrated:
 def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None,
                  name: str = "reward", preset: str | None = None, resume: bool = False,
                  stop_at: int | None = None, train_data: Sequence[Path] = (),
-                 skip_invalid: bool = False) -> RunResult | None:
+                 skip_invalid: bool = False, train_only: Sequence[Path] = ()
+                 ) -> RunResult | None:
     """Run everything; returns None when stopped early (at `stop_at`, or by Ctrl-C or SIGTERM)
     with a checkpoint to --resume from."""
     run = Run.start("reward", name, preset, config, output,
                     InputFormat(max_length=config.max_length,
                                 min_prompt_tokens=config.min_prompt_tokens))
-    data = load_reward_data(data_dir, train_data, skip_invalid)
+    data = load_reward_data(data_dir, train_data, skip_invalid, train_only=train_only)
     train_pairs = training_pairs(data.splits["train"], config)
     encoded = EncodedPairs.build(run.encoder, train_pairs)
     run.lap("load")
@@ -138,13 +139,31 @@ def calibrate(model: ScoringModel, encoder: PairEncoder, pairs: list[PreferenceP
 def training_pairs(train: list[PreferencePair], config: TrainConfig) -> list[PreferencePair]:
     """The weighted pool, the label-free contrast pairs built from it, then at most
     `max_train_pairs` of all of them (sampled with the seed). Without `pool`, only hh-rlhf and
-    the user's own files are trained on (every source is still evaluated)."""
+    the user's own files are trained on (every source is still evaluated); sources or subsets
+    in `exclude` are not trained on. With `replay` (re-training), every pair of the user's own
+    files is kept and the rest is a sample `replay` times their number."""
+    excluded = config.excluded()
+    train = [p for p in train if p.subset not in excluded and source_of(p) not in excluded]
     if not config.pool:
         train = [p for p in train if source_of(p) not in POOLED]
+    if config.replay is not None:
+        own = [p for p in train if source_of(p) not in SOURCE_WEIGHTS]
+        if not own:
+            raise ValueError("replay needs --train-data: there is nothing new to learn")
+        return own + sample(original_pairs(train, config), round(config.replay * len(own)),
+                            config.seed)
+    return sample(original_pairs(train, config), config.max_train_pairs, config.seed)
+
+
+def original_pairs(train: list[PreferencePair], config: TrainConfig) -> list[PreferencePair]:
+    """The catalogued sources weighted, plus their label-free contrast pairs; with `replay`,
+    the user's own files are left to the caller."""
+    if config.replay is not None:
+        train = [p for p in train if source_of(p) in SOURCE_WEIGHTS]
     real = weighted(train, config.seed)
     contrast = contrast_pairs(real, {kind: getattr(config, kind) for kind in CONTRAST_KINDS},
                               config.seed)
-    return sample(real + contrast, config.max_train_pairs, config.seed)
+    return real + contrast
 
 
 def behaviour_summary(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:

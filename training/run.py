@@ -77,7 +77,9 @@ class Run:
             torch.set_num_threads(config.threads)
         backbone = resolve_backbone(config.backbone)
         (output / "model").mkdir(parents=True, exist_ok=True)
-        encoder = PairEncoder.from_file(export_tokenizer(backbone, output / "model"), fmt)
+        # Continuing from a trained model: its tokenizer, which may differ from the backbone's.
+        source = Path(config.init_from) if config.init_from else backbone
+        encoder = PairEncoder.from_file(export_tokenizer(source, output / "model"), fmt)
         return cls(task, name, preset, config, output, backbone, encoder, {"start": started})
 
     @property
@@ -90,6 +92,13 @@ class Run:
 
     def new_model(self, num_outputs: int = 1) -> ScoringModel:
         torch.manual_seed(self.config.seed)  # the head's initialisation
+        if self.config.init_from:
+            model = ScoringModel.load(Path(self.config.init_from)).train()
+            outputs = model.head.out_features
+            if outputs != num_outputs:
+                raise ValueError(f"{self.config.init_from} has {outputs} outputs; this run "
+                                 f"needs {num_outputs} (its labels differ)")
+            return model
         return ScoringModel.from_backbone(self.backbone, num_outputs)
 
     def train(self, model: ScoringModel, data: Batchable, unit: str, objective: Objective,
@@ -104,6 +113,7 @@ class Run:
         """The fields every task's manifest shares, plus the task's own."""
         return Manifest(name=self.name, version=datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
                         input=self.encoder.format, backbone=str(self.config.backbone),
+                        training={"preset": self.preset, "config": self.config.to_dict()},
                         code_version=code_version(),
                         versions=library_versions("torch", "transformers", "tokenizers"),
                         **fields)

@@ -244,13 +244,6 @@ class Batchable(Protocol):
 T = TypeVar("T")
 
 
-def sample(items: list[T], limit: int | None, seed: int) -> list[T]:
-    """At most `limit` items, drawn with the seed (all of them when there are fewer)."""
-    if limit and limit < len(items):
-        return random.Random(seed).sample(items, limit)
-    return items
-
-
 def run_training(model: ScoringModel, data: Batchable, unit: str, objective: Objective,
           config: TrainConfig, output: Path, pad_id: int, resume: bool = False,
           stop_at: int | None = None) -> tuple[Trainer, list[dict[str, float]]] | None:

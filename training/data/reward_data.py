@@ -56,11 +56,13 @@ class RewardData:
 
 
 def load_reward_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
-                     skip_invalid: bool = False, other_sources: bool = True) -> RewardData:
+                     skip_invalid: bool = False, other_sources: bool = True,
+                     train_only: Sequence[Path] = ()) -> RewardData:
     """Every pooled source split by conversation or question, plus users' own JSONL files
-    (`extra`), which join the split and get a test set of their own. Callers that need only
-    the splits (export, benchmarks) pass other_sources=False and skip loading the held-out sets
-    and the suite."""
+    (`extra`), which join the split and get a test set of their own, and files that are
+    training data only (`train_only`: feedback that `alignserve retrain` split itself). Callers
+    that need only the splits (export, benchmarks) pass other_sources=False and skip loading
+    the held-out sets and the suite."""
     fingerprints: list[DataFingerprint] = []
 
     def catalogued(name: str) -> list[PreferencePair]:
@@ -68,15 +70,20 @@ def load_reward_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
         fingerprints.append(catalogue.PREFERENCE_SETS[name].fingerprint(loaded))
         return loaded.pairs
 
-    pooled = [p for name in HH_SUBSETS + POOLED for p in catalogued(name)]
-    for path in extra:
+    def own(path: Path) -> list[PreferencePair]:
         loaded = Loaded(skip_invalid=skip_invalid)
         load_generic(path, loaded)
         fingerprints.append(DataFingerprint(name=path.stem, files={path.name: sha256_file(path)},
                                             records=len(loaded.pairs),
                                             skipped=dict(loaded.skipped)))
-        pooled += loaded.pairs
+        return loaded.pairs
+
+    pooled = [p for name in HH_SUBSETS + POOLED for p in catalogued(name)]
+    for path in extra:
+        pooled += own(path)
     splits = split_pairs(pooled)
+    for path in train_only:
+        splits["train"] += own(path)
     by_source: dict[str, list[PreferencePair]] = defaultdict(list)
     for pair in splits["test"]:
         by_source[source_of(pair)].append(pair)

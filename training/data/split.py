@@ -8,8 +8,9 @@ same split, in every run and on every machine.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 from training.data.records import PreferencePair
 
@@ -31,3 +32,13 @@ def split_pairs(pairs: Sequence[PreferencePair]) -> dict[Split, list[PreferenceP
     for pair in pairs:
         out[split_of(pair.group)].append(pair)
     return out
+
+
+T = TypeVar("T")
+
+
+def sample(items: list[T], limit: int | None, seed: int) -> list[T]:
+    """At most `limit` items, drawn with the seed (all of them when there are fewer)."""
+    if limit and limit < len(items):
+        return random.Random(seed).sample(items, limit)
+    return items

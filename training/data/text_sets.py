@@ -5,7 +5,7 @@ CLINC150), each with users' own JSONL files carved in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from training.data.labelled import (
     load_intent_jsonl,
     load_moderation_jsonl,
 )
-from training.data.split import split_of
+from training.data.split import sample, split_of
 
 MODERATION_SOURCES = ("davidson", "tweeteval-hate", "tweeteval-offensive")
 SUITES = ("hatecheck", "xstest", "simplesafetytests")
@@ -27,39 +27,62 @@ Parse = Callable[[Path, Labelled], None]
 
 @dataclass
 class TextData:
-    train: list[TextExample] = field(default_factory=list)
+    train: list[TextExample] = field(default_factory=list)  # the catalogued sets'
     validation: list[TextExample] = field(default_factory=list)
     tests: dict[str, list[TextExample]] = field(default_factory=dict)
     fingerprints: list[DataFingerprint] = field(default_factory=list)
+    own_train: list[TextExample] = field(default_factory=list)  # users' files' train parts
 
     def sizes(self, used: int) -> dict[str, int]:
         """Split sizes for the report; `used` is how many training texts were sampled."""
-        return {"train": len(self.train), "validation": len(self.validation),
-                "train_used": used, **{f"test/{k}": len(v) for k, v in self.tests.items()}}
+        return {"train": len(self.train) + len(self.own_train),
+                "validation": len(self.validation), "train_used": used,
+                **{f"test/{k}": len(v) for k, v in self.tests.items()}}
+
+    def training(self, limit: int | None, seed: int, replay: float | None
+                 ) -> list[TextExample]:
+        """What to train on: at most `limit` of everything (sampled with the seed); or, when
+        re-training with `replay`, every text of the users' files plus `replay` times as many
+        sampled from the catalogued sets."""
+        if replay is None:
+            return sample(self.train + self.own_train, limit, seed)
+        if not self.own_train:
+            raise ValueError("replay needs --train-data: there is nothing new to learn")
+        return self.own_train + sample(self.train, round(replay * len(self.own_train)), seed)
 
 
-def _add_own(data: TextData, path: Path, parse: Parse, skip_invalid: bool) -> None:
-    """Your JSONL, carved 80/10/10 by text hash; its test part is reported on its own."""
+def _add_own(data: TextData, path: Path, parse: Parse, skip_invalid: bool,
+             train_only: bool = False) -> None:
+    """Your JSONL, carved 80/10/10 by text hash; its test part is reported on its own. A
+    train-only file (feedback that `alignserve retrain` split itself) is all training data."""
     own = Labelled(skip_invalid=skip_invalid)
     parse(path, own)
     test: list[TextExample] = []
     for example in own.examples:
-        part = split_of(example.text.lower())
-        (data.train if part == "train" else data.validation if part == "validation"
+        part = "train" if train_only else split_of(example.text.lower())
+        (data.own_train if part == "train" else data.validation if part == "validation"
          else test).append(example)
-    data.tests[path.stem] = test
+    if not train_only:
+        data.tests[path.stem] = test
     data.fingerprints.append(DataFingerprint(
         name=path.stem, files={path.name: sha256_file(path)},
         records=len(own.examples), skipped=dict(own.skipped)))
 
 
 def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
-                         skip_invalid: bool = False, suites: bool = True) -> TextData:
+                         skip_invalid: bool = False, suites: bool = True,
+                         exclude: Collection[str] = (), train_only: Sequence[Path] = ()
+                         ) -> TextData:
+    """Sources in `exclude` are neither trained nor calibrated on; their test split stays."""
+    unknown = set(exclude) - set(MODERATION_SOURCES)
+    if unknown:
+        raise ValueError(f"cannot exclude {sorted(unknown)}: the moderation sources are "
+                         f"{list(MODERATION_SOURCES)}")
     data = TextData()
     for name in (*MODERATION_SOURCES, *(SUITES if suites else ())):
         entry, splits = labelled_sets.load_labelled(name, data_dir)
         data.fingerprints.append(entry.fingerprint(splits))
-        if entry.kind == "suite":
+        if entry.kind == "suite" or name in exclude:
             data.tests[name] = splits["test"].examples
             continue
         data.train += splits["train"].examples
@@ -67,11 +90,13 @@ def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (
         data.tests[name] = splits["test"].examples
     for path in extra:
         _add_own(data, path, load_moderation_jsonl, skip_invalid)
+    for path in train_only:
+        _add_own(data, path, load_moderation_jsonl, skip_invalid, train_only=True)
     return data
 
 
 def load_intent_data(dataset: str, data_dir: Path | None = None, extra: Sequence[Path] = (),
-                     skip_invalid: bool = False) -> TextData:
+                     skip_invalid: bool = False, train_only: Sequence[Path] = ()) -> TextData:
     """dataset: 'banking77', 'clinc150' or 'own' (only the --train-data files)."""
     data = TextData()
     if dataset != "own":
@@ -83,7 +108,9 @@ def load_intent_data(dataset: str, data_dir: Path | None = None, extra: Sequence
         data.tests[dataset] = splits["test"].examples
     for path in extra:
         _add_own(data, path, load_intent_jsonl, skip_invalid)
-    if not data.train:
+    for path in train_only:
+        _add_own(data, path, load_intent_jsonl, skip_invalid, train_only=True)
+    if not data.train and not data.own_train:
         raise ValueError("no intent training examples: give a dataset or --train-data")
     return data
 
