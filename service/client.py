@@ -7,6 +7,8 @@
         client.rank(prompt="Hi", candidates=["Hello!", "What?"]).best_index
         client.moderate(["some text"]).results[0].flagged
         client.classify(["where is my card"], top_k=3).results[0].label
+        client.feedback([{"kind": "preference", "id": "t-1", "prompt": "Hi",
+                          "chosen": "Hello!", "rejected": "What?"}]).stored
 
 `AsyncClient` has the same methods, awaited. Bodies are checked with the service's own schemas
 before sending (a malformed one raises pydantic's ValidationError); an error answer raises
@@ -27,6 +29,8 @@ from service.schemas import (
     ClassifyResponse,
     CompareRequest,
     CompareResponse,
+    FeedbackRequest,
+    FeedbackResponse,
     ModelsResponse,
     ModerateRequest,
     ModerateResponse,
@@ -107,6 +111,12 @@ def classify_call(inputs: Sequence[str], top_k: int) -> Call[ClassifyResponse]:
     return Call("POST", "/v1/classify", ClassifyResponse, body)
 
 
+def feedback_call(records: Sequence[Mapping[str, Any]]) -> Call[FeedbackResponse]:
+    body = FeedbackRequest.model_validate({"records": list(records)})
+    return Call("POST", "/v1/feedback", FeedbackResponse, body.model_dump(mode="json",
+                                                                          exclude_none=True))
+
+
 MODELS_CALL = Call("GET", "/v1/models", ModelsResponse)
 Messages = Sequence[Mapping[str, str]] | None
 Pairs = Sequence[Mapping[str, Any]] | None
@@ -149,6 +159,9 @@ class Client:
 
     def classify(self, inputs: Sequence[str], top_k: int = 1) -> ClassifyResponse:
         return self.send(classify_call(inputs, top_k))
+
+    def feedback(self, records: Sequence[Mapping[str, Any]]) -> FeedbackResponse:
+        return self.send(feedback_call(records))
 
     def models(self) -> ModelsResponse:
         return self.send(MODELS_CALL)
@@ -196,6 +209,9 @@ class AsyncClient:
 
     async def classify(self, inputs: Sequence[str], top_k: int = 1) -> ClassifyResponse:
         return await self.send(classify_call(inputs, top_k))
+
+    async def feedback(self, records: Sequence[Mapping[str, Any]]) -> FeedbackResponse:
+        return await self.send(feedback_call(records))
 
     async def models(self) -> ModelsResponse:
         return await self.send(MODELS_CALL)

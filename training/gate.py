@@ -7,7 +7,8 @@ a reward model, mean per-category AUPRC for moderation, top-1 accuracy for inten
 
 The rule (RULE): promote only when
 1. on the held-out feedback the challenger is better: the gain's interval lies above 0;
-2. on the original test sets pooled, it loses at most `tolerance` points (point estimate);
+2. on the original test splits pooled (the training sources' test splits, not the held-out
+   sets), it loses at most `tolerance` points (point estimate);
 3. on no single original set or subset (hh-rlhf/harmless-base, behaviour/polite_vs_curt, …)
    is it surely worse by more than `tolerance`: no whole interval lies below -tolerance. A
    subset counts on its own: feedback that contradicts one population (say, flipped labels on
@@ -26,14 +27,14 @@ import numpy as np
 RESAMPLES, SEED = 1000, 0
 TOLERANCE_POINTS = 1.0
 FEEDBACK = "feedback (held out)"
-POOLED = "original sets, pooled"
+POOLED = "original test splits, pooled"
 
 
 def rule(tolerance: float) -> str:
     return (f"promote only if (1) on the held-out feedback the challenger's gain has a 95% "
-            f"paired-bootstrap interval above 0; (2) on the original test sets pooled it loses "
-            f"at most {tolerance:g} points; (3) on no original set or subset does the whole "
-            f"interval of its gain lie below -{tolerance:g} points")
+            f"paired-bootstrap interval above 0; (2) on the training sources' test splits "
+            f"pooled it loses at most {tolerance:g} points; (3) on no original set or subset "
+            f"does the whole interval of its gain lie below -{tolerance:g} points")
 
 
 Measure = Callable[[np.ndarray, np.ndarray], float]  # (per-example outputs, rows) -> metric
@@ -91,29 +92,31 @@ class Decision:
                 "sets": [{**asdict(s), "gain": s.gain} for s in self.sets]}
 
 
-def decide(metric: str, feedback: Scored, original: Mapping[str, Scored], pooled: Scored,
-           tolerance: float = TOLERANCE_POINTS) -> Decision:
+def decide(metric: str, feedback: Scored, original: Mapping[str, Scored],
+           pooled: Scored | None, tolerance: float = TOLERANCE_POINTS) -> Decision:
     fed = compare(FEEDBACK, feedback)
-    pool = compare(POOLED, pooled)
     each = [compare(name, scored) for name, scored in original.items()]
+    pool = compare(POOLED, pooled) if pooled is not None else None
     reasons = []
     if not fed.gain_low > 0:
         reasons.append(f"not better on the held-out feedback: gain {fed.gain:+.1f} points, "
                        f"interval [{fed.gain_low:+.1f}, {fed.gain_high:+.1f}] does not lie "
                        "above 0")
-    if pool.gain < -tolerance:
-        reasons.append(f"worse on the original sets pooled: {pool.gain:+.1f} points (tolerance "
-                       f"-{tolerance:g})")
+    if pool is not None and pool.gain < -tolerance:
+        reasons.append(f"worse on the original test splits pooled: {pool.gain:+.1f} points "
+                       f"(tolerance -{tolerance:g})")
     for s in each:
         if s.gain_high < -tolerance:
             reasons.append(f"surely worse on {s.name}: {s.gain:+.1f} points, interval "
                            f"[{s.gain_low:+.1f}, {s.gain_high:+.1f}] below -{tolerance:g}")
     promoted = not reasons
     if promoted:
+        pooled_gain = f"; original test splits pooled {pool.gain:+.1f} points" if pool else ""
         reasons = [f"better on the held-out feedback by {fed.gain:+.1f} points "
-                   f"[{fed.gain_low:+.1f}, {fed.gain_high:+.1f}]; original sets pooled "
-                   f"{pool.gain:+.1f} points; no set surely worse than -{tolerance:g}"]
-    return Decision(promoted, reasons, rule(tolerance), metric, tolerance, [fed, pool, *each])
+                   f"[{fed.gain_low:+.1f}, {fed.gain_high:+.1f}]{pooled_gain}; no set surely "
+                   f"worse than -{tolerance:g}"]
+    sets = [fed, *([pool] if pool else []), *each]
+    return Decision(promoted, reasons, rule(tolerance), metric, tolerance, sets)
 
 
 def plot(decision: Decision, path: Path) -> Path:

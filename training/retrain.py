@@ -114,8 +114,10 @@ def continue_config(parent: Manifest, weights: Path, task: str,
 
 # --- judging: both models on the same held-out examples ---------------------------------------
 
-Judge = Callable[[Path, Path, Path, Path | None, Manifest], tuple[str, gate.Scored,
-                                                               dict[str, gate.Scored]]]
+# (champion weights, challenger, held-out feedback file, data dir, parent manifest) ->
+# (metric, the feedback slice, the original sets, the names of those pooled for rule 2)
+Judged = tuple[str, gate.Scored, dict[str, gate.Scored], list[str]]
+Judge = Callable[[Path, Path, Path, Path | None, Manifest], Judged]
 
 
 def _models(champion: Path, challenger: Path) -> tuple[PairEncoder, ScoringModel, ScoringModel]:
@@ -129,10 +131,12 @@ def accuracy(correct: np.ndarray, rows: np.ndarray) -> float:
 
 
 def judge_reward(champion: Path, challenger: Path, kept: Path, data_dir: Path | None,
-                 parent: Manifest) -> tuple[str, gate.Scored, dict[str, gate.Scored]]:
+                 parent: Manifest) -> Judged:
+    """Every evaluation set of a training run; pooled: the test splits of the pooled sources
+    (the held-out sources and the suite are gated one by one)."""
     from training.data.preference import load_generic
     from training.data.records import Loaded
-    from training.data.reward_data import load_reward_data
+    from training.data.reward_data import HH, POOLED, load_reward_data
     from training.pairs import score_pairs
 
     encoder, old, new = _models(champion, challenger)
@@ -155,7 +159,8 @@ def judge_reward(champion: Path, challenger: Path, kept: Path, data_dir: Path | 
                 mask = subsets == subset
                 scored[subset] = gate.Scored(whole.champion[mask], whole.challenger[mask],
                                              accuracy)
-    return "pairwise accuracy", scored.pop(gate.FEEDBACK), scored
+    pool = [name for name in (HH, *POOLED) if name in scored]
+    return "pairwise accuracy", scored.pop(gate.FEEDBACK), scored, pool
 
 
 def mean_auprc(outputs: np.ndarray, rows: np.ndarray) -> float:
@@ -175,7 +180,7 @@ def mean_auprc(outputs: np.ndarray, rows: np.ndarray) -> float:
 
 
 def judge_moderation(champion: Path, challenger: Path, kept: Path, data_dir: Path | None,
-                     parent: Manifest) -> tuple[str, gate.Scored, dict[str, gate.Scored]]:
+                     parent: Manifest) -> Judged:
     from models.taxonomy import CATEGORIES
     from training.data.labelled import Labelled, load_moderation_jsonl
     from training.data.text_sets import MODERATION_SOURCES, load_moderation_data
@@ -196,11 +201,12 @@ def judge_moderation(champion: Path, challenger: Path, kept: Path, data_dir: Pat
 
     scored = {name: gate.Scored(outputs(old, name), outputs(new, name), mean_auprc)
               for name in sets if sets[name]}
-    return "mean AUPRC over categories", scored.pop(gate.FEEDBACK), scored
+    return "mean AUPRC over categories", scored.pop(gate.FEEDBACK), scored, list(
+        MODERATION_SOURCES)
 
 
 def judge_intent(champion: Path, challenger: Path, kept: Path, data_dir: Path | None,
-                 parent: Manifest) -> tuple[str, gate.Scored, dict[str, gate.Scored]]:
+                 parent: Manifest) -> Judged:
     from training.data.labelled import Labelled, load_intent_jsonl
     from training.data.text_sets import load_intent_data
     from training.texts import predict_logits
@@ -221,7 +227,8 @@ def judge_intent(champion: Path, challenger: Path, kept: Path, data_dir: Path | 
 
     scored = {name: gate.Scored(correct(old, name), correct(new, name), accuracy)
               for name in sets if sets[name]}
-    return "top-1 accuracy (in scope)", scored.pop(gate.FEEDBACK), scored
+    fed = scored.pop(gate.FEEDBACK)
+    return "top-1 accuracy (in scope)", fed, scored, list(scored)
 
 
 JUDGES: dict[str, Judge] = {"reward": judge_reward, "moderation": judge_moderation,
@@ -229,7 +236,7 @@ JUDGES: dict[str, Judge] = {"reward": judge_reward, "moderation": judge_moderati
 
 
 def pooled(original: dict[str, gate.Scored], names: Sequence[str]) -> gate.Scored:
-    """The top-level original sets (not their subsets) as one set."""
+    """Several original sets as one."""
     parts = [original[n] for n in names]
     return gate.Scored(np.concatenate([p.champion for p in parts]),
                        np.concatenate([p.challenger for p in parts]), parts[0].measure)
@@ -264,10 +271,10 @@ def retrain(task: str, tag: str, output: Path, feedback: FeedbackStore,
     challenger = _train(task, config, output / "challenger", data_dir, train_file,
                         parent.manifest)
     print("[3/4] gate: champion and challenger on the same held-out sets")
-    metric, fed, original = JUDGES[task](weights, challenger, kept_file, data_dir,
-                                         parent.manifest)
-    top = [n for n in original if "/" not in n]
-    decision = gate.decide(metric, fed, original, pooled(original, top), tolerance)
+    metric, fed, original, pool = JUDGES[task](weights, challenger, kept_file, data_dir,
+                                               parent.manifest)
+    decision = gate.decide(metric, fed, original, pooled(original, pool) if pool else None,
+                           tolerance)
     report.write_json(output / "gate.json", {"champion": parent.tag, "feedback":
                                              used.model_dump(mode="json"), **decision.record()})
     gate.plot(decision, output / "gate.png")
