@@ -38,14 +38,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     BENTOML_DO_NOT_TRACK=true \
     BENTOML_HOME=/var/lib/alignserve \
-    ALIGNSERVE_MODEL_STORE=/opt/alignserve/models
+    ALIGNSERVE_MODEL_STORE=/opt/alignserve/models \
+    ALIGNSERVE_FEEDBACK_DB=/var/lib/alignserve-feedback/feedback.sqlite3
+# /var/lib/alignserve-feedback: mount a volume there to keep SQLite feedback past the
+# container, or set ALIGNSERVE_FEEDBACK_DSN for PostgreSQL.
 RUN groupadd --system --gid 10001 alignserve \
  && useradd --system --uid 10001 --gid alignserve --home-dir /app --shell /usr/sbin/nologin alignserve \
- && mkdir -p /var/lib/alignserve /opt/alignserve/models \
- && chown alignserve:alignserve /var/lib/alignserve
+ && mkdir -p /var/lib/alignserve /var/lib/alignserve-feedback /opt/alignserve/models \
+ && chown alignserve:alignserve /var/lib/alignserve /var/lib/alignserve-feedback
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 COPY models/ models/
+COPY feedback/ feedback/
 COPY service/ service/
 COPY ${MODEL_STORE}/ /opt/alignserve/models/
 USER 10001:10001

@@ -152,5 +152,5 @@ def test_bentoml_build_makes_a_bento_with_the_service_and_the_models(
         name, version = stored.split(":")
         assert f"./models/{name}/{version}/model.onnx" in names
     assert {"./src/service/service.py", "./src/service/api.py",
-            "./src/models/manifest.py"} <= names
+            "./src/models/manifest.py", "./src/feedback/store.py"} <= names
     assert not any("training/" in n for n in names)  # the serving side only
