@@ -77,6 +77,13 @@ class AlignServe:
         self.backend = Backend(SETTINGS, models, open_feedback())
         APP.state.backend = self.backend
 
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        """The feedback store's connections go back cleanly (every record was committed when
+        it was acknowledged; nothing waits here)."""
+        if self.backend.feedback is not None:
+            self.backend.feedback.close()
+
     def __is_ready__(self) -> bool:
         """Ready once every model warmed up (construction finished), unless an engine refused
         to serve (a CUDA session that fell back to the CPU)."""

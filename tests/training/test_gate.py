@@ -1,0 +1,41 @@
+"""The promotion gate's rule on constructed outcomes: each clause refuses on its own."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.gate import Scored, decide
+from training.retrain import accuracy
+
+
+def outcomes(n: int, champion: float, challenger: float, seed: int = 0) -> Scored:
+    """Per-example correctness with the given accuracies, the two mostly agreeing."""
+    rng = np.random.default_rng(seed)
+    base = rng.random(n)
+    return Scored(base < champion, base < challenger, accuracy)
+
+
+def test_a_clear_gain_without_losses_is_promoted() -> None:
+    decision = decide("accuracy", outcomes(400, 0.5, 0.7),
+                      {"a": outcomes(800, 0.6, 0.6), "a/x": outcomes(100, 0.6, 0.6)},
+                      outcomes(800, 0.6, 0.6))
+    assert decision.promoted, decision.reasons
+    assert [s.name for s in decision.sets][:2] == ["feedback (held out)",
+                                                   "original test splits, pooled"]
+
+
+def test_each_clause_refuses_on_its_own() -> None:
+    fine, good = outcomes(800, 0.6, 0.6), outcomes(400, 0.5, 0.7)
+    unsure = decide("accuracy", outcomes(40, 0.5, 0.55), {"a": fine}, fine)
+    assert not unsure.promoted and "held-out feedback" in unsure.reasons[0]
+    pooled = decide("accuracy", good, {"a": fine}, outcomes(800, 0.6, 0.58))
+    assert not pooled.promoted and "pooled" in pooled.reasons[0]
+    subset = decide("accuracy", good, {"a": fine, "a/x": outcomes(300, 0.6, 0.4)}, fine)
+    assert not subset.promoted and "surely worse on a/x" in subset.reasons[0]
+    assert subset.record()["sets"][-1]["gain"] < -10
+
+
+def test_the_decision_is_reproducible() -> None:
+    args = ("accuracy", outcomes(200, 0.5, 0.56), {"a": outcomes(300, 0.6, 0.59)},
+            outcomes(300, 0.6, 0.59))
+    assert decide(*args).record() == decide(*args).record()
