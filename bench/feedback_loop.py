@@ -124,8 +124,12 @@ def loop(task: str, out: Path, champion_args: list[str], feedback: list[dict[str
         print(f"== training the champion: {' '.join(champion_args)}", flush=True)
         assert cli(["train", task, "--output", str(run), "--name", name, *champion_args]) == 0
     clock.lap("champion_train_s")
-    assert cli(["export", "--checkpoint", str(run / "model"), "--name", name]) == 0
-    champion = store.resolve(name)
+    version = json.loads((run / "model" / "manifest.json").read_text())["version"]
+    try:
+        champion = store.resolve(f"{name}:{version}")  # exported by an earlier run
+    except store.ArtifactError:
+        assert cli(["export", "--checkpoint", str(run / "model"), "--name", name]) == 0
+        champion = store.resolve(f"{name}:{version}")
     clock.lap("champion_export_s")
     results: dict[str, Any] = {"task": task, "machine": machine(), "champion": champion,
                                "champion_settings": champion_args,

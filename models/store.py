@@ -61,6 +61,14 @@ def save(directory: Path) -> str:
                 "metrics": {k: v.get("accuracy") for k, v in manifest.metrics.items()
                             if "accuracy" in v}}
     tag = f"{manifest.name}:{manifest.version}"
+    try:
+        bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        pass
+    else:
+        raise ArtifactError(f"{tag} is already in the store at {store_location()}: a version "
+                            "is never overwritten (train again for a new version, or "
+                            f"`bentoml models delete {tag}` first)")
     with bentoml.models.create(tag, labels=labels, metadata=metadata, module=MODULE) as model:
         for name in [*manifest.files, MANIFEST_FILE]:
             target = Path(model.path) / name

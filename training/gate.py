@@ -13,6 +13,12 @@ The rule (RULE): promote only when
    is it surely worse by more than `tolerance`: no whole interval lies below -tolerance. A
    subset counts on its own: feedback that contradicts one population (say, flipped labels on
    harmless-base) must not hide inside a pooled figure that barely moves.
+
+"Original sets" are the training sources' test splits and the task's behavioural suite. Sources
+held out of training altogether (HHH, UKPConvArg) are out-of-distribution checks: the report
+shows them, the rule does not read them. Learning a deployment's preferences may move a model
+away from a far domain's, and UKPConvArg's preferences are 77% "the longer argument wins": a
+challenger that leans less on length loses there by construction.
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ def rule(tolerance: float) -> str:
     return (f"promote only if (1) on the held-out feedback the challenger's gain has a 95% "
             f"paired-bootstrap interval above 0; (2) on the training sources' test splits "
             f"pooled it loses at most {tolerance:g} points; (3) on no original set or subset "
-            f"does the whole interval of its gain lie below -{tolerance:g} points")
+            f"does the whole interval of its gain lie below -{tolerance:g} points (original "
+            f"sets: the training sources' test splits and the behavioural suite; held-out "
+            f"sources are shown, not gated)")
 
 
 Measure = Callable[[np.ndarray, np.ndarray], float]  # (per-example outputs, rows) -> metric
@@ -57,13 +65,14 @@ class SetComparison:
     challenger: float
     gain_low: float  # points, 95% paired-bootstrap interval of challenger - champion
     gain_high: float
+    gated: bool = True  # False: an out-of-distribution check, shown only
 
     @property
     def gain(self) -> float:
         return (self.challenger - self.champion) * 100
 
 
-def compare(name: str, scored: Scored) -> SetComparison:
+def compare(name: str, scored: Scored, gated: bool = True) -> SetComparison:
     n = len(scored.champion)
     everything = np.arange(n)
     rng = np.random.default_rng(SEED)
@@ -74,7 +83,8 @@ def compare(name: str, scored: Scored) -> SetComparison:
                       - scored.measure(scored.champion, rows)) * 100)
     low, high = np.nanpercentile(gains, [2.5, 97.5])
     return SetComparison(name, n, scored.measure(scored.champion, everything),
-                         scored.measure(scored.challenger, everything), float(low), float(high))
+                         scored.measure(scored.challenger, everything), float(low), float(high),
+                         gated)
 
 
 @dataclass(frozen=True)
@@ -93,9 +103,12 @@ class Decision:
 
 
 def decide(metric: str, feedback: Scored, original: Mapping[str, Scored],
-           pooled: Scored | None, tolerance: float = TOLERANCE_POINTS) -> Decision:
+           pooled: Scored | None, tolerance: float = TOLERANCE_POINTS,
+           shown: Mapping[str, Scored] | None = None) -> Decision:
+    """`shown`: out-of-distribution sets, in the report but not in the rule."""
     fed = compare(FEEDBACK, feedback)
     each = [compare(name, scored) for name, scored in original.items()]
+    others = [compare(name, scored, gated=False) for name, scored in (shown or {}).items()]
     pool = compare(POOLED, pooled) if pooled is not None else None
     reasons = []
     if not fed.gain_low > 0:
@@ -115,7 +128,7 @@ def decide(metric: str, feedback: Scored, original: Mapping[str, Scored],
         reasons = [f"better on the held-out feedback by {fed.gain:+.1f} points "
                    f"[{fed.gain_low:+.1f}, {fed.gain_high:+.1f}]{pooled_gain}; no set surely "
                    f"worse than -{tolerance:g}"]
-    sets = [fed, *([pool] if pool else []), *each]
+    sets = [fed, *([pool] if pool else []), *each, *others]
     return Decision(promoted, reasons, rule(tolerance), metric, tolerance, sets)
 
 
@@ -134,12 +147,13 @@ def plot(decision: Decision, path: Path) -> Path:
     for i, s in enumerate(sets):
         ax.annotate(f"{s.gain:+.1f}\n[{s.gain_low:+.1f},{s.gain_high:+.1f}]",
                     (i, max(s.champion, s.challenger)), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x, [s.name for s in sets], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, [s.name if s.gated else f"({s.name})" for s in sets], rotation=30,
+                  ha="right", fontsize=8)
     ax.set_ylabel(decision.metric)
     ax.set_ylim(0, 1.15)
     verdict = "PROMOTED" if decision.promoted else "REFUSED"
     ax.set_title(f"{verdict}: champion vs challenger ({decision.metric}; gain in points, 95% "
-                 "interval)", fontsize=9)
+                 "interval; (name): shown, not gated)", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -152,5 +166,6 @@ def table(decision: Decision) -> str:
     rows = [head, "-" * len(head)]
     for s in decision.sets:
         rows.append(f"{s.name:<36} {s.n:>6} {s.champion:>9.4f} {s.challenger:>10.4f} "
-                    f"{s.gain:>+7.1f}  [{s.gain_low:+.1f}, {s.gain_high:+.1f}]")
+                    f"{s.gain:>+7.1f}  [{s.gain_low:+.1f}, {s.gain_high:+.1f}]"
+                    + ("" if s.gated else "  shown, not gated"))
     return "\n".join(rows)

@@ -121,9 +121,16 @@ def continue_config(parent: Manifest, weights: Path, task: str,
 
 # --- judging: both models on the same held-out examples ---------------------------------------
 
-# (champion weights, challenger, held-out feedback file, data dir, parent manifest) ->
-# (metric, the feedback slice, the original sets, the names of those pooled for rule 2)
-Judged = tuple[str, gate.Scored, dict[str, gate.Scored], list[str]]
+@dataclass(frozen=True)
+class Judged:
+    metric: str
+    feedback: gate.Scored  # the held-out feedback
+    original: dict[str, gate.Scored]  # gated: test splits (and subsets), behavioural suites
+    pool: list[str]  # the names in `original` pooled for the rule's clause 2
+    shown: dict[str, gate.Scored]  # held-out sources: reported, not gated
+
+
+# (champion weights, challenger, held-out feedback file, data dir, parent manifest) -> Judged
 Judge = Callable[[Path, Path, Path, Path | None, Manifest], Judged]
 
 
@@ -139,11 +146,11 @@ def accuracy(correct: np.ndarray, rows: np.ndarray) -> float:
 
 def judge_reward(champion: Path, challenger: Path, kept: Path, data_dir: Path | None,
                  parent: Manifest) -> Judged:
-    """Every evaluation set of a training run; pooled: the test splits of the pooled sources
-    (the held-out sources and the suite are gated one by one)."""
+    """Every evaluation set of a training run. Gated: the pooled sources' test splits (pooled
+    for clause 2) and the behavioural suite; shown: the held-out sources."""
     from training.data.preference import load_generic
     from training.data.records import Loaded
-    from training.data.reward_data import HH, POOLED, load_reward_data
+    from training.data.reward_data import HELD_OUT, HH, POOLED, load_reward_data
     from training.pairs import score_pairs
 
     encoder, old, new = _models(champion, challenger)
@@ -166,8 +173,11 @@ def judge_reward(champion: Path, challenger: Path, kept: Path, data_dir: Path | 
                 mask = subsets == subset
                 scored[subset] = gate.Scored(whole.champion[mask], whole.challenger[mask],
                                              accuracy)
-    pool = [name for name in (HH, *POOLED) if name in scored]
-    return "pairwise accuracy", scored.pop(gate.FEEDBACK), scored, pool
+    fed = scored.pop(gate.FEEDBACK)
+    shown = {name: v for name, v in scored.items() if name.split("/")[0] in HELD_OUT}
+    original = {name: v for name, v in scored.items() if name not in shown}
+    return Judged("pairwise accuracy", fed, original,
+                  [name for name in (HH, *POOLED) if name in original], shown)
 
 
 def mean_auprc(outputs: np.ndarray, rows: np.ndarray) -> float:
@@ -208,8 +218,8 @@ def judge_moderation(champion: Path, challenger: Path, kept: Path, data_dir: Pat
 
     scored = {name: gate.Scored(outputs(old, name), outputs(new, name), mean_auprc)
               for name in sets if sets[name]}
-    return "mean AUPRC over categories", scored.pop(gate.FEEDBACK), scored, list(
-        MODERATION_SOURCES)
+    fed = scored.pop(gate.FEEDBACK)
+    return Judged("mean AUPRC over categories", fed, scored, list(MODERATION_SOURCES), {})
 
 
 def judge_intent(champion: Path, challenger: Path, kept: Path, data_dir: Path | None,
@@ -235,7 +245,7 @@ def judge_intent(champion: Path, challenger: Path, kept: Path, data_dir: Path | 
     scored = {name: gate.Scored(correct(old, name), correct(new, name), accuracy)
               for name in sets if sets[name]}
     fed = scored.pop(gate.FEEDBACK)
-    return "top-1 accuracy (in scope)", fed, scored, list(scored)
+    return Judged("top-1 accuracy (in scope)", fed, scored, list(scored), {})
 
 
 JUDGES: dict[str, Judge] = {"reward": judge_reward, "moderation": judge_moderation,
@@ -278,10 +288,10 @@ def retrain(task: str, tag: str, output: Path, feedback: FeedbackStore,
     challenger = _train(task, config, output / "challenger", data_dir, train_file,
                         parent.manifest)
     print("[3/4] gate: champion and challenger on the same held-out sets")
-    metric, fed, original, pool = JUDGES[task](weights, challenger, kept_file, data_dir,
-                                               parent.manifest)
-    decision = gate.decide(metric, fed, original, pooled(original, pool) if pool else None,
-                           tolerance)
+    judged = JUDGES[task](weights, challenger, kept_file, data_dir, parent.manifest)
+    decision = gate.decide(judged.metric, judged.feedback, judged.original,
+                           pooled(judged.original, judged.pool) if judged.pool else None,
+                           tolerance, judged.shown)
     report.write_json(output / "gate.json", {"champion": parent.tag, "feedback":
                                              used.model_dump(mode="json"), **decision.record()})
     gate.plot(decision, output / "gate.png")

@@ -124,6 +124,9 @@ def test_store_round_trip_and_tampered_files_are_refused(artifact: tuple[Path, M
     assert stored.manifest == manifest and tag in [t for t, _ in store.list_stored()]
     assert store.get("tiny-reward").tag == tag  # latest version by name
     assert main(["models", "verify", tag]) == 0
+    assert (stored.path / "weights" / "head.safetensors").is_file()  # what retrain continues
+    with pytest.raises(store.ArtifactError, match="already in the store"):
+        store.save(copy)  # a version is never overwritten
 
     with (stored.path / "model.onnx").open("ab") as handle:
         handle.write(b"\0")

@@ -39,3 +39,12 @@ def test_the_decision_is_reproducible() -> None:
     args = ("accuracy", outcomes(200, 0.5, 0.56), {"a": outcomes(300, 0.6, 0.59)},
             outcomes(300, 0.6, 0.59))
     assert decide(*args).record() == decide(*args).record()
+
+
+def test_shown_sets_are_reported_but_never_gate() -> None:
+    fine, good = outcomes(800, 0.6, 0.6), outcomes(400, 0.5, 0.7)
+    decision = decide("accuracy", good, {"a": fine}, fine,
+                      shown={"far": outcomes(5000, 0.7, 0.5)})
+    assert decision.promoted
+    far = decision.sets[-1]
+    assert far.name == "far" and not far.gated and far.gain < -15
