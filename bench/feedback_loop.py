@@ -93,12 +93,16 @@ def post(url: str, records: list[dict[str, Any]]) -> dict[str, Any]:
         for i in range(0, len(records), BATCH):
             stored += len(client.feedback(records[i:i + BATCH]).stored)
     seconds = time.perf_counter() - started
-    time.sleep(5)  # the agreement is measured after each answer
     agreement: dict[str, float] = {}
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("alignserve_preference_feedback_agreement_total{"):
-            agreed = 'agreed="true"' in line
-            agreement["true" if agreed else "false"] = float(line.rsplit(" ", 1)[1])
+    deadline = time.monotonic() + 300  # scored after the answers, a few pairs at a time
+    while records[0]["kind"] == "preference" and time.monotonic() < deadline:
+        for line in httpx.get(f"{url}/metrics").text.splitlines():
+            if line.startswith("alignserve_preference_feedback_agreement_total{"):
+                agreed = 'agreed="true"' in line
+                agreement["true" if agreed else "false"] = float(line.rsplit(" ", 1)[1])
+        if sum(agreement.values()) >= stored:
+            break
+        time.sleep(2)
     total = sum(agreement.values())
     return {"sent": len(records), "stored": stored, "seconds": round(seconds, 1),
             "live_agreement": agreement.get("true", 0) / total if total else None}

@@ -3,16 +3,17 @@
 A POST is answered 200 only once its records are committed to the store (feedback/store.py);
 a store that cannot be reached is a 503 with Retry-After, and nothing was acknowledged. After
 the answer, preference records are scored by the reward model serving at that moment, for the
-live agreement metric (service/metrics.py PREFERENCE_AGREEMENT).
+live agreement metric (service/metrics.py PREFERENCE_AGREEMENT), a few at a time (`Agreement`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Request
+from fastapi import APIRouter, Path, Request
 
 from feedback.records import IntentFeedback, PreferenceFeedback, RecordId
 from feedback.store import FeedbackStore, StoreError, source_class
@@ -41,8 +42,7 @@ def unavailable(exc: StoreError) -> ServiceError:
 
 @router.post("/feedback", response_model=FeedbackResponse,
              summary="Store judgements of what the models did (durable once answered)")
-async def add_feedback(body: FeedbackRequest, request: Request, background: BackgroundTasks
-                       ) -> FeedbackResponse:
+async def add_feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
     backend = backend_of(request)
     settings, store = backend.settings, store_of(backend)
     records = body.records
@@ -73,23 +73,63 @@ async def add_feedback(body: FeedbackRequest, request: Request, background: Back
                                     metrics.source_label(source_class(record.source))).inc()
     preferences = [r for r in records if isinstance(r, PreferenceFeedback) and r.id in stored]
     if preferences and "reward" in backend.models:
-        background.add_task(agreement, backend, preferences)
+        AGREEMENT.add(backend, preferences)
     return FeedbackResponse(stored=added.stored, duplicates=added.duplicates)
 
 
-async def agreement(backend: Backend, records: list[PreferenceFeedback]) -> None:
-    """Did the reward model serving now rank each chosen reply higher? (After the answer: a
-    failure here loses a metric sample, never a record.)"""
+class Agreement:
+    """Scores stored preference records with the reward model serving at that moment, for the
+    live agreement metric: after the answers, a few pairs at a time, waiting whenever the
+    batch queue is full, so it never crowds out live traffic. Records wait in a bounded
+    backlog; past it a metric sample is skipped (and counted), never a record."""
+
+    chunk, backlog = 16, 10_000
+
+    def __init__(self) -> None:
+        self.pending: deque[PreferenceFeedback] = deque()
+        self.wake: asyncio.Event | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, backend: Backend, records: list[PreferenceFeedback]) -> None:
+        room = max(0, self.backlog - len(self.pending))
+        metrics.AGREEMENT_SKIPPED.inc(len(records[room:]))
+        self.pending.extend(records[:room])
+        if self.task is None or self.task.done():
+            self.wake = asyncio.Event()
+            self.task = asyncio.get_running_loop().create_task(self._run(backend),
+                                                               name="feedback-agreement")
+        assert self.wake is not None
+        self.wake.set()
+
+    async def _run(self, backend: Backend) -> None:
+        assert self.wake is not None
+        while True:
+            if not self.pending:
+                self.wake.clear()
+                await self.wake.wait()
+            chunk = [self.pending.popleft() for _ in range(min(self.chunk, len(self.pending)))]
+            try:
+                await score_agreement(backend, chunk)
+            except ServiceError as exc:
+                if exc.error_type is ErrorType.overloaded:  # live traffic first
+                    self.pending.extendleft(reversed(chunk))
+                    await asyncio.sleep(exc.retry_after_s or 1)
+                    continue
+                metrics.AGREEMENT_SKIPPED.inc(len(chunk))
+                log.warning("feedback agreement not measured for %d records: %s", len(chunk),
+                            exc.message)
+
+
+AGREEMENT = Agreement()
+
+
+async def score_agreement(backend: Backend, records: list[PreferenceFeedback]) -> None:
+    """Did the serving reward model rank each chosen reply higher?"""
     prompts = [r.prompt if r.prompt is not None else [m.message() for m in r.messages or []]
                for r in records]
-    try:
-        front, scores = await inference.rewards(
-            backend, prompts * 2, [r.chosen for r in records] + [r.rejected for r in records],
-            Timing(), observe=False)
-    except ServiceError as exc:
-        log.warning("feedback agreement not measured for %d records: %s", len(records),
-                    exc.message)
-        return
+    front, scores = await inference.rewards(
+        backend, prompts * 2, [r.chosen for r in records] + [r.rejected for r in records],
+        Timing(), observe=False)
     chosen, rejected = scores[:len(records)], scores[len(records):]
     for c, r in zip(chosen, rejected, strict=True):
         metrics.PREFERENCE_AGREEMENT.labels(front.manifest.name, front.manifest.version,

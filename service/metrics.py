@@ -71,6 +71,9 @@ PREFERENCE_AGREEMENT = Counter(f"{PREFIX}preference_feedback_agreement_total",
                                "Preference feedback scored by the served reward model, by "
                                "whether it ranked the chosen reply higher.",
                                ["model", "version", "agreed"])
+AGREEMENT_SKIPPED = Counter(f"{PREFIX}preference_feedback_unscored_total", "Preference "
+                            "records stored but not scored for the agreement (the backlog was "
+                            "full, or no reward model served).")
 MAX_SOURCES = 32
 _sources: set[str] = set()
 
