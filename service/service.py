@@ -16,6 +16,7 @@ import time
 
 import bentoml
 
+from feedback.records import KINDS
 from feedback.store import FeedbackStore, StoreError, open_store
 from models import store
 from service import metrics
@@ -68,6 +69,8 @@ class AlignServe:
     def __init__(self) -> None:
         for error_type in ErrorType:  # every failure series exists from the start, at 0
             metrics.FAILURES.labels(error_type.value)
+        for kind in KINDS:
+            metrics.FEEDBACK.labels(kind, "unknown")
         models = {}
         for role, tag in TAGS.items():
             try:

@@ -74,7 +74,7 @@ def test_names_match_the_service(overlay: str) -> None:
     assert set(settings) <= known, sorted(set(settings) - known)
     Settings.model_validate({k.removeprefix(PREFIX).lower(): v for k, v in settings.items()})
     secret_env = {e["name"] for e in container["env"]}
-    assert secret_env == {"ALIGNSERVE_API_KEY"} <= known
+    assert secret_env == {"ALIGNSERVE_API_KEY", "ALIGNSERVE_FEEDBACK_DSN"} <= known
     context = container["securityContext"]
     assert context["readOnlyRootFilesystem"] and not context["allowPrivilegeEscalation"]
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001

@@ -40,7 +40,9 @@ def test_artifact_is_complete_and_its_manifest_round_trips(artifact: tuple[Path,
     assert Manifest.load(out) == manifest
     assert store.verify(out) == manifest
     int8 = manifest.quantisation["int8"]
-    expected = {"model.onnx", "model.fp16.onnx", "tokenizer.json"}
+    weights = {f"weights/{name}" for name in ("encoder/config.json", "encoder/model.safetensors",
+                                              "head.safetensors", "tokenizer.json")}
+    expected = {"model.onnx", "model.fp16.onnx", "tokenizer.json", *weights}
     if int8["accepted"] == "yes":
         expected.add("model.int8.onnx")
     assert set(manifest.files) == expected
