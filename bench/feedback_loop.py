@@ -118,7 +118,8 @@ def run_retrain(task: str, champion: str, out: Path, db: Path, overrides: dict[s
 
 
 def loop(task: str, out: Path, champion_args: list[str], feedback: list[dict[str, Any]],
-         overrides: dict[str, Any], settings: dict[str, str]) -> dict[str, Any]:
+         overrides: dict[str, Any], settings: dict[str, str], capture_only: bool = False
+         ) -> dict[str, Any]:
     """Champion -> served -> feedback over HTTP -> retrain and gate -> swap; then the flipped
     feedback, which must be refused."""
     name = f"loop-{task}"
@@ -150,6 +151,9 @@ def loop(task: str, out: Path, champion_args: list[str], feedback: list[dict[str
         print(f"== {len(feedback)} feedback records -> POST {url}/v1/feedback", flush=True)
         results["feedback"] = post(url, feedback)
         clock.lap("feedback_post_s")
+        if capture_only:
+            results["timings"] = clock.laps
+            return results
         print("== alignserve retrain", flush=True)
         taught = run_retrain(task, champion, out / "retrain", db, overrides, promote=True)
         clock.lap("retrain_s")
@@ -218,6 +222,9 @@ def main() -> None:
                              "texts for moderation).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/feedback-loop"))
+    parser.add_argument("--capture-only", action="store_true",
+                        help="Serve the champion, send the feedback and report its live "
+                             "agreement; no re-training. Results: ...-capture-cpu.json.")
     parser.add_argument("--smoke", action="store_true",
                         help="A few minutes on tiny settings, to check the plumbing; writes "
                              "no results.")
@@ -230,15 +237,17 @@ def main() -> None:
         count, out = 100, args.out / f"{args.task}-smoke"
     out.mkdir(parents=True, exist_ok=True)
     results = loop(args.task, out, [*champion_args, "--seed", str(args.seed)],
-                   make_feedback(count, args.seed), {"seed": args.seed}, settings)
+                   make_feedback(count, args.seed), {"seed": args.seed}, settings,
+                   args.capture_only)
     results["seed"] = args.seed
     if args.smoke:
         print(json.dumps(results, indent=2))
         return
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"feedback-loop-{args.task}-cpu.json"
+    suffix = "-capture" if args.capture_only else ""
+    path = RESULTS / f"feedback-loop-{args.task}{suffix}-cpu.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({k: results[k] for k in ("feedback", "timings")}, indent=2))
+    print(json.dumps({k: results[k] for k in ("champion", "feedback", "timings")}, indent=2))
     print(f"results in {path}")
 
 
