@@ -116,3 +116,37 @@ def test_feedback_stats_and_export(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["feedback", "purge", "--older-than-days", "1", "--feedback-db", str(db)]) == 0
     assert "erased 0 records" in capsys.readouterr().out
     assert main(["feedback", "stats", "--feedback-db", str(tmp_path / "none.sqlite3")]) == 2
+
+
+@pytest.mark.parametrize("task", ["moderation", "intent"])
+def test_classifiers_retrain_and_are_judged(task: str, moderation_run: Path, intent_run: Path,
+                                            tmp_path: Path) -> None:
+    """The classifiers' path end to end on the tiny models: feedback of their kind, a
+    challenger continued from the stored weights, the gate's record (nothing stored)."""
+    from models.manifest import Manifest
+    from tests.integration.conftest import export_and_store
+
+    run = moderation_run if task == "moderation" else intent_run
+    tag = export_and_store(run, f"tiny-retrain-{task}")
+    labels = Manifest.load(run / "model").labels
+    rng = random.Random(4)
+    records = []
+    for i in range(120):
+        text = f"feedback text number {i} about my card and refund"
+        if task == "moderation":
+            records.append({"kind": "moderation", "id": f"m{i}", "text": text,
+                            "labels": {"offensive": rng.random() < 0.5}})
+        else:
+            records.append({"kind": "intent", "id": f"i{i}", "text": text,
+                            "intent": rng.choice(labels)})
+    store = SqliteStore(tmp_path / "feedback.sqlite3")
+    store.add([RECORD.validate_python(r) for r in records])
+    store.close()
+    out = tmp_path / "out"
+    code = main(["retrain", task, "--from", tag, "--output", str(out), "--no-promote",
+                 "--feedback-db", str(tmp_path / "feedback.sqlite3")])
+    assert code in (0, 5)
+    decision = json.loads((out / "gate.json").read_text())
+    assert decision["sets"][0]["name"] == "feedback (held out)"
+    assert decision["feedback"]["records"] == 120
+    assert Manifest.load(out / "challenger" / "model").labels == labels
