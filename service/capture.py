@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Request
 
@@ -25,6 +26,7 @@ from service.schemas import Deleted, FeedbackRequest, FeedbackResponse, StoredFe
 log = logging.getLogger(__name__)
 router = APIRouter()
 FeedbackId = Annotated[RecordId, Path(description="The record's id.")]
+T = TypeVar("T")
 
 
 def store_of(backend: Backend) -> FeedbackStore:
@@ -34,10 +36,14 @@ def store_of(backend: Backend) -> FeedbackStore:
     return backend.feedback
 
 
-def unavailable(exc: StoreError) -> ServiceError:
-    log.error("%s", exc)
-    return ServiceError(ErrorType.unavailable, "the feedback store is unavailable; nothing was "
-                        "stored, retry later", retry_after_s=5)
+async def in_thread(call: Callable[..., T], *args: Any) -> T:
+    """A store call off the event loop; a store that is down is a 503 with Retry-After."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except StoreError as exc:
+        log.error("%s", exc)
+        raise ServiceError(ErrorType.unavailable, "the feedback store is unavailable; nothing "
+                           "was stored, retry later", retry_after_s=5) from None
 
 
 @router.post("/feedback", response_model=FeedbackResponse,
@@ -62,10 +68,7 @@ async def add_feedback(body: FeedbackRequest, request: Request) -> FeedbackRespo
                 raise ServiceError(ErrorType.validation, f"records[{i}].intent: not an intent "
                                    f"of the served model ({len(labels)} intents; GET /v1/models "
                                    "lists them)")
-    try:
-        added = await asyncio.to_thread(store.add, records)
-    except StoreError as exc:
-        raise unavailable(exc) from None
+    added = await in_thread(store.add, records)
     stored = set(added.stored)
     for record in records:
         if record.id in stored:
@@ -139,11 +142,7 @@ async def score_agreement(backend: Backend, records: list[PreferenceFeedback]) -
 @router.get("/feedback/{record_id}", response_model=StoredFeedback,
             summary="One stored feedback record, as received")
 async def get_feedback(record_id: FeedbackId, request: Request) -> StoredFeedback:
-    store = store_of(backend_of(request))
-    try:
-        found = await asyncio.to_thread(store.get, record_id)
-    except StoreError as exc:
-        raise unavailable(exc) from None
+    found = await in_thread(store_of(backend_of(request)).get, record_id)
     if found is None:
         raise ServiceError(ErrorType.not_found, f"no feedback record with id {record_id!r}")
     return StoredFeedback(record=found.record, received_at=found.received_at)
@@ -152,11 +151,6 @@ async def get_feedback(record_id: FeedbackId, request: Request) -> StoredFeedbac
 @router.delete("/feedback/{record_id}", response_model=Deleted,
                summary="Erase one feedback record (customers' text is personal data)")
 async def delete_feedback(record_id: FeedbackId, request: Request) -> Deleted:
-    store = store_of(backend_of(request))
-    try:
-        deleted = await asyncio.to_thread(store.delete, record_id)
-    except StoreError as exc:
-        raise unavailable(exc) from None
-    if not deleted:
+    if not await in_thread(store_of(backend_of(request)).delete, record_id):
         raise ServiceError(ErrorType.not_found, f"no feedback record with id {record_id!r}")
     return Deleted(deleted=record_id)

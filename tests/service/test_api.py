@@ -165,3 +165,16 @@ async def test_without_a_store_feedback_is_503(tiny_artifact: Path) -> None:
                                  base_url="http://test") as http:
         answer = await http.post("/feedback", json={"records": [PREFERENCE]})
     assert answer.status_code == 503 and answer.json()["error_type"] == "unavailable"
+
+
+async def test_a_store_that_is_down_is_503_and_acknowledges_nothing(tiny_artifact: Path,
+                                                                    tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "down.sqlite3")
+    store.close()  # every call now fails inside the store
+    app = create_app(backend(tiny_artifact, store))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as http:
+        answer = await http.post("/feedback", json={"records": [PREFERENCE]})
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+        assert answer.json()["error_type"] == "unavailable"
+        assert (await http.get("/feedback/f-1")).status_code == 503
