@@ -17,6 +17,7 @@ expression differ. Times are UTC seconds since the epoch (a float) in both.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -298,8 +299,6 @@ def open_store(path: str | Path | None = None, dsn: str | None = None) -> Feedba
 def open_configured(path: str | None = None, dsn: str | None = None) -> FeedbackStore:
     """The store the service uses: a DSN or path given here, else ALIGNSERVE_FEEDBACK_DSN,
     else ALIGNSERVE_FEEDBACK_DB, else feedback.sqlite3 in the working directory."""
-    import os
-
     dsn = dsn or os.environ.get("ALIGNSERVE_FEEDBACK_DSN") or None
     path = path or os.environ.get("ALIGNSERVE_FEEDBACK_DB") or "feedback.sqlite3"
     if not dsn and not Path(path).exists():

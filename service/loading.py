@@ -59,9 +59,10 @@ def load_model(role: str, tag: str, settings: Settings) -> ModelBackend:
         wait_ms = 5.0 if engine.provider == "cuda" else 0.0
     batcher = Batcher(engine, manifest.name, settings.max_batch_size, wait_ms,
                       settings.max_queued_items)
-    announce(ModelBackend(front, engine, batcher), 1)
+    model = ModelBackend(front, engine, batcher)
+    announce(model, 1)
     metrics.start_series(manifest)
-    return ModelBackend(front, engine, batcher)
+    return model
 
 
 def announce(model: ModelBackend, served: int) -> None:

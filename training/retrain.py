@@ -222,6 +222,11 @@ def judge_moderation(champion: Path, challenger: Path, kept: Path, data_dir: Pat
     return Judged("mean AUPRC over categories", fed, scored, list(MODERATION_SOURCES), {})
 
 
+def intent_dataset(parent: Manifest) -> str | None:
+    """The catalogued intent set the parent was trained on, if any (its data fingerprints)."""
+    return next((d.name for d in parent.data if d.name in ("banking77", "clinc150")), None)
+
+
 def judge_intent(champion: Path, challenger: Path, kept: Path, data_dir: Path | None,
                  parent: Manifest) -> Judged:
     from training.data.labelled import Labelled, load_intent_jsonl
@@ -229,7 +234,7 @@ def judge_intent(champion: Path, challenger: Path, kept: Path, data_dir: Path | 
     from training.texts import predict_logits
 
     encoder, old, new = _models(champion, challenger)
-    dataset = next((d.name for d in parent.data if d.name in ("banking77", "clinc150")), None)
+    dataset = intent_dataset(parent)
     own = Labelled()
     load_intent_jsonl(kept, own)
     sets = {gate.FEEDBACK: own.examples}
@@ -322,9 +327,8 @@ def _train(task: str, config: TrainConfig, output: Path, data_dir: Path | None,
     elif task == "moderation":
         result = train_moderation(config, output, data_dir, **common)
     else:
-        dataset = next((d.name for d in parent.data if d.name in ("banking77", "clinc150")),
-                       "own")
-        result = train_intent(config, output, dataset, data_dir, **common)
+        result = train_intent(config, output, intent_dataset(parent) or "own", data_dir,
+                              **common)
     if result is None:
         raise RetrainError("training stopped before the end")
     return result.model_dir
