@@ -88,6 +88,15 @@ class EncodedPair:
         return len(self.input_ids)
 
 
+@dataclass(frozen=True)
+class Windows:
+    """Texts cut into overlapping model-length windows."""
+
+    items: list[EncodedPair]  # every window of every text, in order
+    owners: list[int]  # the index of each window's text
+    tokens: list[int]  # each text's length in tokens, [CLS] and [SEP] included
+
+
 def split_budget(prompt_len: int, response_len: int, fmt: InputFormat) -> tuple[int, int]:
     """How many prompt and response tokens fit: (kept from the prompt's end, kept from the
     response's start)."""
@@ -134,6 +143,24 @@ class PairEncoder:
             out.append(EncodedPair(seq, [0] * len(seq), False, len(kept) < len(ids)))
         return out
 
+    def encode_windows(self, texts: Sequence[str], overlap: int | None = None) -> Windows:
+        """Every text whole, in windows of the model's length that overlap by `overlap`
+        tokens (default a third of a window, so that a sentence shorter than that cut at one
+        window's edge is whole in the next). A text that fits is one window, the same item
+        `encode_texts` gives."""
+        budget = self.format.max_length - 2
+        overlap = budget // 3 if overlap is None else overlap
+        if not 0 <= overlap < budget:
+            raise ValueError(f"overlap must be in [0, {budget}), not {overlap}")
+        out = Windows([], [], [])
+        for owner, ids in enumerate(self._ids(list(texts))):
+            out.tokens.append(len(ids) + 2)
+            for start in window_starts(len(ids), budget, budget - overlap):
+                seq = [self.cls_id, *ids[start:start + budget], self.sep_id]
+                out.items.append(EncodedPair(seq, [0] * len(seq), False, False))
+                out.owners.append(owner)
+        return out
+
     def _special(self, token: str) -> int:
         token_id = self.tokenizer.token_to_id(token)
         if token_id is None:
@@ -155,6 +182,15 @@ class PairEncoder:
             prompt_truncated=prompt_keep < len(prompt),
             response_truncated=response_keep < len(response),
         )
+
+
+def window_starts(length: int, size: int, stride: int) -> list[int]:
+    """Token offsets of windows of `size` every `stride` tokens that cover `length` tokens; the
+    last window ends at the text's end (it may overlap its neighbour more)."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size, stride))
+    return [*starts, length - size]
 
 
 def pad_batch(items: Sequence[EncodedPair], pad_id: int = 0) -> dict[str, np.ndarray]:

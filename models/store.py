@@ -7,7 +7,9 @@ bentoml is imported lazily: reading a manifest needs nothing more than pydantic.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,20 @@ class ArtifactError(RuntimeError):
     """An artifact that must not be served, with what is wrong with it."""
 
 
+def use_default_home(environ: MutableMapping[str, str] = os.environ) -> Path:
+    """One model store for every entry point (`make`, `alignserve`, `python -m service`):
+    $BENTOML_HOME when set; else, in a source checkout (this package beside pyproject.toml),
+    its .bentoml/, where `make serve` builds the default models; else BentoML's ~/bentoml.
+    Called before bentoml is first imported, which reads it. Telemetry is off unless asked."""
+    checkout = Path(__file__).resolve().parents[1]
+    if not environ.get("BENTOML_HOME") and (checkout / "pyproject.toml").exists():
+        environ["BENTOML_HOME"] = str(checkout / ".bentoml")
+    environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    return Path(environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+
+
 def _bentoml() -> Any:
+    use_default_home()
     try:
         import bentoml
     except ImportError as exc:

@@ -1,7 +1,8 @@
 """Start the service: `python -m service [--host H] [--port P]`.
 
 The one command behind `make serve`, the container's entrypoint and the tests. It runs
-`bentoml serve service.service:AlignServe`, after one preparation for read-only deployments:
+`bentoml serve service.service:AlignServe` on the model store every entry point shares
+(models/store.py's use_default_home), after one preparation for read-only deployments:
 when ALIGNSERVE_MODEL_STORE names a directory of stored models (baked into an image, or a
 mounted volume), $BENTOML_HOME/models becomes a link to it, so BENTOML_HOME itself can be a
 small writable scratch directory (BentoML keeps its Prometheus files there).
@@ -12,18 +13,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
+
+from models.store import use_default_home
 
 SERVICE = "service.service:AlignServe"
 
 
-def prepare_home(environ: dict[str, str]) -> None:
+def prepare_home(environ: MutableMapping[str, str]) -> None:
+    use_default_home(environ)
     store = environ.get("ALIGNSERVE_MODEL_STORE")
     if not store:
         return
     if not Path(store).is_dir():
         raise SystemExit(f"alignserve: ALIGNSERVE_MODEL_STORE={store} is not a directory")
-    home = Path(environ.get("BENTOML_HOME") or Path.home() / "bentoml")
+    home = Path(environ["BENTOML_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     models = home / "models"
     if models.is_symlink() and models.resolve() != Path(store).resolve():
@@ -47,8 +52,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Interface to listen on; 0.0.0.0 inside a container.")
     parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    prepare_home(dict(os.environ))
+    prepare_home(os.environ)
     cmd = command(args.host, args.port)
     os.execv(cmd[0], cmd)
 

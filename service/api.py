@@ -203,7 +203,7 @@ async def moderate(body: ModerateRequest, request: Request, response: Response
     front, results = await inference.moderate(backend_of(request), body.inputs, timing)
     timing.finish(response, front)
     return ModerateResponse(model=front.tag, results=[
-        ModerationResult(flagged=r.flagged, tokens=r.tokens, truncated=r.truncated,
+        ModerationResult(flagged=r.flagged, tokens=r.tokens, windows=r.windows,
                          categories={c: CategoryResult(probability=v.probability,
                                                        threshold=v.threshold, flagged=v.flagged)
                                      for c, v in r.categories.items()})

@@ -15,7 +15,7 @@ import numpy as np
 
 from models.artifact import TOKENIZER_FILE
 from models.calibration import sigmoid, softmax
-from models.inputs import EncodedPair, PairEncoder, Prompt
+from models.inputs import EncodedPair, PairEncoder, Prompt, Windows
 from models.manifest import Manifest, Task
 from models.taxonomy import OUT_OF_SCOPE
 
@@ -41,7 +41,7 @@ class Moderation:
     flagged: bool
     categories: dict[str, CategoryScore]
     tokens: int
-    truncated: bool
+    windows: int
 
 
 @dataclass(frozen=True)
@@ -110,15 +110,23 @@ class ModerationFront(Front):
         self.temperatures = np.array([temperatures.get(c, 1.0) for c in manifest.labels])
         self.thresholds = np.array([manifest.thresholds.get(c, 0.5) for c in manifest.labels])
 
-    def moderate(self, items: Sequence[EncodedPair], logits: np.ndarray) -> list[Moderation]:
-        """Per-category calibrated probabilities sigmoid(z / T_c), flagged at each threshold."""
+    def prepare_windows(self, texts: Sequence[str]) -> Windows:
+        return self.encoder.encode_windows(texts)
+
+    def moderate(self, windows: Windows, logits: np.ndarray) -> list[Moderation]:
+        """Per text and category, the calibrated probability sigmoid(z / T_c) of its most
+        offending window (a text is as abusive as its worst part: one threat in a long message
+        is a threat), flagged at each category's threshold."""
         probs = sigmoid(logits / self.temperatures)
+        owners = np.asarray(windows.owners)
         out = []
-        for item, row in zip(items, probs, strict=True):
+        for text, tokens in enumerate(windows.tokens):
+            mine = owners == text
+            row = probs[mine].max(axis=0)
             scores = {c: CategoryScore(float(p), float(t), bool(p >= t)) for c, p, t in
                       zip(self.manifest.labels, row, self.thresholds, strict=True)}
-            out.append(Moderation(any(s.flagged for s in scores.values()), scores, len(item),
-                                  item.truncated))
+            out.append(Moderation(any(s.flagged for s in scores.values()), scores, tokens,
+                                  int(mine.sum())))
         return out
 
 

@@ -39,6 +39,7 @@ from service.settings import Settings
 # plus waiting for the GIL), so it runs on the event loop.
 INLINE_TOKENISE_CHARS = 8192
 F = TypeVar("F", bound=Front)
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,17 +105,24 @@ def prompt_of(where: str, prompted: Prompted, settings: Settings) -> Prompt:
     return prompted.as_prompt()
 
 
-async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], size: int,
-                timing: Timing) -> tuple[list[EncodedPair], np.ndarray]:
-    """Tokenise here, run in the engine through the batch queue; (items, raw outputs)."""
-    name = model.front.manifest.name
+async def tokenise(model: ModelBackend, prepare: Callable[[], T], size: int, timing: Timing
+                   ) -> T:
+    """Run `prepare` (tokenisation) on the event loop when small, else in a thread."""
     started = time.perf_counter()
     if size <= INLINE_TOKENISE_CHARS:
-        items = prepare()
+        prepared = prepare()
     else:  # off the event loop: a big request must not stall everyone else's
-        items = await asyncio.to_thread(prepare)
+        prepared = await asyncio.to_thread(prepare)
     tokenised = time.perf_counter() - started
-    metrics.TOKENISATION.labels(name).observe(tokenised)
+    metrics.TOKENISATION.labels(model.front.manifest.name).observe(tokenised)
+    timing.stages["tokenise"] = tokenised * 1000
+    return prepared
+
+
+async def run_items(model: ModelBackend, items: list[EncodedPair], timing: Timing
+                    ) -> np.ndarray:
+    """Run tokenised items in the engine through the batch queue; their raw outputs."""
+    name = model.front.manifest.name
     response_field = "response" if isinstance(model.front, RewardFront) else "text"
     for item in items:
         metrics.INPUT_TOKENS.labels(name).observe(len(item))
@@ -123,10 +131,16 @@ async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], s
         if item.response_truncated:
             metrics.TRUNCATIONS.labels(name, response_field).inc()
     result = await model.batcher.run(items)
-    timing.stages["tokenise"] = tokenised * 1000
     timing.stages["queue"] = result.queue_s * 1000
     timing.stages["inference"] = result.inference_s * 1000
-    return items, result.outputs
+    return result.outputs
+
+
+async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], size: int,
+                timing: Timing) -> tuple[list[EncodedPair], np.ndarray]:
+    """Tokenise, then run in the engine; (items, raw outputs)."""
+    items = await tokenise(model, prepare, size, timing)
+    return items, await run_items(model, items, timing)
 
 
 async def rewards(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
@@ -145,20 +159,26 @@ async def rewards(backend: Backend, prompts: Sequence[Prompt], responses: Sequen
     return front, scores
 
 
-async def _texts(model: ModelBackend, texts: list[str], settings: Settings, timing: Timing
-                 ) -> tuple[list[EncodedPair], np.ndarray]:
+def _check_texts(texts: list[str], settings: Settings) -> None:
     check_count("inputs", len(texts), settings.max_items, "ALIGNSERVE_MAX_ITEMS")
     for i, text in enumerate(texts):
         check_text(f"inputs[{i}]", [text], settings)
-    return await infer(model, lambda: model.front.prepare_texts(texts), sum(map(len, texts)),
-                       timing)
 
 
 async def moderate(backend: Backend, texts: list[str], timing: Timing
                    ) -> tuple[ModerationFront, list[Moderation]]:
+    """Each text whole, in overlapping windows (models/inputs.py); the windows count against
+    ALIGNSERVE_MAX_WINDOWS and, in the queue, as items."""
     model, front = backend.get("moderation", ModerationFront)
-    items, outputs = await _texts(model, texts, backend.settings, timing)
-    results = front.moderate(items, outputs)
+    _check_texts(texts, backend.settings)
+    windows = await tokenise(model, lambda: front.prepare_windows(texts),
+                             sum(map(len, texts)), timing)
+    limit = backend.settings.max_windows
+    if len(windows.items) > limit:
+        raise ServiceError(ErrorType.too_large, f"the inputs need {len(windows.items)} windows "
+                           f"of {front.manifest.input.max_length} tokens; the limit is {limit} "
+                           "(ALIGNSERVE_MAX_WINDOWS): send fewer or shorter texts per request")
+    results = front.moderate(windows, await run_items(model, windows.items, timing))
     manifest = front.manifest
     metrics.MODERATED.labels(manifest.name, manifest.version).inc(len(results))
     for result in results:
@@ -171,5 +191,7 @@ async def moderate(backend: Backend, texts: list[str], timing: Timing
 async def classify(backend: Backend, texts: list[str], top_k: int, timing: Timing
                    ) -> tuple[IntentFront, list[Classification]]:
     model, front = backend.get("intent", IntentFront)
-    items, outputs = await _texts(model, texts, backend.settings, timing)
+    _check_texts(texts, backend.settings)
+    items, outputs = await infer(model, lambda: front.prepare_texts(texts),
+                                 sum(map(len, texts)), timing)
     return front, front.classify(items, outputs, min(top_k, len(front.manifest.labels)))

@@ -158,7 +158,8 @@ class ModerateRequest(Strict):
 
 
 class CategoryResult(BaseModel):
-    probability: float = Field(..., description="Calibrated: sigmoid(logit / T_category).")
+    probability: float = Field(..., description="Calibrated: sigmoid(logit / T_category), of "
+                               "the text's most offending window.")
     threshold: float = Field(..., description="Chosen on validation for the goal the model "
                              "manifest states (GET /v1/models).")
     flagged: bool
@@ -166,9 +167,11 @@ class CategoryResult(BaseModel):
 
 class ModerationResult(BaseModel):
     flagged: bool = Field(..., description="Any category at or above its threshold.")
-    categories: dict[str, CategoryResult]
-    tokens: int
-    truncated: bool
+    categories: dict[str, CategoryResult] = Field(..., description="Per category, the score "
+                                                  "of the text's most offending window.")
+    tokens: int = Field(..., description="The text's length in tokens.")
+    windows: int = Field(..., description="How many overlapping model-length windows read "
+                         "the text: 1 when it fits; a longer text is read whole, never cut.")
 
 
 class ModerateResponse(BaseModel):

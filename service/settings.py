@@ -43,8 +43,8 @@ class Settings(BaseSettings):
                               "(latest version) or name:version; empty to serve none.")
     moderation_model: str = Field("moderation", description="Store tag of the moderation "
                                   "classifier; empty to serve none.")
-    intent_model: str = Field("", description="Store tag of the intent classifier (none by "
-                              "default: `alignserve train intent` builds one).")
+    intent_model: str = Field("intent", description="Store tag of the intent classifier "
+                              "(`make serve` builds a banking77 one); empty to serve none.")
     provider: Provider = Field(Provider.auto, description="Execution provider; cuda refuses to "
                                "report ready if onnxruntime fell back to the CPU.")
     graph: Graph = Field(Graph.auto, description="Which graph of the artifact to run. int8 is "
@@ -71,6 +71,10 @@ class Settings(BaseSettings):
                            "input is refused with 413 before tokenisation.")
     max_request_bytes: int = Field(8 << 20, ge=1024, le=1 << 30, description="Largest request "
                                    "body; a bigger one is refused with 413 before parsing.")
+    max_windows: int = Field(256, ge=1, le=100_000, description="Most model-length windows "
+                             "one moderation request may need: a text longer than the model's "
+                             "window is read whole in overlapping windows, each an item in the "
+                             "queue (256 windows of 96 tokens are about 16,000 tokens).")
     max_candidates: int = Field(64, ge=2, le=1024, description="Most candidates in one rank "
                                 "request.")
     api_key: SecretStr | None = Field(None, description="When set, /v1/* needs 'Authorization: "

@@ -68,5 +68,6 @@ def keyed_server(stored_tiny: str, tmp_path_factory: pytest.TempPathFactory) -> 
     when it was kept)."""
     log = tmp_path_factory.mktemp("serve-keyed") / "serve.log"
     with serving(log, ALIGNSERVE_REWARD_MODEL=stored_tiny, ALIGNSERVE_MODERATION_MODEL="",
+                 ALIGNSERVE_INTENT_MODEL="",
                  ALIGNSERVE_API_KEY=API_KEY, ALIGNSERVE_MAX_ITEMS="4") as url:
         yield url

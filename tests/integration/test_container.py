@@ -119,7 +119,8 @@ def test_a_read_only_model_store_serves(stored_tiny: str, tmp_path: Path) -> Non
         path.chmod(path.stat().st_mode & ~0o222)
     try:
         with serving(tmp_path / "serve.log", ALIGNSERVE_REWARD_MODEL=stored_tiny,
-                     ALIGNSERVE_MODERATION_MODEL="", ALIGNSERVE_MODEL_STORE=str(store)) as url:
+                     ALIGNSERVE_MODERATION_MODEL="",
+                 ALIGNSERVE_INTENT_MODEL="", ALIGNSERVE_MODEL_STORE=str(store)) as url:
             body = {"items": [{"prompt": "hello", "response": "hi"}]}
             assert httpx.post(f"{url}/v1/reward/score", json=body).status_code == 200
     finally:

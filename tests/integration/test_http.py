@@ -130,6 +130,33 @@ def test_moderate_answers_per_category(server: str) -> None:
         data["results"][1]["categories"]["hate"]["probability"], abs=1e-5)
 
 
+def test_a_long_text_is_read_whole_in_windows_and_scored_by_its_worst_part(server: str
+                                                                           ) -> None:
+    """The tiny model reads 30 tokens at a time; "day" is one token, so the windows of these
+    texts are known: a window of 30 "day"s, and the text's last 30 words."""
+    from models.inputs import window_starts
+
+    ending = "you is a terrible awful human"  # words of the tiny vocabulary: a token each
+    long = "day " * 300 + ending
+    last_window = " ".join(long.split()[-30:])
+
+    def moderate(texts: list[str]) -> list[dict[str, Any]]:
+        response = httpx.post(f"{server}/v1/moderate", json={"inputs": texts})
+        assert response.status_code == 200, response.text
+        return response.json()["results"]
+
+    clean, dirty, alone, days = moderate(["day " * 300, long, last_window, "day " * 30])
+    assert clean["windows"] == len(window_starts(300, 30, 20)) == 15 and clean["tokens"] == 302
+    assert dirty["windows"] == 15 and alone["windows"] == days["windows"] == 1
+    for category in ("hate", "offensive"):
+        clean_p, dirty_p, alone_p, days_p = (float(r["categories"][category]["probability"])
+                                             for r in (clean, dirty, alone, days))
+        assert clean_p == pytest.approx(days_p, abs=1e-5)  # every window is the same
+        assert dirty_p == pytest.approx(max(days_p, alone_p), abs=1e-4)  # the worst window
+    too_many = httpx.post(f"{server}/v1/moderate", json={"inputs": ["day " * 6000]})
+    assert too_many.status_code == 413 and "ALIGNSERVE_MAX_WINDOWS" in too_many.text
+
+
 def test_the_clients_moderate_and_classify(server: str) -> None:
     async def both() -> tuple[bool, str]:
         async with AsyncClient(server) as async_client:
@@ -299,3 +326,5 @@ def test_openapi_documents_every_endpoint_with_an_example(server: str) -> None:
                  "ClassifyRequest"]:
         assert schemas[name].get("examples"), name
     assert "/v1/models" in spec["paths"]
+    page = httpx.get(f"{server}/")  # the README's link: the Swagger UI that reads this spec
+    assert page.status_code == 200 and "swagger" in page.text.lower()

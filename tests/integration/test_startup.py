@@ -14,7 +14,8 @@ from service.local import REPO, free_port, serve_command, service_env
     ({"ALIGNSERVE_PROVIDR": "cuda"}, "unknown settings ['ALIGNSERVE_PROVIDR']"),
     ({"ALIGNSERVE_API_KEY": "short"}, "ALIGNSERVE_API_KEY must be at least 16 characters"),
     ({"ALIGNSERVE_REWARD_MODEL": "no-such-model"}, "no model 'no-such-model' in the store"),
-    ({"ALIGNSERVE_REWARD_MODEL": "", "ALIGNSERVE_MODERATION_MODEL": ""}, "no model to serve"),
+    ({"ALIGNSERVE_REWARD_MODEL": "", "ALIGNSERVE_MODERATION_MODEL": "",
+      "ALIGNSERVE_INTENT_MODEL": ""}, "no model to serve"),
 ], ids=["out of range", "misspelt", "weak key", "missing model", "no model"])
 def test_start_up_refuses(settings: dict[str, str], message: str) -> None:
     result = subprocess.run(serve_command(free_port()), cwd=REPO, env=service_env(**settings),

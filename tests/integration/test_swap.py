@@ -42,6 +42,7 @@ def swap_server(two_versions: tuple[str, str], tmp_path_factory: pytest.TempPath
                 ) -> Iterator[str]:
     log = tmp_path_factory.mktemp("serve-swap") / "serve.log"
     with serving(log, ALIGNSERVE_REWARD_MODEL=two_versions[0], ALIGNSERVE_MODERATION_MODEL="",
+                 ALIGNSERVE_INTENT_MODEL="",
                  ALIGNSERVE_API_KEY=API_KEY) as url:
         yield url
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,37 @@ def test_pad_batch(encoder: PairEncoder) -> None:
 def test_mismatched_lengths_are_refused(encoder: PairEncoder) -> None:
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
         encoder.encode_batch(["a", "b"], ["c"])
+
+
+@pytest.mark.parametrize(("length", "expected"), [
+    (10, [0]), (22, [0]), (23, [0, 1]), (50, [0, 15, 28]), (44, [0, 15, 22])])
+def test_window_starts_cover_the_text_and_end_at_its_end(length: int, expected: list[int]
+                                                         ) -> None:
+    from models.inputs import window_starts
+
+    starts = window_starts(length, 22, 15)
+    assert starts == expected
+    covered = {t for s in starts for t in range(s, min(s + 22, length))}
+    assert covered == set(range(length))
+
+
+def test_long_texts_are_read_whole_in_overlapping_windows(encoder: PairEncoder) -> None:
+    from models.inputs import window_starts
+
+    words = [f"w{i}" for i in range(60)]
+    text = " ".join(words)
+    short = encoder.encode_windows(["hello there", text])
+    (whole,) = encoder.encode_texts(["hello there"])
+    ids = encoder.tokenizer.encode(text, add_special_tokens=False).ids
+    assert short.items[0] == whole and short.owners.count(0) == 1  # a text that fits: as before
+    assert short.tokens == [len(whole), len(ids) + 2]
+    mine = [w for w, owner in zip(short.items, short.owners, strict=True) if owner == 1]
+    assert len(mine) > 2 and all(len(w) <= 24 for w in mine)
+    assert all(w.input_ids[0] == encoder.cls_id and w.input_ids[-1] == encoder.sep_id
+               for w in mine)
+    starts = window_starts(len(ids), 22, 22 - 22 // 3)
+    assert [w.input_ids[1:-1] for w in mine] == [ids[s:s + 22] for s in starts]
+    assert starts[-1] + 22 == len(ids)  # the very end is read
+    assert all(b - a <= 22 - 22 // 3 for a, b in itertools.pairwise(starts))  # a third overlaps
+    with pytest.raises(ValueError, match="overlap"):
+        encoder.encode_windows([text], overlap=22)
