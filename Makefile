@@ -1,9 +1,8 @@
 # The README's commands. Each sets up its own environment on a fresh machine.
 #   make serve   build the default models if the store lacks them, then serve on 127.0.0.1:3000
 #   make test    lint, type-check and run the whole suite (what CI runs)
-#   make train   (re)train the default reward and moderation models into runs/ (about 8 and
-#                5 minutes on 2 cores), export them to ONNX and save them in the model
-#                store (.bentoml/models)
+#   make train   (re)train the default reward, moderation and intent models into runs/,
+#                export them to ONNX and save them in the model store (.bentoml/models)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -38,31 +37,19 @@ test: lint
 serve: models
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
-# The default models, built from the data only when the store lacks them. An interrupted
-# training run resumes from its checkpoint; a finished one is only exported again.
-# $(call model,NAME,TASK): store name NAME, trained by `alignserve train TASK` into runs/NAME.
-define model
-	@if $(BIN)/alignserve models show $(1) > /dev/null 2>&1; then \
-		echo "$(1) model: in the store at $(BENTOML_HOME)"; \
-	else \
-		echo "$(1) model: none in the store at $(BENTOML_HOME); building the default one"; \
-		if [ ! -f runs/$(1)/model/manifest.json ]; then \
-			$(BIN)/alignserve train $(2) --preset default --output runs/$(1) \
-				$$([ -f runs/$(1)/checkpoints/trainer_state.pt ] && echo --resume) || exit $$?; \
-		fi; \
-		$(BIN)/alignserve export --checkpoint runs/$(1)/model --name $(1); \
-	fi
-endef
-
+# The default models (reward, moderation, intent), built from the data only when the store
+# lacks them, stage by stage with the time left. An interrupted training run resumes from its
+# checkpoint; a finished one is only exported.
 models: $(STAMP)
-	$(call model,reward,reward)
-	$(call model,moderation,moderation)
+	$(BIN)/alignserve models build-defaults --runs runs
 
 train: $(STAMP)
 	$(BIN)/alignserve train reward --preset default --output runs/reward
 	$(BIN)/alignserve export --checkpoint runs/reward/model --name reward
 	$(BIN)/alignserve train moderation --preset default --output runs/moderation
 	$(BIN)/alignserve export --checkpoint runs/moderation/model --name moderation
+	$(BIN)/alignserve train intent --preset default --dataset banking77 --output runs/intent
+	$(BIN)/alignserve export --checkpoint runs/intent/model --name intent
 
 # The serving image's pinned dependencies (CPU and GPU), from pyproject.toml's extras.
 lock: $(STAMP)

@@ -203,7 +203,8 @@ def summary(result: Retrained) -> dict[str, Any]:
 
 TASKS: dict[str, tuple[list[str], Callable[[int, int], list[dict[str, Any]]], dict[str, str]]] = {
     "reward": (["--preset", "default", "--exclude", "hh-rlhf/harmless-base"],
-               harmless_base_feedback, {"ALIGNSERVE_MODERATION_MODEL": ""}),
+               harmless_base_feedback,
+               {"ALIGNSERVE_MODERATION_MODEL": "", "ALIGNSERVE_INTENT_MODEL": ""}),
     "moderation": (["--preset", "default", "--exclude", "tweeteval-hate"],
                    tweeteval_hate_feedback, {"ALIGNSERVE_REWARD_MODEL": ""}),
 }

@@ -141,6 +141,7 @@ def main() -> None:
     log = Path(tempfile.mkdtemp(prefix="alignserve-bench-")) / "serve.log"
     # The reward model alone: the same model and file as the bare engine, nothing else loaded.
     with serving(log, ALIGNSERVE_REWARD_MODEL=tag, ALIGNSERVE_MODERATION_MODEL="",
+                 ALIGNSERVE_INTENT_MODEL="",
                  ALIGNSERVE_GRAPH=args.graph) as url:
         rows = [
             ("32-pair requests, 4 clients", bare(runtime, items, 32),

@@ -181,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         model_cmds.add_parser(action, help=text).add_argument(
             "tag", help="name (latest version) or name:version")
 
+    build = model_cmds.add_parser(
+        "build-defaults", help="Train and export each default model (reward, moderation, "
+                               "intent) that the store lacks, showing stage N of M and the time "
+                               "left; what `make serve` runs first.")
+    build.add_argument("--runs", type=Path, default=Path("runs"),
+                       help="Where the training runs go (runs/NAME); a finished one is only "
+                            "exported, an interrupted one resumes.")
+    _data_dir_flag(build)
     promote = model_cmds.add_parser(
         "promote", help="Make a running service serve this version now, with no downtime "
                         "(POST /v1/admin/models/{role}; the API key from ALIGNSERVE_API_KEY).")
@@ -329,6 +337,10 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     if args.action == "promote":
         return _promote(args.tag, args.url)
+    if args.action == "build-defaults":
+        from training.first_run import build_defaults
+
+        return build_defaults(args.runs, args.data_dir)
     stored = store.get(args.tag)
     if args.action == "show":
         print(stored.manifest.model_dump_json(indent=2))
