@@ -13,7 +13,7 @@ the answer; the answer carries the model version and a Server-Timing header.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from models.taxonomy import OUT_OF_SCOPE
-from service import admin, capture, inference
+from service import admin, capture, inference, rl
 from service.errors import ErrorType, ServiceError, error_response
 from service.fronts import ModerationFront
 from service.guard import Guard
@@ -42,6 +42,8 @@ from service.schemas import (
     ModerateRequest,
     ModerateResponse,
     ModerationResult,
+    OpenRLHFRequest,
+    OpenRLHFResponse,
     Ranked,
     RankRequest,
     RankResponse,
@@ -155,6 +157,40 @@ async def compare(body: CompareRequest, request: Request, response: Response
                                   preferred="a" if a.reward >= b.reward else "b"))
     timing.finish(response, front)
     return CompareResponse(model=front.tag, results=results)
+
+
+@router.post("/reward/openrlhf", response_model=OpenRLHFResponse,
+             summary="Rewards for an RL trainer: OpenRLHF's --remote_rm_url protocol")
+async def openrlhf(body: OpenRLHFRequest, request: Request, response: Response,
+                   reward: Literal["normalised", "raw"] = "normalised") -> OpenRLHFResponse:
+    """Each query is split into its prompt (chat template parsed back into turns) and the
+    policy's response (end-of-sequence tokens stripped), then scored ALIGNSERVE_MAX_ITEMS at a
+    time. Point the trainer at `http://HOST:3000/v1/reward/openrlhf` (`?reward=raw` for the raw
+    reward)."""
+    timing, backend = Timing(), backend_of(request)
+    settings = backend.settings
+    queries = body.query
+    check_count("queries", len(queries), settings.max_rl_queries, "ALIGNSERVE_MAX_RL_QUERIES")
+    if body.prompts is not None and len(body.prompts) != len(queries):
+        raise ServiceError(ErrorType.validation, f"{len(queries)} queries but "
+                           f"{len(body.prompts)} prompts: one prompt per query")
+    pairs = []
+    for i, query in enumerate(queries):
+        check_text(f"query[{i}]", [query], settings)
+        try:
+            pairs.append(rl.split_query(query, body.prompts[i] if body.prompts else None))
+        except rl.SplitError as exc:
+            raise ServiceError(ErrorType.validation, f"query[{i}]: {exc}") from None
+    scores = []
+    for start in range(0, len(pairs), settings.max_items):
+        chunk = pairs[start:start + settings.max_items]
+        front, part = await inference.rewards(backend, [p for p, _ in chunk],
+                                              [r for _, r in chunk], timing)
+        scores += part
+    timing.finish(response, front)
+    preferred = [front.preference(s.reward, front.mean) for s in scores]
+    return OpenRLHFResponse(model=front.tag, scores=preferred, rewards=[
+        s.normalised if reward == "normalised" else s.reward for s in scores])
 
 
 @router.post("/reward/rank", response_model=RankResponse,

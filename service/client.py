@@ -9,6 +9,11 @@
         client.classify(["where is my card"], top_k=3).results[0].label
         client.feedback([{"kind": "preference", "id": "t-1", "prompt": "Hi",
                           "chosen": "Hello!", "rejected": "What?"}]).stored
+        client.rl_rewards(["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!"],
+                          prompts=["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"])
+
+`RewardFunction` is a reward function for TRL's online trainers, on the same endpoint that
+OpenRLHF's `--remote_rm_url` calls.
 
 `AsyncClient` has the same methods, awaited. Bodies are checked with the service's own schemas
 before sending (a malformed one raises pydantic's ValidationError); an error answer raises
@@ -17,6 +22,7 @@ before sending (a malformed one raises pydantic's ValidationError); an error ans
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -34,6 +40,8 @@ from service.schemas import (
     ModelsResponse,
     ModerateRequest,
     ModerateResponse,
+    OpenRLHFRequest,
+    OpenRLHFResponse,
     RankRequest,
     RankResponse,
     ScoreRequest,
@@ -117,6 +125,13 @@ def feedback_call(records: Sequence[Mapping[str, Any]]) -> Call[FeedbackResponse
                                                                           exclude_none=True))
 
 
+def rl_call(query: Sequence[str], prompts: Sequence[str] | None, raw: bool
+            ) -> Call[OpenRLHFResponse]:
+    body = OpenRLHFRequest(query=list(query), prompts=None if prompts is None else list(prompts))
+    return Call("POST", "/v1/reward/openrlhf" + ("?reward=raw" if raw else ""), OpenRLHFResponse,
+                body.model_dump(exclude_none=True))
+
+
 MODELS_CALL = Call("GET", "/v1/models", ModelsResponse)
 Messages = Sequence[Mapping[str, str]] | None
 Pairs = Sequence[Mapping[str, Any]] | None
@@ -162,6 +177,12 @@ class Client:
 
     def feedback(self, records: Sequence[Mapping[str, Any]]) -> FeedbackResponse:
         return self.send(feedback_call(records))
+
+    def rl_rewards(self, query: Sequence[str], prompts: Sequence[str] | None = None,
+                   raw: bool = False) -> OpenRLHFResponse:
+        """What an RL trainer gets: each query is prompt + response as the policy saw and
+        wrote them (chat template included); one reward per query."""
+        return self.send(rl_call(query, prompts, raw))
 
     def models(self) -> ModelsResponse:
         return self.send(MODELS_CALL)
@@ -213,8 +234,77 @@ class AsyncClient:
     async def feedback(self, records: Sequence[Mapping[str, Any]]) -> FeedbackResponse:
         return await self.send(feedback_call(records))
 
+    async def rl_rewards(self, query: Sequence[str], prompts: Sequence[str] | None = None,
+                         raw: bool = False) -> OpenRLHFResponse:
+        return await self.send(rl_call(query, prompts, raw))
+
     async def models(self) -> ModelsResponse:
         return await self.send(MODELS_CALL)
 
     async def ready(self) -> bool:
         return (await self.http.get("/readyz")).status_code == 200
+
+
+Completion = str | Sequence[Mapping[str, Any]]
+
+
+class RewardFunction:
+    """A reward function for TRL's online trainers (`reward_funcs=` of GRPOTrainer,
+    RLOOTrainer, OnlineDPOTrainer): called with `prompts` and `completions`, plain strings or
+    conversational lists of `{"role", "content"}` messages, and the dataset's other columns as
+    keyword arguments (ignored), it returns one float per completion: the normalised reward
+    (`raw=True`: the raw one). Completions go to the service `batch_size` at a time; an empty
+    completion is scored, not refused; a 429 is retried after its Retry-After.
+
+        from service.client import RewardFunction
+        trainer = GRPOTrainer(model=..., reward_funcs=RewardFunction("http://127.0.0.1:3000"),
+                              train_dataset=..., args=GRPOConfig(...))
+    """
+
+    def __init__(self, url: str = "http://127.0.0.1:3000", api_key: str | None = None,
+                 raw: bool = False, batch_size: int = 256, retries: int = 5,
+                 timeout_s: float = 120.0, name: str = "alignserve_reward") -> None:
+        self.client = Client(url, api_key, timeout_s)
+        self.raw, self.batch_size, self.retries = raw, batch_size, retries
+        self.__name__ = name  # what TRL logs the reward under
+
+    def __call__(self, prompts: Sequence[Completion], completions: Sequence[Completion],
+                 **_columns: Any) -> list[float]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        rendered = [_rendered_prompt(p) for p in prompts]
+        queries = [p + _completion_text(c) for p, c in zip(rendered, completions, strict=True)]
+        rewards: list[float] = []
+        for start in range(0, len(queries), self.batch_size):
+            end = start + self.batch_size
+            rewards += self._send(queries[start:end], rendered[start:end])
+        return rewards
+
+    def _send(self, queries: list[str], prompts: list[str]) -> list[float]:
+        for attempt in range(self.retries + 1):
+            try:
+                return self.client.rl_rewards(queries, prompts, self.raw).rewards
+            except AlignServeError as exc:
+                if exc.status != 429 or attempt == self.retries:
+                    raise
+                time.sleep(exc.retry_after_s or 1.0)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _rendered_prompt(prompt: Completion) -> str:
+    """A conversational prompt as ChatML, which the service parses back into turns; a plain
+    one as it is."""
+    if isinstance(prompt, str):
+        return prompt
+    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in prompt)
+    return turns + "<|im_start|>assistant\n"
+
+
+def _completion_text(completion: Completion) -> str:
+    if isinstance(completion, str):
+        return completion
+    return "\n".join(str(m.get("content") or "") for m in completion
+                     if m.get("role", "assistant") == "assistant")

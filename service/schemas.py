@@ -151,6 +151,34 @@ class RankResponse(BaseModel):
     ranking: list[Ranked]
 
 
+class OpenRLHFRequest(BaseModel):
+    """OpenRLHF's remote reward model request, as its trainer sends it (other fields that some
+    versions add, such as `metadata`, are accepted and ignored)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "query": ["<|im_start|>user\nWhere is my parcel?<|im_end|>\n<|im_start|>assistant\n"
+                  "It is out for delivery and arrives today.<|im_end|>"],
+        "prompts": ["<|im_start|>user\nWhere is my parcel?<|im_end|>\n"
+                    "<|im_start|>assistant\n"],
+        "labels": [""]}]})
+    query: list[str] = Field(..., min_length=1, description="Prompt and response, decoded with "
+                             "their special tokens (the chat template included).")
+    prompts: list[str] | None = Field(None, description="The prompt part of each query; "
+                                      "without it, each query is cut after its last assistant "
+                                      "header.")
+    labels: list[object] | None = Field(None, description="Reference answers; unused by a "
+                                        "reward model.")
+
+
+class OpenRLHFResponse(BaseModel):
+    rewards: list[float] = Field(..., description="One per query: the normalised reward "
+                                 "(default) or the raw one (?reward=raw).")
+    scores: list[float] = Field(..., description="In [0, 1], for dynamic filtering: the "
+                                "calibrated probability that the response is preferred over "
+                                "a typical one, sigmoid((r - mean) / T).")
+    model: str
+
+
 class ModerateRequest(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [
         "Thanks, that fixed it!", "You people are all idiots."]}]})

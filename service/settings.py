@@ -75,6 +75,9 @@ class Settings(BaseSettings):
                              "one moderation request may need: a text longer than the model's "
                              "window is read whole in overlapping windows, each an item in the "
                              "queue (256 windows of 96 tokens are about 16,000 tokens).")
+    max_rl_queries: int = Field(1024, ge=1, le=1_000_000, description="Most queries in one RL "
+                                "trainer request (/v1/reward/openrlhf); they are scored "
+                                "ALIGNSERVE_MAX_ITEMS at a time.")
     max_candidates: int = Field(64, ge=2, le=1024, description="Most candidates in one rank "
                                 "request.")
     api_key: SecretStr | None = Field(None, description="When set, /v1/* needs 'Authorization: "
