@@ -18,6 +18,7 @@ The int8 gate. A point difference in validation accuracy is noise at this size (
 
 from __future__ import annotations
 
+import logging
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
@@ -93,9 +94,17 @@ def quantise_int8(fused: Path, out: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Fused contrib ops (Attention, SkipLayerNormalization) defeat shape inference; their
-    # tensors are float.
-    quantize_dynamic(str(fused), str(out), per_channel=True, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    # tensors are float. The quantiser's advice to pre-process (shape inference) is logged as a
+    # warning on every run; it cannot apply to fused graphs, and the int8 check that follows
+    # measures the result, so it is not shown.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(fused), str(out), per_channel=True, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.setLevel(level)
     return out
 
 
