@@ -87,8 +87,27 @@ async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
     return error_response(exc)
 
 
+def _json_error(exc: RequestValidationError) -> str | None:
+    """An unparseable body as a person reads it: line, column and reason."""
+    for error in exc.errors():
+        if error.get("type") != "json_invalid":
+            continue
+        position = error.get("loc", (0,))[-1]
+        position = position if isinstance(position, int) else 0
+        body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+        text = body if isinstance(body, str) else ""
+        line = text.count("\n", 0, position) + 1
+        column = position - text.rfind("\n", 0, position)
+        reason = (error.get("ctx") or {}).get("error", "not JSON")
+        return f"invalid JSON at line {line}, column {column}: {reason}"
+    return None
+
+
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     # Say where and what, never echo the input: customers' messages are private.
+    if (message := _json_error(exc)) is not None:
+        log.info("%s %s -> 422: %s", request.method, request.url.path, message)
+        return error_response(ServiceError(ErrorType.validation, message))
     problems = []
     for error in exc.errors()[:10]:
         where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")

@@ -271,6 +271,23 @@ def test_odd_but_valid_unicode_is_scored(client: Client) -> None:
     assert len(results) == len(odd) and all(math.isfinite(r.reward) for r in results)
 
 
+def test_every_unparseable_body_is_a_json_error_that_says_where(server: str) -> None:
+    import gzip
+
+    def post(raw: bytes, **headers: str) -> httpx.Response:
+        return httpx.post(f"{server}/v1/reward/score", content=raw,
+                          headers={"content-type": "application/json", **headers})
+
+    broken = post(b'{"items": [\n  {"prompt": "a" "response": "b"}]}')
+    assert broken.status_code == 422, broken.text
+    assert broken.json()["error"].startswith("invalid JSON at line 2, column 18")
+    for response in (post(b"[" * 100_000),  # nesting deep enough to exhaust a recursive parser
+                     post(gzip.compress(b'{"items": []}'), **{"content-encoding": "gzip"}),
+                     post(b'{"items": [{"prompt": "caf\xe9", "response": "b"}]}')):
+        assert response.status_code in (415, 422), response.text
+        assert set(response.json()) == {"error", "error_type"}, response.text
+
+
 def test_a_body_over_the_byte_limit_is_413_before_parsing(server: str) -> None:
     response = httpx.post(f"{server}/v1/reward/score", content=b"x" * (8 << 20 | 1),
                           headers={"content-type": "application/json"})
