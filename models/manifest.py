@@ -84,6 +84,33 @@ class Normalisation(BaseModel):
     n: int = Field(..., ge=1)
 
 
+class OperatingCurve(BaseModel):
+    """A category's precision-recall curve on the validation split: at each threshold (from
+    high to low), the precision and recall of flagging probability >= threshold. A deployment
+    picks its own operating point from it without re-training (`threshold_for`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    thresholds: list[float]
+    precision: list[float]
+    recall: list[float]
+    n: int = Field(..., ge=1, description="Validation texts the category is known for.")
+    positives: int = Field(..., ge=0)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> OperatingCurve:
+        if not len(self.thresholds) == len(self.precision) == len(self.recall) > 0:
+            raise ValueError("thresholds, precision and recall must be non-empty and aligned")
+        return self
+
+    def threshold_for(self, min_precision: float) -> float | None:
+        """The lowest threshold (the most recall) whose validation precision is at least
+        `min_precision`; None when no threshold reaches it."""
+        reaching = [t for t, p in zip(self.thresholds, self.precision, strict=True)
+                    if p >= min_precision]
+        return min(reaching) if reaching else None
+
+
 class DataFingerprint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -129,6 +156,9 @@ class Manifest(BaseModel):
     calibration: Calibration | None = None
     thresholds: dict[str, float] = Field(default_factory=dict)
     threshold_goal: str | None = None
+    operating_curves: dict[str, OperatingCurve] = Field(
+        default_factory=dict, description="Per category, the validation precision-recall "
+        "curve that other operating points are chosen from (moderation).")
     normalisation: Normalisation | None = None
     metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
     data: list[DataFingerprint] = Field(default_factory=list)
@@ -158,6 +188,9 @@ class Manifest(BaseModel):
         unknown = set(self.thresholds) - allowed
         if unknown:
             raise ValueError(f"thresholds for unknown labels: {sorted(unknown)}")
+        if set(self.operating_curves) - set(self.labels):
+            raise ValueError("operating curves for unknown labels: "
+                             f"{sorted(set(self.operating_curves) - set(self.labels))}")
         return self
 
     def save(self, directory: Path) -> Path:

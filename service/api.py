@@ -245,8 +245,11 @@ async def models(request: Request) -> ModelsResponse:
             max_length=manifest.input.max_length, temperature=front.temperature,
             temperatures=dict(zip(manifest.labels, front.temperatures.tolist(), strict=True))
             if isinstance(front, ModerationFront) else None,
-            thresholds=manifest.thresholds, threshold_goal=manifest.threshold_goal,
-            metrics=manifest.metrics))
+            thresholds=dict(zip(manifest.labels, front.thresholds.tolist(), strict=True))
+            if isinstance(front, ModerationFront) else manifest.thresholds,
+            threshold_goal=front.threshold_goal if isinstance(front, ModerationFront)
+            else manifest.threshold_goal,
+            operating_curves=bool(manifest.operating_curves), metrics=manifest.metrics))
     return ModelsResponse(models=answer)
 
 
@@ -255,7 +258,8 @@ async def models(request: Request) -> ModelsResponse:
 async def moderate(body: ModerateRequest, request: Request, response: Response
                    ) -> ModerateResponse:
     timing = Timing()
-    front, results = await inference.moderate(backend_of(request), body.inputs, timing)
+    front, results = await inference.moderate(backend_of(request), body.inputs, timing,
+                                              body.min_precision)
     timing.finish(response, front)
     return ModerateResponse(model=front.tag, results=[
         ModerationResult(flagged=r.flagged, tokens=r.tokens, windows=r.windows,

@@ -109,8 +109,10 @@ def rank_call(fields: dict[str, Any]) -> Call[RankResponse]:
     return Call("POST", "/v1/reward/rank", RankResponse, body)
 
 
-def moderate_call(inputs: Sequence[str]) -> Call[ModerateResponse]:
-    body = ModerateRequest(inputs=list(inputs)).model_dump()
+def moderate_call(inputs: Sequence[str], min_precision: float | Mapping[str, float] | None = None
+                  ) -> Call[ModerateResponse]:
+    body = ModerateRequest.model_validate(
+        {"inputs": list(inputs), "min_precision": min_precision}).model_dump(exclude_none=True)
     return Call("POST", "/v1/moderate", ModerateResponse, body)
 
 
@@ -169,8 +171,9 @@ class Client:
         return self.send(rank_call({"prompt": prompt, "messages": messages,
                                     "candidates": list(candidates), "top_k": top_k}))
 
-    def moderate(self, inputs: Sequence[str]) -> ModerateResponse:
-        return self.send(moderate_call(inputs))
+    def moderate(self, inputs: Sequence[str],
+                 min_precision: float | Mapping[str, float] | None = None) -> ModerateResponse:
+        return self.send(moderate_call(inputs, min_precision))
 
     def classify(self, inputs: Sequence[str], top_k: int = 1) -> ClassifyResponse:
         return self.send(classify_call(inputs, top_k))
@@ -225,8 +228,10 @@ class AsyncClient:
         return await self.send(rank_call({"prompt": prompt, "messages": messages,
                                           "candidates": list(candidates), "top_k": top_k}))
 
-    async def moderate(self, inputs: Sequence[str]) -> ModerateResponse:
-        return await self.send(moderate_call(inputs))
+    async def moderate(self, inputs: Sequence[str],
+                       min_precision: float | Mapping[str, float] | None = None
+                       ) -> ModerateResponse:
+        return await self.send(moderate_call(inputs, min_precision))
 
     async def classify(self, inputs: Sequence[str], top_k: int = 1) -> ClassifyResponse:
         return await self.send(classify_call(inputs, top_k))

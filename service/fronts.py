@@ -7,7 +7,7 @@ A front never imports onnxruntime; the engine (service/runtime.py) runs what a f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,22 +109,63 @@ class ModerationFront(Front):
         temperatures = (manifest.calibration.temperatures if manifest.calibration else None) or {}
         self.temperatures = np.array([temperatures.get(c, 1.0) for c in manifest.labels])
         self.thresholds = np.array([manifest.thresholds.get(c, 0.5) for c in manifest.labels])
+        self.threshold_goal = manifest.threshold_goal
+
+    def serve_at(self, min_precision: float | Mapping[str, float] | None) -> None:
+        """Make an operating point the served default (ALIGNSERVE_MODERATION_MIN_PRECISION)."""
+        if min_precision is not None:
+            self.thresholds = self.thresholds_for(min_precision)
+            self.threshold_goal = (f"the lowest threshold with validation precision >= "
+                                   f"{min_precision} (ALIGNSERVE_MODERATION_MIN_PRECISION); "
+                                   f"other categories: {self.manifest.threshold_goal}")
+
+    def thresholds_for(self, min_precision: float | Mapping[str, float] | None) -> np.ndarray:
+        """Per category, the threshold of an operating point: the lowest whose validation
+        precision reaches `min_precision` (one value for every category, or some categories'
+        own; the others keep their trained threshold). Raises ValueError when the model keeps
+        no curves, a category is unknown, or no threshold reaches the precision."""
+        if min_precision is None:
+            return self.thresholds
+        wanted = (dict.fromkeys(self.manifest.labels, min_precision)
+                  if isinstance(min_precision, float | int) else dict(min_precision))
+        unknown = sorted(set(wanted) - set(self.manifest.labels))
+        if unknown:
+            raise ValueError(f"min_precision names unknown categories {unknown}; this model's "
+                             f"are {self.manifest.labels}")
+        curves = self.manifest.operating_curves
+        if not curves:
+            raise ValueError(f"{self.tag} keeps no precision-recall curves (trained before "
+                             "they were recorded): re-train it to choose operating points")
+        out = self.thresholds.copy()
+        for k, category in enumerate(self.manifest.labels):
+            if category not in wanted:
+                continue
+            curve = curves[category]
+            threshold = curve.threshold_for(wanted[category])
+            if threshold is None:
+                raise ValueError(f"{category} reaches at most precision "
+                                 f"{max(curve.precision):.3f} on validation, below "
+                                 f"{wanted[category]}")
+            out[k] = threshold
+        return out
 
     def prepare_windows(self, texts: Sequence[str]) -> Windows:
         return self.encoder.encode_windows(texts)
 
-    def moderate(self, windows: Windows, logits: np.ndarray) -> list[Moderation]:
+    def moderate(self, windows: Windows, logits: np.ndarray,
+                 thresholds: np.ndarray | None = None) -> list[Moderation]:
         """Per text and category, the calibrated probability sigmoid(z / T_c) of its most
         offending window (a text is as abusive as its worst part: one threat in a long message
         is a threat), flagged at each category's threshold."""
         probs = sigmoid(logits / self.temperatures)
+        thresholds = self.thresholds if thresholds is None else thresholds
         owners = np.asarray(windows.owners)
         out = []
         for text, tokens in enumerate(windows.tokens):
             mine = owners == text
             row = probs[mine].max(axis=0)
             scores = {c: CategoryScore(float(p), float(t), bool(p >= t)) for c, p, t in
-                      zip(self.manifest.labels, row, self.thresholds, strict=True)}
+                      zip(self.manifest.labels, row, thresholds, strict=True)}
             out.append(Moderation(any(s.flagged for s in scores.values()), scores, tokens,
                                   int(mine.sum())))
         return out

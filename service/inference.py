@@ -165,12 +165,18 @@ def _check_texts(texts: list[str], settings: Settings) -> None:
         check_text(f"inputs[{i}]", [text], settings)
 
 
-async def moderate(backend: Backend, texts: list[str], timing: Timing
+async def moderate(backend: Backend, texts: list[str], timing: Timing,
+                   min_precision: float | dict[str, float] | None = None
                    ) -> tuple[ModerationFront, list[Moderation]]:
     """Each text whole, in overlapping windows (models/inputs.py); the windows count against
-    ALIGNSERVE_MAX_WINDOWS and, in the queue, as items."""
+    ALIGNSERVE_MAX_WINDOWS and, in the queue, as items. `min_precision` picks another
+    operating point for this request."""
     model, front = backend.get("moderation", ModerationFront)
     _check_texts(texts, backend.settings)
+    try:
+        thresholds = front.thresholds_for(min_precision)
+    except ValueError as exc:
+        raise ServiceError(ErrorType.validation, f"min_precision: {exc}") from None
     windows = await tokenise(model, lambda: front.prepare_windows(texts),
                              sum(map(len, texts)), timing)
     limit = backend.settings.max_windows
@@ -178,7 +184,8 @@ async def moderate(backend: Backend, texts: list[str], timing: Timing
         raise ServiceError(ErrorType.too_large, f"the inputs need {len(windows.items)} windows "
                            f"of {front.manifest.input.max_length} tokens; the limit is {limit} "
                            "(ALIGNSERVE_MAX_WINDOWS): send fewer or shorter texts per request")
-    results = front.moderate(windows, await run_items(model, windows.items, timing))
+    results = front.moderate(windows, await run_items(model, windows.items, timing),
+                             thresholds)
     manifest = front.manifest
     metrics.MODERATED.labels(manifest.name, manifest.version).inc(len(results))
     for result in results:

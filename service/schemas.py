@@ -8,7 +8,7 @@ an example, which the OpenAPI page at /docs shows.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -179,10 +179,19 @@ class OpenRLHFResponse(BaseModel):
     model: str
 
 
+Precision = Annotated[float, Field(gt=0, le=1)]
+
+
 class ModerateRequest(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [
-        "Thanks, that fixed it!", "You people are all idiots."]}]})
+        "Thanks, that fixed it!", "You people are all idiots."]},
+        {"inputs": ["You people are all idiots."], "min_precision": {"hate": 0.9}}]})
     inputs: list[Text] = Field(..., min_length=1)
+    min_precision: Precision | dict[str, Precision] | None = Field(
+        None, description="Another operating point for this request: per category the lowest "
+        "threshold whose validation precision reaches this (one value for every category, or "
+        "per category; the others keep the served thresholds). 422 when a category cannot "
+        "reach it.")
 
 
 class CategoryResult(BaseModel):
@@ -244,8 +253,12 @@ class ModelInfo(BaseModel):
     max_length: int
     temperature: float | None
     temperatures: dict[str, float] | None = None
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict, description="The thresholds "
+                                         "served by default.")
     threshold_goal: str | None = None
+    operating_curves: bool = Field(False, description="Whether the model keeps validation "
+                                   "precision-recall curves, so that /v1/moderate can take "
+                                   "min_precision.")
     metrics: dict[str, dict[str, float]]
 
 

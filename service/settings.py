@@ -71,6 +71,13 @@ class Settings(BaseSettings):
                            "input is refused with 413 before tokenisation.")
     max_request_bytes: int = Field(8 << 20, ge=1024, le=1 << 30, description="Largest request "
                                    "body; a bigger one is refused with 413 before parsing.")
+    moderation_min_precision: str = Field("", description="The moderation operating point: "
+                                          "per category the lowest threshold whose validation "
+                                          "precision reaches this, either one value for every "
+                                          "category ('0.9') or per category ('hate=0.9,"
+                                          "offensive=0.8'); empty: each category's threshold "
+                                          "from training (best F1). Requests may ask for "
+                                          "their own (min_precision).")
     max_windows: int = Field(256, ge=1, le=100_000, description="Most model-length windows "
                              "one moderation request may need: a text longer than the model's "
                              "window is read whole in overlapping windows, each an item in the "
@@ -103,6 +110,10 @@ class Settings(BaseSettings):
         tag: str = getattr(self, f"{role}_model")
         return tag
 
+    def min_precision(self) -> float | dict[str, float] | None:
+        """ALIGNSERVE_MODERATION_MIN_PRECISION parsed: None when empty."""
+        return parse_min_precision(self.moderation_min_precision)
+
     @model_validator(mode="after")
     def _safe(self) -> Settings:
         known = {f"{PREFIX}{name.upper()}" for name in type(self).model_fields} | OTHER_VARIABLES
@@ -111,10 +122,37 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown settings {unknown}; known: {sorted(known)}")
         if self.api_key is not None and len(self.api_key.get_secret_value()) < 16:
             raise ValueError("ALIGNSERVE_API_KEY must be at least 16 characters")
+        parse_min_precision(self.moderation_min_precision)  # a bad value stops start-up
         if self.provider is Provider.cpu and self.graph is Graph.fp16:
             raise ValueError("ALIGNSERVE_GRAPH=fp16 needs ALIGNSERVE_PROVIDER=cuda: "
                              "the CPU has no fast fp16 kernels")
         return self
+
+
+def parse_min_precision(text: str) -> float | dict[str, float] | None:
+    """'' -> None, '0.9' -> 0.9, 'hate=0.9,offensive=0.8' -> {'hate': 0.9, ...}; each value
+    in (0, 1]."""
+    text = text.strip()
+    if not text:
+        return None
+
+    def value(part: str) -> float:
+        try:
+            number = float(part)
+        except ValueError:
+            number = float("nan")
+        if not 0 < number <= 1:
+            raise ValueError(f"ALIGNSERVE_MODERATION_MIN_PRECISION: {part!r} is not a "
+                             "precision in (0, 1]")
+        return number
+
+    if "=" not in text:
+        return value(text)
+    out = {}
+    for item in text.split(","):
+        category, _, number = item.partition("=")
+        out[category.strip()] = value(number.strip())
+    return out
 
 
 def load_settings() -> Settings:

@@ -16,7 +16,7 @@ import numpy as np
 
 from models.calibration import sigmoid
 from models.inputs import InputFormat
-from models.manifest import Calibration, Task
+from models.manifest import Calibration, OperatingCurve, Task
 from models.taxonomy import CATEGORIES
 from training import report
 from training.class_metrics import binary_metrics
@@ -32,6 +32,7 @@ from training.texts import (
     best_f1_threshold,
     fit_category_temperatures,
     multilabel_objective,
+    operating_curve,
 )
 
 THRESHOLD_GOAL = "best F1 on the validation split, per category"
@@ -56,6 +57,7 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     trainer, history = trained
 
     temperatures, thresholds, metrics, scored = calibrate(model, run, data)
+    curves = operating_curves(*scored["validation"])
     run.lap("calibrate")
     for set_name, examples in data.tests.items():
         scored[set_name] = moderation_scores(model, run.encoder, examples, temperatures,
@@ -72,7 +74,7 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
         task=Task.multilabel, labels=list(CATEGORIES), metrics=metrics, data=data.fingerprints,
         calibration=Calibration(temperatures=temperatures, fitted_on="moderation validation "
                                 "splits (known labels only)", n=len(data.validation)),
-        thresholds=thresholds, threshold_goal=THRESHOLD_GOAL)
+        thresholds=thresholds, threshold_goal=THRESHOLD_GOAL, operating_curves=curves)
     summary = run.summary(manifest, data.fingerprints, data.sizes(len(train)), trainer,
                           history, write_plots(output, history, scored))
     summary["calibration"] = {"temperatures": temperatures, "thresholds": thresholds,
@@ -102,6 +104,17 @@ def calibrate(model: ScoringModel, run: Run, data: TextData
         metrics[f"validation (T=1)/{category}"] = binary_metrics(
             sigmoid(raw[known, k]), targets[known, k], thresholds[category])
     return temperatures, thresholds, metrics, {"validation": (probs, targets)}
+
+
+def operating_curves(probs: np.ndarray, targets: np.ndarray) -> dict[str, OperatingCurve]:
+    """Each category's validation precision-recall curve, for the manifest: a deployment picks
+    another operating point from it (e.g. precision >= 0.9) without re-training."""
+    curves = {}
+    for k, category in enumerate(CATEGORIES):
+        known = targets[:, k] != UNKNOWN
+        if known.any():
+            curves[category] = operating_curve(probs[known, k], targets[known, k])
+    return curves
 
 
 def write_plots(output: Path, history: list[dict[str, float]], scored: Scored) -> list[Path]:

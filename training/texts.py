@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from models.inputs import EncodedPair, PairEncoder, pad_batch
+from models.manifest import OperatingCurve
 from training.data.labelled import TextExample
 from training.modeling import ScoringModel
 from training.scoring import score, to_torch
@@ -120,6 +121,26 @@ def best_f1_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     last_of_tie = np.append(p[1:] != p[:-1], True)
     f1 = np.where(last_of_tie, f1, -1.0)
     return float(p[int(np.argmax(f1))])
+
+
+def operating_curve(probs: np.ndarray, labels: np.ndarray, points: int = 200
+                    ) -> OperatingCurve:
+    """Precision and recall at every distinct threshold (flagged: probability >= threshold),
+    from high to low, thinned to at most `points` thresholds spread evenly over the ranks
+    (the highest and the lowest kept)."""
+    order = np.argsort(-probs, kind="stable")
+    p, y = probs[order], labels[order].astype(np.float64)
+    tp = np.cumsum(y)
+    flagged = np.arange(1, len(y) + 1)
+    ends = np.flatnonzero(np.append(p[1:] != p[:-1], True))  # the last of each tie
+    if len(ends) > points:
+        ends = ends[np.unique(np.linspace(0, len(ends) - 1, points).round().astype(int))]
+    positives = int(y.sum())
+    return OperatingCurve(
+        thresholds=[float(p[i]) for i in ends],
+        precision=[float(tp[i] / flagged[i]) for i in ends],
+        recall=[float(tp[i] / positives) if positives else 0.0 for i in ends],
+        n=len(y), positives=positives)
 
 
 def out_of_scope_threshold(confidence: np.ndarray, in_scope: np.ndarray,

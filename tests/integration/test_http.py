@@ -157,6 +157,37 @@ def test_a_long_text_is_read_whole_in_windows_and_scored_by_its_worst_part(serve
     assert too_many.status_code == 413 and "ALIGNSERVE_MAX_WINDOWS" in too_many.text
 
 
+def test_a_request_picks_its_own_operating_point(server: str, client: Client,
+                                                stored_classifiers: dict[str, str]) -> None:
+    """min_precision: per category the lowest threshold whose validation precision reaches it,
+    read from the curves in the model's manifest."""
+    from models import store
+
+    curves = store.get(stored_classifiers["moderation"]).manifest.operating_curves
+    assert set(curves) == {"hate", "offensive"}
+    assert client.models().models[1].operating_curves
+    lowest = min(c.precision[-1] for c in curves.values())  # flag-all: every category reaches
+    answer = client.moderate(["you are a terrible awful person"], min_precision=lowest)
+    for category, result in answer.results[0].categories.items():
+        assert result.threshold == pytest.approx(curves[category].threshold_for(lowest))
+    served = client.moderate(["hello"], min_precision={"hate": lowest}).results[0].categories
+    default = client.moderate(["hello"]).results[0].categories
+    assert served["offensive"].threshold == default["offensive"].threshold  # untouched
+    assert served["hate"].threshold == pytest.approx(curves["hate"].threshold_for(lowest))
+
+    def refused(min_precision: object) -> str:
+        response = httpx.post(f"{server}/v1/moderate",
+                              json={"inputs": ["hello"], "min_precision": min_precision})
+        assert response.status_code == 422, response.text
+        return str(response.json()["error"])
+
+    assert "unknown categories ['violence']" in refused({"violence": 0.5})
+    assert "min_precision" in refused(1.5)
+    best = max(curves["hate"].precision)
+    if best < 1.0:
+        assert f"hate reaches at most precision {best:.3f}" in refused({"hate": 1.0})
+
+
 def test_the_clients_moderate_and_classify(server: str) -> None:
     async def both() -> tuple[bool, str]:
         async with AsyncClient(server) as async_client:

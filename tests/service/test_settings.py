@@ -24,6 +24,8 @@ def test_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch
     ({"ALIGNSERVE_API_KEY": "short"}, "at least 16 characters"),
     ({"ALIGNSERVE_PROVIDER": "cpu", "ALIGNSERVE_GRAPH": "fp16"}, "needs ALIGNSERVE_PROVIDER=cuda"),
     ({"ALIGNSERVE_MAX_BACTH_SIZE": "8"}, "unknown settings"),  # a typo is refused, not ignored
+    ({"ALIGNSERVE_MODERATION_MIN_PRECISION": "hate=1.5"}, "not a precision in"),
+    ({"ALIGNSERVE_MODERATION_MIN_PRECISION": "high"}, "not a precision in"),
 ])
 def test_unsafe_or_invalid_settings_stop_start_up(monkeypatch: pytest.MonkeyPatch,
                                                   env: dict[str, str], message: str) -> None:
@@ -45,3 +47,11 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"`ALIGNSERVE_{name.upper()}`" in readme, name
+
+
+def test_the_moderation_operating_point_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().min_precision() is None
+    monkeypatch.setenv("ALIGNSERVE_MODERATION_MIN_PRECISION", "0.9")
+    assert Settings().min_precision() == 0.9
+    monkeypatch.setenv("ALIGNSERVE_MODERATION_MIN_PRECISION", "hate=0.9, offensive=0.75")
+    assert Settings().min_precision() == {"hate": 0.9, "offensive": 0.75}

@@ -70,6 +70,23 @@ def test_threshold_choices_by_hand() -> None:
         (2 / 3 + 2 / 3) / 2)
 
 
+def test_operating_curve_and_its_points_by_hand() -> None:
+    from training.texts import operating_curve
+
+    probs = np.array([0.95, 0.9, 0.6, 0.6, 0.2])
+    labels = np.array([1, 1, 0, 1, 0])
+    curve = operating_curve(probs, labels)
+    # flagged >= t: 0.95 -> 1/1, 0.9 -> 2/2, 0.6 (a tie of two) -> 3/4, 0.2 -> 3/5
+    assert curve.thresholds == [0.95, 0.9, 0.6, 0.2]
+    assert curve.precision == pytest.approx([1.0, 1.0, 0.75, 0.6])
+    assert curve.recall == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
+    assert (curve.n, curve.positives) == (5, 3)
+    assert curve.threshold_for(0.9) == 0.9  # the most recall at that precision
+    assert curve.threshold_for(0.7) == 0.6 and curve.threshold_for(0.5) == 0.2
+    thin = operating_curve(np.linspace(1, 0, 1000), np.arange(1000) % 2, points=50)
+    assert len(thin.thresholds) == 50 and thin.thresholds[0] == 1 and thin.thresholds[-1] == 0
+
+
 def test_softmax_temperature_recovers_a_known_scale() -> None:
     rng = np.random.default_rng(0)
     true_logits = rng.normal(size=(4000, 5)) * 2
