@@ -27,11 +27,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# Ray and pyarrow, for `alignserve score` and its tests: not needed to serve.
+BATCH_STAMP := $(VENV)/.batch-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+$(BATCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[batch]'
+	rm -f $(VENV)/.batch-*
+	touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(BATCH_STAMP)
 	$(BIN)/pytest -q
 
 serve: models

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 import types
 import typing
 from dataclasses import MISSING, fields
@@ -194,6 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "(POST /v1/admin/models/{role}; the API key from ALIGNSERVE_API_KEY).")
     promote.add_argument("tag", help="name:version (or a name for its latest version)")
     promote.add_argument("--url", default="http://127.0.0.1:3000", help="The service.")
+
+    score = commands.add_parser(
+        "score", help="Score a JSONL or Parquet file of records offline with a stored model "
+                      "(the serving engine, no HTTP): locally, or on Ray Data with --ray.")
+    score.add_argument("--model", required=True, help="Store tag: name or name:version.")
+    score.add_argument("--input", type=Path, required=True, help=".jsonl or .parquet records "
+                       "(service/offline.py lists the fields each task reads).")
+    score.add_argument("--output", type=Path, required=True, help="A directory: part-NNNNN "
+                       "files of scored records, rejected-NNNNN.jsonl, summary.json. Run the "
+                       "same command again to resume.")
+    score.add_argument("--shard-size", type=int, default=10_000,
+                       help="Records per shard: the unit of progress, resuming and Ray tasks.")
+    score.add_argument("--graph", choices=["auto", "fp32", "int8", "fp16"], default="auto")
+    score.add_argument("--threads", type=int, default=None,
+                       help="onnxruntime threads, locally (default: all cores).")
+    score.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                       help="Run on Ray Data: a local Ray (no value) or a cluster address.")
+    score.add_argument("--workers", type=int, default=max(1, os.cpu_count() or 1),
+                       help="Ray actors, each with one engine (default: one per core).")
 
     feedback = commands.add_parser("feedback", help="Inspect, export and purge the feedback "
                                                     "store the service writes.")
@@ -376,6 +397,38 @@ def _promote(tag: str, url: str) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from service import offline
+
+    plan = offline.plan(args.input, args.output, args.shard_size)
+    args.output.mkdir(parents=True, exist_ok=True)
+    pending = plan.pending()
+    print(f"{args.input}: {plan.shards} shards of up to {plan.size:,} records; "
+          f"{plan.shards - len(pending)} already scored in {args.output}, {len(pending)} to go")
+    started = time.perf_counter()
+    with tqdm(total=len(pending), unit="shard", desc="score", dynamic_ncols=True) as bar:
+        def progress(result: offline.ShardResult) -> None:
+            bar.update(1)
+            bar.set_postfix(scored=result.scored, rejected=result.rejected)
+
+        if args.ray:
+            address = None if args.ray == "local" else args.ray
+            results = offline.run_ray(args.model, plan, args.workers, args.graph, address,
+                                      progress)
+        else:
+            results = offline.run_local(args.model, plan, args.graph, args.threads, progress)
+    mode = f"ray ({args.workers} workers)" if args.ray else "local"
+    summary = offline.summary(plan, args.model, results, time.perf_counter() - started, mode)
+    (args.output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    if summary["rejected_total"]:
+        print(f"{summary['rejected_total']} records could not be scored: see "
+              f"{args.output}/rejected-*.jsonl (line or row, and why)")
+    return 0
+
+
 def _feedback(args: argparse.Namespace) -> int:
     from feedback.records import export_line
     from feedback.store import open_configured
@@ -459,7 +512,7 @@ def _data(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "models": _models,
-                "data": _data, "feedback": _feedback, "retrain": _retrain}
+                "data": _data, "feedback": _feedback, "retrain": _retrain, "score": _score}
     try:
         return handlers[args.command](args)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as exc:

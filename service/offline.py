@@ -1,0 +1,350 @@
+"""`alignserve score`: a file of records scored offline by the serving engine (the same front,
+graph and calibration as the service, no HTTP), written beside the records.
+
+Records, by the model's task (one JSON object per line, or Parquet columns of the same names):
+    reward        {"prompt" | "messages", "response"}  -> reward, normalised_reward, tokens
+                  {"prompt" | "messages", "response_a", "response_b"}  -> reward_a, reward_b,
+                  p_a_over_b (calibrated)
+    moderation    {"text"}  -> flagged, categories {category: probability}, windows
+    intent        {"text"}  -> label, probability, out_of_scope
+Every other field of a record is kept as it is.
+
+The input is cut into shards of `shard_size` records. Each shard is scored (length-sorted under
+a token budget, as in the service) and written to OUT/part-NNNNN.jsonl (or .parquet) in one
+atomic rename, with the records it could not score in OUT/rejected-NNNNN.jsonl (line or row,
+and why): reported, counted and kept out, never silently dropped. A job run again skips every
+shard whose part is written, so an interrupted job resumes where it stopped. Locally, shards
+run one after another on all cores; with `--ray`, on Ray Data actors (one per worker, the
+cores split between them) that read their shards from the input themselves, so the same
+command scales to a Ray cluster (with the input and OUT on storage every node sees).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from models import store
+from models.inputs import Text
+from models.manifest import Task
+from service.fronts import IntentFront, ModerationFront, RewardFront
+from service.runtime import Engine
+from service.schemas import ComparePair, ScoreItem
+from service.settings import Graph, Settings
+
+FORMATS = (".jsonl", ".parquet")
+
+
+class TextRecord(BaseModel):
+    text: Text
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard: int
+    scored: int
+    rejected: int
+    seconds: float
+    skipped: bool = False  # already written by an earlier run
+
+
+class Scorer:
+    """One stored model's front and engine: scores a list of records of its task."""
+
+    def __init__(self, tag: str, graph: str = "auto", threads: int | None = None) -> None:
+        stored = store.get(tag)  # every file's sha256 checked
+        self.manifest = stored.manifest
+        self.tag = f"{self.manifest.name}:{self.manifest.version}"
+        settings = Settings(graph=Graph(graph), threads=threads, max_batch_tokens=16384)
+        from service.fronts import front_for
+
+        self.front = front_for(stored.path, self.manifest)
+        self.engine = Engine(stored.path, settings, self.front.encoder.pad_id)
+
+    def score(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                             list[tuple[int, str]]]:
+        """(scored records, [(index in `records`, why)] for those that could not be)."""
+        task = self.manifest.task
+        parsed: list[tuple[int, Any]] = []
+        rejected: list[tuple[int, str]] = []
+        for i, record in enumerate(records):
+            try:
+                parsed.append((i, self._parse(record)))
+            except (ValidationError, ValueError, TypeError) as exc:
+                rejected.append((i, _reason(exc)))
+        if not parsed:
+            return [], rejected
+        values = [p for _, p in parsed]
+        if task is Task.reward:
+            extra = self._rewards(values)
+        elif task is Task.multilabel:
+            extra = self._moderate(values)
+        else:
+            extra = self._classify(values)
+        scored = [{**records[i], **fields} for (i, _), fields in zip(parsed, extra, strict=True)]
+        return scored, rejected
+
+    def _parse(self, record: dict[str, Any]) -> Any:
+        if not isinstance(record, dict):
+            raise ValueError("a record must be a JSON object")
+        if self.manifest.task is not Task.reward:
+            return TextRecord.model_validate(record, strict=False).text
+        known = {k: v for k, v in record.items() if k in {"prompt", "messages", "response",
+                                                          "response_a", "response_b"}}
+        if "response_a" in known or "response_b" in known:
+            return ComparePair.model_validate(known)
+        return ScoreItem.model_validate(known)
+
+    def _rewards(self, values: list[ScoreItem | ComparePair]) -> list[dict[str, Any]]:
+        assert isinstance(self.front, RewardFront)
+        prompts, responses = [], []
+        for value in values:
+            answers = ([value.response] if isinstance(value, ScoreItem)
+                       else [value.response_a, value.response_b])
+            prompts += [value.as_prompt()] * len(answers)
+            responses += answers
+        items = self.front.prepare(prompts, responses)
+        scores = iter(self.front.post(items, self.engine.core(items)[:, 0].tolist()))
+        out = []
+        for value in values:
+            if isinstance(value, ScoreItem):
+                s = next(scores)
+                out.append({"reward": s.reward, "normalised_reward": s.normalised,
+                            "tokens": s.tokens})
+            else:
+                a, b = next(scores), next(scores)
+                out.append({"reward_a": a.reward, "reward_b": b.reward,
+                            "p_a_over_b": self.front.preference(a.reward, b.reward)})
+        return out
+
+    def _moderate(self, texts: list[str]) -> list[dict[str, Any]]:
+        assert isinstance(self.front, ModerationFront)
+        windows = self.front.prepare_windows(texts)
+        results = self.front.moderate(windows, self.engine.core(windows.items))
+        return [{"flagged": r.flagged, "windows": r.windows,
+                 "categories": {c: v.probability for c, v in r.categories.items()}}
+                for r in results]
+
+    def _classify(self, texts: list[str]) -> list[dict[str, Any]]:
+        assert isinstance(self.front, IntentFront)
+        items = self.front.prepare_texts(texts)
+        results = self.front.classify(items, self.engine.core(items), 1)
+        return [{"label": "out_of_scope" if r.out_of_scope else r.top[0].label,
+                 "probability": r.top[0].probability, "out_of_scope": r.out_of_scope}
+                for r in results]
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}"
+                         for e in exc.errors(include_input=False)[:5])
+    return str(exc)
+
+
+# --- shards ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the input is cut: shard i holds records [i * size, (i + 1) * size)."""
+
+    input: Path
+    output: Path
+    size: int
+    shards: int
+    offsets: tuple[int, ...] = ()  # JSONL: the byte offset where each shard starts
+
+    @property
+    def suffix(self) -> str:
+        return self.input.suffix
+
+    def part(self, shard: int) -> Path:
+        return self.output / f"part-{shard:05d}{self.suffix}"
+
+    def rejected(self, shard: int) -> Path:
+        return self.output / f"rejected-{shard:05d}.jsonl"
+
+    def pending(self) -> list[int]:
+        return [i for i in range(self.shards) if not self.part(i).exists()]
+
+
+def plan(input: Path, output: Path, size: int) -> Plan:
+    if input.suffix not in FORMATS:
+        raise ValueError(f"{input}: the input must be .jsonl or .parquet")
+    if size < 1:
+        raise ValueError("--shard-size must be at least 1")
+    if input.suffix == ".parquet":
+        rows = _parquet(input).metadata.num_rows
+        return Plan(input, output, size, -(-rows // size))
+    offsets, position, lines = [], 0, 0
+    with input.open("rb") as stream:
+        for line in stream:
+            if lines % size == 0:
+                offsets.append(position)
+            position += len(line)
+            lines += 1
+    return Plan(input, output, size, len(offsets), tuple(offsets))
+
+
+def _parquet(path: Path) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError("Parquet needs pyarrow: pip install 'alignserve[batch]'") from exc
+    return pq.ParquetFile(path)
+
+
+def read_shard(plan: Plan, shard: int) -> tuple[list[Any], list[int]]:
+    """The shard's records (a JSONL line that is not JSON stays a string, to be rejected) and
+    the line (1-based) or row (0-based) of each."""
+    first = shard * plan.size
+    if plan.suffix == ".parquet":
+        rows: list[Any] = []
+        for batch in _parquet(plan.input).iter_batches(batch_size=plan.size):
+            if len(rows) + batch.num_rows > first:
+                rows += batch.to_pylist()
+            else:
+                rows += [None] * batch.num_rows
+            if len(rows) >= first + plan.size:
+                break
+        records = rows[first:first + plan.size]
+        return records, list(range(first, first + len(records)))
+    records = []
+    with plan.input.open("rb") as stream:
+        stream.seek(plan.offsets[shard])
+        for _ in range(plan.size):
+            line = stream.readline()
+            if not line:
+                break
+            try:
+                records.append(json.loads(line))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                records.append(f"not JSON: {exc}")
+    return records, list(range(first + 1, first + 1 + len(records)))
+
+
+def score_shard(scorer: Scorer, plan: Plan, shard: int) -> ShardResult:
+    """Score one shard and write its part (atomically) and its rejected records."""
+    started = time.perf_counter()
+    records, where = read_shard(plan, shard)
+    usable = [(w, r) for w, r in zip(where, records, strict=True) if not isinstance(r, str)]
+    bad = [(w, r) for w, r in zip(where, records, strict=True) if isinstance(r, str)]
+    scored, rejected = scorer.score([r for _, r in usable])
+    unit = "row" if plan.suffix == ".parquet" else "line"
+    reasons = bad + [(usable[i][0], why) for i, why in rejected]
+    _write_jsonl(plan.rejected(shard), [{unit: w, "error": why} for w, why in sorted(reasons)])
+    _write_part(plan.part(shard), scored)  # last: its presence marks the shard done
+    return ShardResult(shard, len(scored), len(reasons), time.perf_counter() - started)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w") as stream:
+        for row in rows:
+            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def _write_part(path: Path, rows: list[dict[str, Any]]) -> None:
+    if path.suffix != ".parquet":
+        _write_jsonl(path, rows)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    temporary = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.Table.from_pylist(rows), temporary)
+    os.replace(temporary, path)
+
+
+# --- running --------------------------------------------------------------------------------
+
+
+def run_local(tag: str, plan: Plan, graph: str = "auto", threads: int | None = None,
+              progress: Callable[[ShardResult], None] | None = None) -> list[ShardResult]:
+    scorer = Scorer(tag, graph, threads)
+    results = []
+    for shard in plan.pending():
+        result = score_shard(scorer, plan, shard)
+        results.append(result)
+        if progress:
+            progress(result)
+    return results
+
+
+def run_ray(tag: str, plan: Plan, workers: int, graph: str = "auto", address: str | None = None,
+            progress: Callable[[ShardResult], None] | None = None) -> list[ShardResult]:
+    """The pending shards through Ray Data: `workers` actors, each holding one Scorer with its
+    share of the cores, each reading, scoring and writing its shards."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("--ray needs Ray: pip install 'alignserve[batch]'") from exc
+    pending = plan.pending()
+    if not pending:
+        return []
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+             include_dashboard=False, configure_logging=False)
+    threads = max(1, (os.cpu_count() or 1) // workers) if address is None else None
+
+    class ShardScorer:
+        def __init__(self) -> None:
+            self.scorer = Scorer(tag, graph, threads)
+
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            done = [score_shard(self.scorer, plan, int(s)) for s in batch["shard"]]
+            return {"shard": [r.shard for r in done], "scored": [r.scored for r in done],
+                    "rejected": [r.rejected for r in done], "seconds": [r.seconds for r in done]}
+
+    dataset = ray.data.from_items([{"shard": s} for s in pending]).map_batches(
+        ShardScorer, batch_size=1, concurrency=workers, num_cpus=threads or 1)
+    results = []
+    for row in dataset.iter_rows():
+        result = ShardResult(int(row["shard"]), int(row["scored"]), int(row["rejected"]),
+                             float(row["seconds"]))
+        results.append(result)
+        if progress:
+            progress(result)
+    return sorted(results, key=lambda r: r.shard)
+
+
+def summary(plan: Plan, tag: str, results: list[ShardResult], seconds: float,
+            mode: str) -> dict[str, Any]:
+    """Totals over every shard written so far (earlier runs included), and this run's pace."""
+    written = [i for i in range(plan.shards) if plan.part(i).exists()]
+    rejected = sum(_count_lines(plan.rejected(i)) for i in written)
+    scored_now = sum(r.scored for r in results)
+    return {"model": tag, "input": str(plan.input), "output": str(plan.output), "mode": mode,
+            "shards": plan.shards, "shards_done": len(written),
+            "shards_this_run": len(results), "shards_skipped": len(written) - len(results),
+            "scored_this_run": scored_now, "rejected_total": rejected,
+            "seconds": round(seconds, 2),
+            "records_per_second": round((scored_now + sum(r.rejected for r in results))
+                                        / seconds, 1) if seconds > 0 and results else None}
+
+
+def _count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as stream:
+        return sum(1 for _ in stream)
+
+
+def merged(plan: Plan) -> Iterator[dict[str, Any]]:
+    """Every scored record, shard by shard (for tests and small jobs)."""
+    for shard in range(plan.shards):
+        part = plan.part(shard)
+        if part.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            yield from pq.read_table(part).to_pylist()
+        else:
+            with part.open() as stream:
+                yield from (json.loads(line) for line in stream)
