@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from models.taxonomy import OUT_OF_SCOPE
 from service import admin, capture, inference, rl
+from service.deadline import Deadline
 from service.errors import ErrorType, ServiceError, error_response
 from service.fronts import ModerationFront
 from service.guard import Guard
@@ -76,6 +77,7 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _routing)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _bug)
     app.add_middleware(Guard)
+    app.add_middleware(Deadline)
     app.add_middleware(RequestId)  # the outermost: every answer carries X-Request-Id
     for routes in (router, capture.router, admin.router):
         app.include_router(routes, responses=ERRORS)

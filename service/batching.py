@@ -8,8 +8,13 @@ and waiting only adds latency; a few milliseconds on a GPU, where batch size is 
 Inside a batch, the engine sorts items by length and cuts micro-batches under a token budget,
 so no item's score depends on what it was batched with.
 
-Admission: the queue counts items waiting or in inference; a request that would take it past
-`max_queued_items` is refused at once with 429 and Retry-After, instead of waiting for a timeout.
+Admission by expected wait: a request is admitted only when the items ahead of it and its own
+would be through the engine within its deadline (ALIGNSERVE_MAX_QUEUE_WAIT_MS, or less when the
+request's X-Deadline-Ms asks for less), at the engine's measured pace (seconds per item, learnt
+from every batch); `max_queued_items` caps the queue as well. A refused request gets 429 at once
+with a Retry-After of when that wait would fit, and costs next to nothing: the routes ask before
+tokenising (`admit`), and the queue asks again when the items arrive. A job still waiting when
+its deadline passes is answered 429 instead of being run late. An empty queue admits anything.
 
 Why not BentoML's batcher (`@bentoml.api(batchable=True)` behind `bentoml.depends`): measured
 with bench/serve.py on the 2-core CPU, its wait estimate learned under load held every later
@@ -32,6 +37,7 @@ import numpy as np
 
 from models.inputs import EncodedPair
 from service import metrics
+from service.deadline import DEADLINE
 from service.errors import ErrorType, ServiceError
 from service.runtime import Engine
 
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 class Job:
     items: list[EncodedPair]
     future: asyncio.Future[BatchResult]
+    deadline: float  # perf_counter time by which it must have started
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -54,32 +61,51 @@ class BatchResult:
 
 class Batcher:
     def __init__(self, engine: Engine, model: str, max_batch_size: int, max_latency_ms: float,
-                 max_queued_items: int) -> None:
+                 max_queued_items: int, max_queue_wait_ms: float = 2000) -> None:
         self.engine, self.model = engine, model
         self.max_batch_size, self.max_wait_s = max_batch_size, max_latency_ms / 1000
         self.max_queued_items = max_queued_items
+        self.max_queue_wait_s = max_queue_wait_ms / 1000
         self.jobs: deque[Job] = deque()
         self.queued_items = 0
-        self.seconds_per_item = 0.02  # refined from every batch; only sizes Retry-After
+        self.seconds_per_item = 0.02  # the engine's pace, refined from every batch
         self.wake: asyncio.Event | None = None
         self.worker: asyncio.Task[None] | None = None
         self.thread: ThreadPoolExecutor | None = None
         metrics.QUEUE_LIMIT.labels(model).set(max_queued_items)
 
+    def deadline_s(self) -> float:
+        """How long this request may take in the queue and the engine."""
+        asked = DEADLINE.get()
+        return self.max_queue_wait_s if asked is None else min(asked, self.max_queue_wait_s)
+
+    def admit(self, count: int) -> float:
+        """Raise ServiceError(overloaded) unless `count` more items would be through the engine
+        within the request's deadline; returns the deadline (seconds from now)."""
+        deadline = self.deadline_s()
+        if not self.queued_items:
+            return deadline
+        wait = (self.queued_items + count) * self.seconds_per_item
+        if self.queued_items + count > self.max_queued_items:
+            why = f"{self.queued_items} items are queued (limit {self.max_queued_items})"
+        elif wait > deadline:
+            why = (f"the queue ahead would take about {wait:.1f} s, past this request's "
+                   f"deadline of {deadline:.1f} s")
+        else:
+            return deadline
+        raise ServiceError(ErrorType.overloaded, f"{why}; retry after the Retry-After",
+                           retry_after_s=max(1, math.ceil(wait - deadline)))
+
     async def run(self, items: list[EncodedPair]) -> BatchResult:
         """Score `items` in whatever batch comes next; raises ServiceError(overloaded)."""
-        if self.queued_items and self.queued_items + len(items) > self.max_queued_items:
-            drain_s = self.queued_items * self.seconds_per_item
-            raise ServiceError(ErrorType.overloaded, f"{self.queued_items} items are already "
-                               f"queued (limit {self.max_queued_items}); retry shortly",
-                               retry_after_s=max(1, math.ceil(drain_s)))
+        deadline = self.admit(len(items))
         loop = asyncio.get_running_loop()
         if self.worker is None:  # started in the server's own event loop, on first use
             self.thread = ThreadPoolExecutor(max_workers=1,
                                              thread_name_prefix=f"engine-{self.model}")
             self.wake = asyncio.Event()
             self.worker = loop.create_task(self._work(), name=f"batcher-{self.model}")
-        job = Job(items, loop.create_future())
+        job = Job(items, loop.create_future(), time.perf_counter() + deadline)
         self.jobs.append(job)
         self._count(len(items))
         assert self.wake is not None
@@ -102,6 +128,19 @@ class Batcher:
     def _count(self, delta: int) -> None:
         self.queued_items += delta
         metrics.QUEUED.labels(self.model).set(self.queued_items)
+
+    def _expire(self) -> None:
+        """Answer 429 to queued jobs whose deadline has passed: they would be answered late."""
+        now = time.perf_counter()
+        for job in [j for j in self.jobs if j.deadline < now]:
+            self.jobs.remove(job)
+            self._count(-len(job.items))
+            metrics.EXPIRED.labels(self.model).inc()
+            if not job.future.done():
+                job.future.set_exception(ServiceError(
+                    ErrorType.overloaded, f"waited {now - job.queued_at:.1f} s in the queue, "
+                    "past its deadline; retry after the Retry-After",
+                    retry_after_s=max(1, math.ceil(self.queued_items * self.seconds_per_item))))
 
     def _take(self) -> list[Job]:
         """Whole jobs in arrival order up to max_batch_size items (a bigger job goes alone)."""
@@ -127,6 +166,9 @@ class Batcher:
             if idle and self.max_wait_s and self.queued_items < self.max_batch_size:
                 await asyncio.sleep(self.max_wait_s)
             idle = False
+            self._expire()
+            if not self.jobs:
+                continue
             batch = self._take()
             items = [item for job in batch for item in job.items]
             started = time.perf_counter()

@@ -105,9 +105,12 @@ def prompt_of(where: str, prompted: Prompted, settings: Settings) -> Prompt:
     return prompted.as_prompt()
 
 
-async def tokenise(model: ModelBackend, prepare: Callable[[], T], size: int, timing: Timing
-                   ) -> T:
-    """Run `prepare` (tokenisation) on the event loop when small, else in a thread."""
+async def tokenise(model: ModelBackend, prepare: Callable[[], T], size: int, timing: Timing,
+                   count: int) -> T:
+    """Run `prepare` (tokenisation) on the event loop when small, else in a thread; first ask
+    the queue whether `count` items (at least) would be through in time, so that a refused
+    request costs next to nothing."""
+    model.batcher.admit(count)
     started = time.perf_counter()
     if size <= INLINE_TOKENISE_CHARS:
         prepared = prepare()
@@ -137,9 +140,9 @@ async def run_items(model: ModelBackend, items: list[EncodedPair], timing: Timin
 
 
 async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], size: int,
-                timing: Timing) -> tuple[list[EncodedPair], np.ndarray]:
+                timing: Timing, count: int) -> tuple[list[EncodedPair], np.ndarray]:
     """Tokenise, then run in the engine; (items, raw outputs)."""
-    items = await tokenise(model, prepare, size, timing)
+    items = await tokenise(model, prepare, size, timing, count)
     return items, await run_items(model, items, timing)
 
 
@@ -150,7 +153,8 @@ async def rewards(backend: Backend, prompts: Sequence[Prompt], responses: Sequen
     model, front = backend.get("reward", RewardFront)
     size = sum(map(len, responses)) + sum(len(p) if isinstance(p, str) else
                                           sum(len(m.content) for m in p) for p in prompts)
-    items, outputs = await infer(model, lambda: front.prepare(prompts, responses), size, timing)
+    items, outputs = await infer(model, lambda: front.prepare(prompts, responses), size, timing,
+                                 len(responses))
     scores = front.post(items, outputs[:, 0].tolist())
     if observe:
         histogram = metrics.REWARD.labels(front.manifest.name, front.manifest.version)
@@ -178,7 +182,7 @@ async def moderate(backend: Backend, texts: list[str], timing: Timing,
     except ValueError as exc:
         raise ServiceError(ErrorType.validation, f"min_precision: {exc}") from None
     windows = await tokenise(model, lambda: front.prepare_windows(texts),
-                             sum(map(len, texts)), timing)
+                             sum(map(len, texts)), timing, len(texts))
     limit = backend.settings.max_windows
     if len(windows.items) > limit:
         raise ServiceError(ErrorType.too_large, f"the inputs need {len(windows.items)} windows "
@@ -200,5 +204,5 @@ async def classify(backend: Backend, texts: list[str], top_k: int, timing: Timin
     model, front = backend.get("intent", IntentFront)
     _check_texts(texts, backend.settings)
     items, outputs = await infer(model, lambda: front.prepare_texts(texts),
-                                 sum(map(len, texts)), timing)
+                                 sum(map(len, texts)), timing, len(texts))
     return front, front.classify(items, outputs, min(top_k, len(front.manifest.labels)))

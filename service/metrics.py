@@ -51,6 +51,8 @@ QUEUED = Gauge(f"{PREFIX}queued_items", "Items waiting for or in inference (see 
                "ALIGNSERVE_MAX_QUEUED_ITEMS).", ["model"], multiprocess_mode="livesum")
 QUEUE_LIMIT = Gauge(f"{PREFIX}queued_items_limit", "ALIGNSERVE_MAX_QUEUED_ITEMS: beyond it, "
                     "requests get 429.", ["model"], multiprocess_mode="max")
+EXPIRED = Counter(f"{PREFIX}deadline_expired_total", "Queued requests answered 429 because "
+                  "their deadline passed before the engine reached them.", ["model"])
 MODERATED = Counter(f"{PREFIX}moderation_inputs_total", "Texts moderated, the denominator of "
                     "the flag rate.", ["model", "version"])
 FLAGS = Counter(f"{PREFIX}moderation_flags_total", "Texts flagged, by category: a spike in "

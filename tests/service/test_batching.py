@@ -35,7 +35,7 @@ def test_concurrent_requests_share_a_batch_and_keep_their_own_scores(
 
     async def scenario() -> list:
         batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
-                          max_queued_items=10_000)
+                          max_queued_items=10_000, max_queue_wait_ms=60_000)
         results = await asyncio.gather(batcher.run(big), *(batcher.run(s) for s in smalls))
         assert batcher.queued_items == 0
         return results
@@ -78,3 +78,62 @@ def test_an_idle_engine_waits_for_company_only_when_asked(
 
     assert asyncio.run(queue_wait(0)) < 0.02
     assert asyncio.run(queue_wait(50)) >= 0.045
+
+
+def test_admission_is_by_expected_wait_and_the_deadline_header(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """A request is refused at once when the queue ahead of it would not be through within its
+    deadline (the setting, or X-Deadline-Ms when smaller), with the wait's excess as
+    Retry-After."""
+    from service.deadline import DEADLINE
+
+    front, engine = parts
+
+    async def scenario() -> tuple[ServiceError, ServiceError, float]:
+        batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
+                          max_queued_items=100_000, max_queue_wait_ms=2000)
+        batcher.seconds_per_item = 0.01  # the pace the queue has learnt
+        first = asyncio.ensure_future(batcher.run(items(front, 400)))  # an empty queue admits
+        await asyncio.sleep(0)
+        with pytest.raises(ServiceError) as late:  # (400 + 10) x 10 ms = 4.1 s > 2 s
+            batcher.admit(10)
+        token = DEADLINE.set(0.5)  # X-Deadline-Ms: 500
+        try:
+            with pytest.raises(ServiceError) as asked:
+                batcher.admit(1)  # 4.01 s > 0.5 s
+            deadline = batcher.deadline_s()
+        finally:
+            DEADLINE.reset(token)
+        await first
+        return late.value, asked.value, deadline
+
+    late, asked, deadline = asyncio.run(scenario())
+    assert late.status == 429 and "past this request's deadline of 2.0 s" in late.message
+    assert late.headers()["Retry-After"] == "3"  # 4.1 - 2.0, rounded up
+    assert asked.headers()["Retry-After"] == "4" and deadline == 0.5
+
+
+def test_a_job_whose_deadline_passes_in_the_queue_is_answered_not_run_late(
+        parts: tuple[RewardFront, Engine]) -> None:
+    from service.deadline import DEADLINE
+
+    front, engine = parts
+
+    async def scenario() -> ServiceError:
+        batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
+                          max_queued_items=100_000, max_queue_wait_ms=60_000)
+        batcher.seconds_per_item = 1e-7  # a pace that admits anything: the estimate is wrong
+        first = asyncio.ensure_future(batcher.run(items(front, 3000, words=30)))
+        await asyncio.sleep(0)
+        token = DEADLINE.set(0.001)
+        try:
+            with pytest.raises(ServiceError) as expired:
+                await batcher.run(items(front, 1))
+        finally:
+            DEADLINE.reset(token)
+        await first
+        assert batcher.queued_items == 0
+        return expired.value
+
+    error = asyncio.run(scenario())
+    assert error.status == 429 and "past its deadline" in error.message
