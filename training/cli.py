@@ -513,8 +513,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "evaluate": _evaluate, "export": _export, "models": _models,
                 "data": _data, "feedback": _feedback, "retrain": _retrain, "score": _score}
+    from training.distributed import WorkerDone
+
     try:
         return handlers[args.command](args)
+    except WorkerDone:  # a data-parallel worker whose training is done (training/distributed.py)
+        return 0
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError) as exc:
         from training.data.records import DataError
 

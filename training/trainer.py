@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from training import distributed
 from training.config import TrainConfig
 from training.modeling import ScoringModel
 
@@ -140,7 +141,19 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.total_steps = math.ceil(len(self.plan) / self.config.grad_accum)
+        self.rank, self.size, local_rank = distributed.world()
         self.device = resolve_device(self.config.device)
+        if self.size > 1:
+            if self.config.grad_accum % self.size:
+                raise ValueError(f"--grad-accum {self.config.grad_accum} must be a multiple of "
+                                 f"the {self.size} processes: each takes an equal share of "
+                                 "every step's micro-batches")
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", local_rank)
+            elif not self.config.threads:
+                torch.set_num_threads(distributed.threads_per_process())
+            distributed.setup(self.device)
+        self.main = self.rank == 0
         self.model.to(self.device)
         # An objective with parameters of its own (the reward's length term) trains with them.
         # Kept apart from `objective`, which a caller may wrap, so checkpoints always hold it.
@@ -154,14 +167,15 @@ class Trainer:
 
     def fit(self, resume: bool = False, stop_at: int | None = None) -> list[dict[str, float]]:
         """Train to the end of the plan, or until optimizer step `stop_at` (then checkpoint)."""
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(self.config.seed + self.rank)  # dropout: each process its own masks
         if resume:
             self._restore()
         self.model.train()
         end = min(self.total_steps, stop_at if stop_at is not None else self.total_steps)
         recent: deque[dict[str, float]] = deque(maxlen=50)
         with stop_on_signals() as stop, tqdm(total=self.total_steps, initial=self.step,
-                                             unit="step", desc="train", dynamic_ncols=True) as bar:
+                                             unit="step", desc="train", dynamic_ncols=True,
+                                             disable=not self.main) as bar:
             while self.step < end:
                 record = self._optimizer_step()
                 self.history.append(record)
@@ -171,9 +185,11 @@ class Trainer:
                                  for k in ("loss", "accuracy")})
                 if self.step % self.config.checkpoint_every == 0 or self.step == end:
                     self._save()
-                if stop.requested:
+                # Every process stops at the same step (a signal may reach them apart).
+                if distributed.sum_values({"stop": float(stop.requested)}, self.device)["stop"]:
                     self._save()
-                    bar.write(f"interrupted: checkpoint saved at step {self.step}")
+                    if self.main:
+                        bar.write(f"interrupted: checkpoint saved at step {self.step}")
                     break
         self.model.eval()
         return self.history
@@ -182,7 +198,7 @@ class Trainer:
         accum = self.config.grad_accum
         micro = self.plan[self.step * accum:(self.step + 1) * accum]
         totals: dict[str, float] = {}
-        for indices in micro:
+        for indices in micro[self.rank::self.size]:  # this process's share of the step
             batch = {k: v.to(self.device) for k, v in self.collate(indices).items()}
             with autocast(self.device):
                 loss, stats = self.objective(self.model, batch)
@@ -190,6 +206,8 @@ class Trainer:
             for key, value in {"loss": loss.item(), **stats}.items():
                 totals[key] = totals.get(key, 0.0) + value / len(micro)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        distributed.sum_gradients(params)  # the whole step's gradient on every process
+        totals = distributed.sum_values(totals, self.device)
         totals["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
         totals["lr"] = float(self.scheduler.get_last_lr()[0])
         self.optimizer.step()
@@ -211,10 +229,12 @@ class Trainer:
         }
 
     def _save(self) -> None:
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_dir / f"{CHECKPOINT}.tmp"
-        torch.save(self._state(), tmp)
-        os.replace(tmp, self.checkpoint_dir / CHECKPOINT)  # never leave a half-written checkpoint
+        if self.main:  # the processes hold the same weights: one writes
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.checkpoint_dir / f"{CHECKPOINT}.tmp"
+            torch.save(self._state(), tmp)
+            os.replace(tmp, self.checkpoint_dir / CHECKPOINT)  # never half-written
+        distributed.barrier()
 
     def _restore(self) -> None:
         path = self.checkpoint_dir / CHECKPOINT
@@ -253,10 +273,12 @@ def run_training(model: ScoringModel, data: Batchable, unit: str, objective: Obj
                                           config.seed),
                       lambda idx: data.collate(idx, pad_id), objective, config,
                       output / "checkpoints")
-    print(f"training on {len(data.lengths())} {unit}, {trainer.total_steps} optimizer steps of "
-          f"{config.batch_size * config.grad_accum} {unit}, max_length {config.max_length}, "
-          f"on {trainer.device}")
+    if trainer.main:
+        print(f"training on {len(data.lengths())} {unit}, {trainer.total_steps} optimizer steps "
+              f"of {config.batch_size * config.grad_accum} {unit}, max_length "
+              f"{config.max_length}, on {trainer.device}")
     history = trainer.fit(resume=resume, stop_at=stop_at)
+    distributed.finish()  # ranks other than 0 stop here; rank 0 goes on alone
     if trainer.step < trainer.total_steps:
         print(f"stopped at step {trainer.step} of {trainer.total_steps}; continue with --resume")
         return None
