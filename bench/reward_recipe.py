@@ -27,14 +27,18 @@ from typing import Any
 import numpy as np
 
 LENGTH_OFF = {"no-length-term": "", "length-decorrelation": "0"}
-OFF = {"relevance": "0", "truncation": "0", "dismissal": "0", "repetition": "0", **LENGTH_OFF}
+KINDS = ("relevance", "truncation", "dismissal", "repetition", "restatement", "courtesy")
+
+
+def without(*kinds: str) -> dict[str, str]:
+    return dict.fromkeys(kinds, "0")
+
+
 LADDER: list[tuple[str, dict[str, str]]] = [
-    ("present recipe (hh-rlhf only)", {"no-pool": "", **OFF}),
-    ("+ pooled sources", dict(OFF)),
-    ("+ relevance pairs", {k: v for k, v in OFF.items() if k != "relevance"}),
-    ("+ truncation pairs", {"dismissal": "0", "repetition": "0", **LENGTH_OFF}),
-    ("+ dismissal pairs", {"repetition": "0", **LENGTH_OFF}),
-    ("+ repetition pairs", dict(LENGTH_OFF)),
+    ("present recipe (hh-rlhf only)", {"no-pool": "", **without(*KINDS), **LENGTH_OFF}),
+    ("+ pooled sources", {**without(*KINDS), **LENGTH_OFF}),
+    *[(f"+ {kind} pairs", {**without(*KINDS[i + 1:]), **LENGTH_OFF})
+      for i, kind in enumerate(KINDS)],
     ("+ length term (final recipe)", {}),
 ]
 FINAL = "+ length term (final recipe)"
@@ -42,10 +46,12 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
     "full": [("final, 1 epoch", {"epochs": "1"}),
              ("final, lr 3e-5", {"lr": "3e-5"}),
              ("final, 512 tokens", {"max-length": "512", "min-prompt-tokens": "128"})],
-    "default": [],
+    "default": [("final without restatement and courtesy pairs",
+                 without("restatement", "courtesy"))],
 }
 COLUMNS = ("validation/hh-rlhf", "hh-rlhf", "hh-rlhf/harmless-base", "oasst", "truthfulqa",
-           "pandalm", "finegrained-qa", "hhh", "ukpconvarg", "behaviour")
+           "pandalm", "finegrained-qa", "hhh", "ukpconvarg", "contrast (validation)",
+           "behaviour")
 
 
 def flags(settings: dict[str, str]) -> list[str]:

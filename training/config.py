@@ -55,6 +55,10 @@ class TrainConfig:
                             "insulting sentence spliced in, as a share; 0 disables.")
     repetition: float = _opt(0.1, "Reward: reply over the same reply with a sentence said "
                              "twice, as a share; 0 disables.")
+    restatement: float = _opt(0.1, "Reward: reply over the same reply followed by all of it "
+                              "again behind a connecting phrase, as a share; 0 disables.")
+    courtesy: float = _opt(0.1, "Reward: the reply in a courteous frame over the same reply in "
+                           "a brusque one of about the same length, as a share; 0 disables.")
     length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
                              "response tokens), w learnt, so the linear term absorbs the length "
                              "preference; the service serves r alone.")
@@ -105,9 +109,11 @@ PRESETS: dict[str, TrainConfig] = {
     # 70 s of training on one H200 (--device cuda), hours on 2 CPU cores. Chosen on hh-rlhf
     # validation accuracy among lr 1e-4 / 3e-5, 1 / 2 epochs and 256 / 512 tokens
     # (bench/reward_recipe.py; the README has the table).
+    # Restatement and courtesy pairs came later, measured on the default preset only (no GPU
+    # since): off here until the full preset is re-measured with them.
     "full": TrainConfig(max_length=256, min_prompt_tokens=64, lr=1e-4, epochs=2.0,
                         batch_size=16, grad_accum=1, checkpoint_every=200,
-                        eval_batch_tokens=16384),
+                        eval_batch_tokens=16384, restatement=0.0, courtesy=0.0),
 }
 
 # Classifiers read `batch_size` as texts per forward pass.
@@ -120,9 +126,11 @@ MODERATION_PRESETS: dict[str, TrainConfig] = {
                         checkpoint_every=200),
 }
 INTENT_PRESETS: dict[str, TrainConfig] = {
-    # Intent queries are a dozen words; a fresh 77- or 150-way head needs a few epochs.
+    # Intent queries are a dozen words; a fresh 77- or 150-way head needs a few epochs. Two
+    # keep the first `make serve` (which builds a banking77 model) within its budget (README:
+    # banking77 accuracy at two and at three epochs).
     "default": TrainConfig(max_length=64, batch_size=32, grad_accum=1, lr=1e-4, head_lr=3e-3,
-                           epochs=3, checkpoint_every=100),
+                           epochs=2, checkpoint_every=100),
     "full": TrainConfig(max_length=64, batch_size=32, grad_accum=1, lr=8e-5, head_lr=3e-3,
                         epochs=6, checkpoint_every=200),
 }

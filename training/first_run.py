@@ -35,7 +35,7 @@ DEFAULTS = (
             "contrast pairs, then calibration and every test split"),
     Default("moderation", "moderation", 290, 70, what="moderation classifier: 12,000 labelled "
             "texts, thresholds per category, every test split and suite"),
-    Default("intent", "intent", 240, 30, ("--dataset", "banking77"),
+    Default("intent", "intent", 200, 30, ("--dataset", "banking77"),
             what="intent classifier: banking77's 77 customer-service intents"),
 )
 

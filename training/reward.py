@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ SPLIT_RULE = ("each pooled source carved 80/10/10 into train/validation/test by 
               "group (hh-rlhf and Open-Assistant: the first user turn; the others: the "
               "question), so no conversation or question lands in two splits; HHH and "
               "UKPConvArg are held out whole")
+CONTRAST_CHECK, CHECK_PER_KIND = "contrast (validation)", 100
 COLUMNS = ("accuracy", "longer_wins", "acc_chosen_shorter", "length_corr", "log_loss", "ece",
            "n")
 
@@ -82,8 +83,9 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
     calibrated = calibrate(model, run.encoder, data.splits["validation"],
                            config.eval_batch_tokens)
     run.lap("calibrate")
-    results = evaluate_sets(model, run.encoder, data.eval_sets, calibrated.temperature,
-                            config.eval_batch_tokens)
+    results = evaluate_sets(model, run.encoder,
+                            {**data.eval_sets, CONTRAST_CHECK: contrast_check(data)},
+                            calibrated.temperature, config.eval_batch_tokens)
     metrics = {**validation_metrics(data, calibrated),
                **{k: r.metrics for k, r in results.items()}}
     run.lap("evaluate")
@@ -113,6 +115,16 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
           f"{suite['overall']:.1%} ({'passes' if suite['passes'] else 'FAILS'} its targets "
           f"{behaviour.TARGET_OVERALL:.0%} overall, {behaviour.TARGET_EACH:.0%} each)")
     return result
+
+
+def contrast_check(data: RewardData) -> list[PreferencePair]:
+    """Every contrast kind built (with a fixed seed) from up to CHECK_PER_KIND validation pairs:
+    what each kind taught, on replies never trained on. A validation figure to choose a mix on;
+    the behavioural suite, in other words, stays the test."""
+    validation = [p for p in data.splits["validation"] if source_of(p) in SOURCE_WEIGHTS]
+    share = min(1.0, CHECK_PER_KIND / max(1, len(validation)))
+    return [replace(p, subset=f"{CONTRAST_CHECK}/{p.subset.removeprefix('contrast/')}")
+            for p in contrast_pairs(validation, dict.fromkeys(CONTRAST_KINDS, share), seed=0)]
 
 
 def validation_metrics(data: RewardData, calibrated: Calibrated) -> dict[str, dict[str, float]]:

@@ -112,6 +112,17 @@ def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
     for pair in by_kind["repetition"]:
         sentences = [x.rstrip(".") for x in pair.rejected.split(". ")]
         assert len(sentences) == len(set(sentences)) + 1
+    for pair in by_kind["restatement"]:
+        connector = next(c for c in contrast.RESTATEMENTS if f" {c} " in pair.rejected)
+        first, again = pair.rejected.split(f" {connector} ")
+        assert first == pair.chosen and again.lower() == pair.chosen.lower()
+    courteous = {p.chosen: p for p in pairs}
+    for pair in by_kind["courtesy"]:  # the same reply inside both frames, of similar length
+        (reply,) = [r for r in courteous if r in pair.chosen and r in pair.rejected]
+        assert any(pair.chosen == f"{o} {reply} {c}" for o, c in contrast.COURTEOUS)
+        assert any(pair.rejected == f"{o} {reply} {c}" for o, c in contrast.BRUSQUE)
+        assert abs(len(pair.chosen) - len(pair.rejected)) <= 25
+        originals[pair.chosen] = courteous[reply]
     assert all(p.group == originals[p.chosen].group for p in made)  # splits stay grouped
 
 
@@ -125,4 +136,6 @@ def test_behaviour_suite_has_enough_cases_and_controls_length() -> None:
     facts = [p for p in suite if p.subset.endswith("correct_vs_incorrect_fact")]
     assert all(abs(len(p.chosen) - len(p.rejected)) <= 12 for p in facts)
     text = " ".join(p.chosen + " " + p.rejected for p in suite)
-    assert not any(d in text for d in contrast.DISMISSALS)  # never the training sentences
+    spliced = [*contrast.DISMISSALS, *contrast.RESTATEMENTS,
+               *(line for frame in contrast.COURTEOUS + contrast.BRUSQUE for line in frame)]
+    assert not any(d in text for d in spliced)  # never the training sentences

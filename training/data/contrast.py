@@ -7,7 +7,11 @@ Each targets one cue a person uses and length cannot stand in for:
 - dismissal: the reply over the same reply with a dismissive or insulting sentence spliced in
   (the rejected side is the longer one, which balances truncation's push towards length);
 - repetition: the reply over the same reply with one of its sentences said again (longer,
-  and worse: padding is not content).
+  and worse: padding is not content);
+- restatement: the reply over the same reply followed by the whole of it again behind a
+  connecting phrase (padding at the scale of the reply, not of one sentence);
+- courtesy: the reply in a courteous frame (an opening and a closing line) over the same reply
+  in a brusque one of about the same length: tone with the content held fixed.
 
 The spliced sentences are this module's own; the behavioural suite (training/behaviour.py) uses
 different wording, so the suite measures the cue, not the memorised sentences.
@@ -21,7 +25,7 @@ from collections.abc import Sequence
 
 from training.data.records import PreferencePair
 
-KINDS = ("relevance", "truncation", "dismissal", "repetition")
+KINDS = ("relevance", "truncation", "dismissal", "repetition", "restatement", "courtesy")
 
 DISMISSALS = (
     "Honestly, this is a pointless question.",
@@ -36,6 +40,29 @@ DISMISSALS = (
     "Do your own homework.",
     "What a dumb idea.",
     "Don't bother me with this again.",
+)
+RESTATEMENTS = (
+    "In other words,",
+    "Again:",
+    "As I mentioned,",
+    "Let me say that once more:",
+    "Put another way,",
+    "Just to be clear,",
+)
+# (opening, closing): courteous and brusque frames of about the same length.
+COURTEOUS = (
+    ("Thanks for reaching out.", "Hope this helps!"),
+    ("Sure, I can help with that.", "Take care."),
+    ("Glad you asked.", "Good luck with it!"),
+    ("Absolutely.", "Just ask if you need more."),
+    ("Great question.", "Have a nice day!"),
+)
+BRUSQUE = (
+    ("As I already said.", "End of story."),
+    ("Ugh, this again.", "Don't ask me twice."),
+    ("Whatever, fine.", "Nothing more to say."),
+    ("Sigh. Listen.", "Figure out the rest yourself."),
+    ("Look, honestly.", "We're done here."),
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 MIN_WORDS = 12  # shorter replies cannot be cut in a way that reads as cut
@@ -87,8 +114,29 @@ def repetition(pairs: Sequence[PreferencePair], rng: random.Random) -> list[Pref
     return out
 
 
+def restatement(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    out = []
+    for pair in pairs:
+        reply = pair.chosen.strip()
+        again = f"{reply[0].lower()}{reply[1:]}" if reply else reply
+        out.append(_contrast(pair, f"{reply} {rng.choice(RESTATEMENTS)} {again}", "restatement"))
+    return out
+
+
+def courtesy(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    """Both sides are rebuilt around the reply, so the chosen side is not the real reply."""
+    out = []
+    for pair in pairs:
+        reply = pair.chosen.strip()
+        (open_c, close_c), (open_b, close_b) = rng.choice(COURTEOUS), rng.choice(BRUSQUE)
+        out.append(PreferencePair(pair.prompt, f"{open_c} {reply} {close_c}",
+                                  f"{open_b} {reply} {close_b}", 0.0, "contrast/courtesy",
+                                  pair.group))
+    return out
+
+
 GENERATORS = {"relevance": relevance, "truncation": truncation, "dismissal": dismissal,
-              "repetition": repetition}
+              "repetition": repetition, "restatement": restatement, "courtesy": courtesy}
 
 
 def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], seed: int
