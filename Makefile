@@ -10,6 +10,8 @@ BIN    := $(VENV)/bin
 # Re-install whenever pyproject.toml changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export BENTOML_DO_NOT_TRACK := true
+# Progress lines in order with the progress bars, also through a pipe.
+export PYTHONUNBUFFERED := 1
 # The model store lives in the working tree unless the caller chose one.
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
 

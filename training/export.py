@@ -237,10 +237,14 @@ def keep_weights(checkpoint: Path, weights: Path) -> None:
 
 
 def export_checkpoint(checkpoint: Path, output: Path, name: str, check: ValidationCheck,
-                      opset: int = OPSET, say: Callable[[str], None] = print) -> Manifest:
+                      opset: int = OPSET, say: Callable[[str], None] | None = None) -> Manifest:
     """Build the artifact in `output`; raises ParityError when a graph disagrees. `say` hears
     what each step is doing (the int8 check is the long one: every validation item scored by
-    both graphs)."""
+    both graphs); by default, stdout at once."""
+    if say is None:
+        def say(line: str) -> None:
+            print(line, flush=True)
+
     manifest = Manifest.load(checkpoint)
     Manifest.model_validate({**manifest.model_dump(), "name": name})  # refuse a bad name first
     model = ScoringModel.load(checkpoint)

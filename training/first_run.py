@@ -82,9 +82,13 @@ def _stored(name: str) -> bool:
     return True
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # at once, also when stdout is a pipe (make, CI logs)
+
+
 def build_defaults(runs: Path, data_dir: Path | None = None,
                    cli: Callable[[list[str]], int] | None = None,
-                   say: Callable[[str], None] = print,
+                   say: Callable[[str], None] = _say,
                    defaults: tuple[Default, ...] = DEFAULTS) -> int:
     """Run every stage still to do; the first that fails stops the build with its exit code."""
     if cli is None:
