@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -290,8 +291,22 @@ def run_ray(tag: str, plan: Plan, workers: int, graph: str = "auto", address: st
     pending = plan.pending()
     if not pending:
         return []
+    started_here = not ray.is_initialized()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
              include_dashboard=False, configure_logging=False)
+    try:
+        return _ray_shards(ray, tag, plan, pending, workers, graph, address, progress)
+    finally:
+        if started_here:  # leave the caller's process as it was: no Ray, its own handlers
+            ray.shutdown()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+
+def _ray_shards(ray: Any, tag: str, plan: Plan, pending: list[int], workers: int, graph: str,
+                address: str | None, progress: Callable[[ShardResult], None] | None
+                ) -> list[ShardResult]:
     threads = max(1, (os.cpu_count() or 1) // workers) if address is None else None
 
     class ShardScorer:

@@ -123,8 +123,14 @@ def test_the_classifiers_score_texts(stored_classifiers: dict[str, str],
 
 def test_ray_data_with_two_workers_writes_the_same_files(stored_tiny: str, input_file: Path,
                                                          tmp_path: Path) -> None:
+    import signal
+
+    import ray
+
     local = score(stored_tiny, input_file, tmp_path / "local")
+    before = signal.getsignal(signal.SIGTERM)
     on_ray = score(stored_tiny, input_file, tmp_path / "ray", "--ray", "--workers", "2")
+    assert not ray.is_initialized() and signal.getsignal(signal.SIGTERM) == before  # as it was
     assert on_ray["mode"] == "ray (2 workers)" and on_ray["shards_this_run"] == 4
     assert on_ray["rejected_total"] == local["rejected_total"] == 3
     for shard in range(4):

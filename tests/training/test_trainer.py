@@ -114,9 +114,10 @@ def test_a_signal_checkpoints_and_resume_finishes_the_same_run(tiny_backbone: Pa
         return objective(model, batch)
 
     interrupted.objective = send_sigterm_on_third_step
+    before = signal.getsignal(signal.SIGTERM)
     interrupted.fit()
     assert interrupted.step == 3  # the step in flight finished, then it stopped
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler in place before is back
     resumed, _ = _trainer(tiny_backbone, tmp_path / "b", config, n=64)
     resumed.fit(resume=True)
     for key, value in whole.model.state_dict().items():
