@@ -47,16 +47,18 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
     "full": [("final, 1 epoch", {"epochs": "1"}),
              ("final, lr 3e-5", {"lr": "3e-5"}),
              ("final, 512 tokens", {"max-length": "512", "min-prompt-tokens": "128"})],
-    "default": [("final without restatement and courtesy pairs",
-                 without("restatement", "courtesy")),
-                ("final, lr 1e-4", {"lr": "1e-4"}),
-                ("final, 8-pair steps", {"batch-size": "8", "grad-accum": "1"})],
+    "default": [("final, 16-pair steps", {"grad-accum": "2"}),
+                ("final, 16-pair steps, without restatement and courtesy pairs",
+                 {"grad-accum": "2", **without("restatement", "courtesy")}),
+                ("final, 16-pair steps, lr 1e-4", {"grad-accum": "2", "lr": "1e-4"})],
 }
 # Choosing among final candidates, on validation only: the hh-rlhf part must stay within
 # HH_SLACK points of the best candidate's (the target is hh-rlhf), and among those the highest
 # accuracy on the validation contrast pairs wins (what the label-free signals taught); runs
-# without contrast figures fall back to hh-rlhf validation alone.
-HH_SLACK = 2.0
+# without contrast figures fall back to hh-rlhf validation alone. HH_SLACK is twice the
+# seed-to-seed standard deviation of hh-rlhf validation accuracy measured on the CPU default
+# (3.6 points over 3 seeds): single-seed differences below it are noise.
+HH_SLACK = 7.2
 CONTRAST = "contrast (validation)"
 COLUMNS = ("validation/hh-rlhf", "hh-rlhf", "hh-rlhf/harmless-base", "oasst", "truthfulqa",
            "pandalm", "finegrained-qa", "hhh", "ukpconvarg", CONTRAST, "behaviour")
