@@ -7,8 +7,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Re-install whenever pyproject.toml changes.
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# Re-install whenever pyproject.toml changes. STAMP: what training and serving need (make
+# serve installs no more); TEST_STAMP adds the tools and the batch extras make test needs.
+HASH       := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP      := $(VENV)/.installed-$(HASH)
+TEST_STAMP := $(VENV)/.test-$(HASH)
 export BENTOML_DO_NOT_TRACK := true
 # Progress lines in order with the progress bars, also through a pipe.
 export PYTHONUNBUFFERED := 1
@@ -25,22 +28,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: the CPU wheel on this disk; an unpinned one pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[train,dev]'
-	rm -f $(VENV)/.installed-*
+	$(BIN)/pip install --quiet -e '.[train,serve]'
+	rm -f $(VENV)/.installed-* $(VENV)/.test-*
 	touch $@
 
-# Ray and pyarrow, for `alignserve score` and its tests: not needed to serve.
-BATCH_STAMP := $(VENV)/.batch-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-$(BATCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[batch]'
-	rm -f $(VENV)/.batch-*
+# Linters, pytest and the linters' tools, and Ray and pyarrow (`alignserve score`): not needed
+# to serve.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[train,serve,dev,batch]'
 	touch $@
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint $(BATCH_STAMP)
+test: lint
 	$(BIN)/pytest -q
 
 serve: models
@@ -61,7 +63,7 @@ train: $(STAMP)
 	$(BIN)/alignserve export --checkpoint runs/intent/model --name intent
 
 # The serving image's pinned dependencies (CPU and GPU), from pyproject.toml's extras.
-lock: $(STAMP)
+lock: $(TEST_STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra serve --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --no-header --quiet -o requirements/cpu.txt
 	$(BIN)/uv pip compile pyproject.toml --extra gpu --python-version 3.11 \
