@@ -29,13 +29,14 @@ class Default:
     what: str = ""
 
 
-# Stage times of the first `make serve` on the 2-core CPU (README, "Measured figures").
+# Stage times of the first `make serve` on a fresh clone, 2-core CPU, 2026-11-27 (README,
+# "Measured figures").
 DEFAULTS = (
-    Default("reward", "reward", 480, 110, what="reward model: ~2,400 pooled preference and "
+    Default("reward", "reward", 664, 145, what="reward model: ~2,400 pooled preference and "
             "contrast pairs, then calibration and every test split"),
-    Default("moderation", "moderation", 290, 70, what="moderation classifier: 12,000 labelled "
+    Default("moderation", "moderation", 439, 86, what="moderation classifier: 12,000 labelled "
             "texts, thresholds per category, every test split and suite"),
-    Default("intent", "intent", 200, 30, ("--dataset", "banking77"),
+    Default("intent", "intent", 336, 45, ("--dataset", "banking77"),
             what="intent classifier: banking77's 77 customer-service intents"),
 )
 

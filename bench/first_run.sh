@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The first `make serve` on a fresh clone, timed to the first 200 from /readyz.
+#   bench/first_run.sh [WORKDIR]     (default /tmp/first-run; ../shared must exist beside this repo)
+# Clones this repository's HEAD into WORKDIR/alignserve with ../shared beside it, runs
+# `make serve` from nothing, polls /readyz, asks /v1/classify and /v1/reward/compare once,
+# then stops the server. Needs port 3000 free and nothing else running, for a fair time.
+set -u
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="${1:-/tmp/first-run}"
+rm -rf "$work" && mkdir -p "$work" && ln -s "$(cd "$repo/../shared" && pwd)" "$work/shared"
+git clone -q "$repo" "$work/alignserve"
+cd "$work/alignserve"
+start=$(date +%s.%N)
+setsid make serve > "$work/serve.log" 2>&1 &
+pid=$!
+until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:3000/readyz)" = "200" ]; do
+  kill -0 $pid 2>/dev/null || { echo "make serve exited; see $work/serve.log"; exit 1; }
+  sleep 2
+done
+echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s" | tee "$work/ready.txt"
+grep -a "stage\|stages done\|int8" "$work/serve.log"
+curl -s 127.0.0.1:3000/v1/classify -H 'content-type: application/json' \
+  -d '{"inputs": ["I still have not received my new card"], "top_k": 3}'; echo
+curl -s 127.0.0.1:3000/v1/reward/compare -H 'content-type: application/json' -d '{"prompt":
+  "Do you ship to Canada?", "response_a": "Yes, in 5-8 days.", "response_b": "I have no idea why
+  you would even ask me that, and frankly I cannot be bothered to look it up. Maybe read the
+  website like everyone else instead of wasting my time with every little question."}'; echo
+kill -TERM -- -$pid 2>/dev/null; sleep 5; kill -KILL -- -$pid 2>/dev/null; true
