@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from service.client import Client
 from service.local import serving
 
 API_KEY = "integration-test-key-0123456789"
@@ -71,3 +72,10 @@ def keyed_server(stored_tiny: str, tmp_path_factory: pytest.TempPathFactory) -> 
                  ALIGNSERVE_INTENT_MODEL="",
                  ALIGNSERVE_API_KEY=API_KEY, ALIGNSERVE_MAX_ITEMS="4") as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Iterator[Client]:
+    """A typed client of the shared server."""
+    with Client(server) as c:
+        yield c

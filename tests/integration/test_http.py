@@ -19,12 +19,6 @@ PROMPT = "how can i get a refund for my order"
 SHORT, LONG = "sorry", "the refund will arrive in a day please wait for the money " * 5
 
 
-@pytest.fixture(scope="module")
-def client(server: str) -> Any:
-    with Client(server) as c:
-        yield c
-
-
 def test_score_answers_with_model_version_and_timing(server: str) -> None:
     body = {"items": [{"prompt": PROMPT, "response": "good answer"},
                       {"prompt": "weather " * 300, "response": SHORT}]}

@@ -4,7 +4,6 @@ sends (`--remote_rm_url`), and TRL's reward-function call, each checked against
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,12 +16,6 @@ QUESTIONS = ["how can i get a refund for my order", "where is my card", "what is
              "can you help with my account", "thanks for the music"]
 ANSWERS = ["sorry the refund will arrive in a day", "your card is in the order",
            "good weather today", "i can help with your account please wait", "great music"]
-
-
-@pytest.fixture(scope="module")
-def client(server: str) -> Iterator[Client]:
-    with Client(server) as c:
-        yield c
 
 
 def chatml(question: str) -> str:
