@@ -25,17 +25,15 @@ PORT   ?= 3000
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	# torch first and pinned: the CPU wheel on this disk; an unpinned one pulls a multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[train,serve]'
+	# torch pinned: the CPU wheel on this disk; an unpinned one pulls a multi-GB CUDA build.
+	requirements/install $(VENV) torch==2.13.0 -e '.[train,serve]'
 	rm -f $(VENV)/.installed-* $(VENV)/.test-*
 	touch $@
 
 # Linters, pytest and the linters' tools, and Ray and pyarrow (`alignserve score`): not needed
 # to serve.
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[train,serve,dev,batch]'
+	requirements/install $(VENV) torch==2.13.0 -e '.[train,serve,dev,batch]'
 	touch $@
 
 lint: $(TEST_STAMP)
