@@ -52,5 +52,5 @@ def validation_check(manifest: Manifest, encoder: PairEncoder, data_dir: Path | 
     return ValidationCheck(
         f"top-1 accuracy ({dataset} validation, in scope)", encoded.items, len(encoded.items),
         lambda out, rows: float((out[rows].argmax(axis=1) == encoded.targets[rows]).mean()),
-        lambda fp32, int8: float((fp32.argmax(axis=1) == int8.argmax(axis=1)).mean()),
+        lambda fp32, int8, rows: fp32[rows].argmax(axis=1) == int8[rows].argmax(axis=1),
         "share of texts whose top intent int8 keeps")

@@ -331,13 +331,17 @@ def _export(args: argparse.Namespace) -> int:
     print(f"artifact {exported.name}:{exported.version} in {output}")
     print("  parity max |onnx - torch|: " + ", ".join(
         f"{k} {v:.2e}" for k, v in exported.parity_max_diff.items()))
+    checked = int(float(int8.get("examples_checked", 0)))
+    examples = int(float(int8.get("examples", 0)))
+    stopped = (f"; stopped after {checked:,} of {examples:,} examples: int8 surely keeps too few"
+               if checked < examples else "")
     agreement = (f", {int8['agreement_of']} {float(int8['agreement']):.1%} (min "
                  f"{float(int8['min_agreement']):.0%})" if "agreement" in int8 else "")
     print(f"  int8 {'kept' if int8['accepted'] == 'yes' else 'REJECTED'}: {int8['metric']} "
           f"fp32 {float(int8['fp32']):.4f}, int8 {float(int8['int8']):.4f}; drop "
           f"{float(int8['drop_points']):.2f} points, 95% interval "
           f"[{float(int8['drop_low_points']):.2f}, {float(int8['drop_high_points']):.2f}] "
-          f"(upper end max {int8['max_drop_points']}){agreement}")
+          f"(upper end max {int8['max_drop_points']}){agreement}{stopped}")
     if not args.no_store:
         print(f"  saved to the store as {store.save(output)} ({store.store_location()})")
     return 0

@@ -159,3 +159,33 @@ def test_int8_gate_reads_agreement_and_a_bootstrap_interval() -> None:
     assert again.drop_interval == noisy.drop_interval  # seeded: the same decision every time
     record = noisy.record()
     assert record["accepted"] == "no" and record["drop_low_points"] <= record["drop_high_points"]
+
+
+def test_int8_check_stops_early_only_when_int8_surely_fails(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    n = 2000
+    scores = np.random.default_rng(1).normal(size=2 * n).astype(np.float32)
+    items = [EncodedPair([i], [0], False, False) for i in range(2 * n)]
+    check = export.pairwise_check(items[:n], items[n:])
+    flips = {"fp32": 0, "int8": 0}  # the share of chosen items whose sign int8 changes
+
+    def fake_run(graph: str, batch: list[EncodedPair], **_: object) -> np.ndarray:
+        out = np.array([[scores[item.input_ids[0]]] for item in batch], np.float32)
+        flip = np.array([item.input_ids[0] < n and item.input_ids[0] % 100 < flips[graph]
+                         for item in batch])
+        out[flip] = -out[flip]
+        return out
+
+    monkeypatch.setattr(export, "open_session", str)
+    monkeypatch.setattr(export, "run", fake_run)
+    for flipped, early in ((0, False), (2, False), (15, True)):
+        flips["int8"] = flipped
+        scored = check.outputs(Path("fp32"), Path("int8"), pad_id=0)
+        decision = export.decide_int8(check, scored.fp32, scored.int8, scored.rows)
+        assert (decision.examples_checked < n) is early, flipped
+        assert decision.examples == n and len(scored.rows) == decision.examples_checked
+        if early:  # stopped at a look, with the share kept measured on what was scored
+            assert decision.examples_checked % export.INT8_LOOK == 0
+            assert not decision.accepted and decision.agreement is not None
+            assert export.wilson_upper(decision.agreement, decision.examples_checked) < 0.97
+        assert decision.record()["examples_checked"] == decision.examples_checked
