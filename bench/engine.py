@@ -24,7 +24,7 @@ import torch
 from models.artifact import FP32, INT8, TOKENIZER_FILE
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import Manifest
-from models.session import INPUT_NAMES, OUTPUT_NAME, open_session
+from models.session import OUTPUT_NAME, feeds, open_session
 from training.data.reward_data import load_reward_data
 from training.export import export_onnx
 from training.modeling import ScoringModel
@@ -50,7 +50,7 @@ def onnx_runner(graph: Path) -> Runner:
     session = open_session(graph)
 
     def run(arrays: dict[str, np.ndarray]) -> object:
-        return session.run([OUTPUT_NAME], {n: arrays[n] for n in INPUT_NAMES})
+        return session.run([OUTPUT_NAME], feeds(session, arrays))
 
     return run
 

@@ -27,7 +27,9 @@ from tokenizers import Tokenizer
 from models.manifest import InputFormat
 
 Role = Literal["system", "user", "assistant"]
-_SPECIAL_TOKENS = 3  # [CLS] prompt [SEP] response [SEP]
+# Per template: (start, separator, padding) tokens, and how many separators join a pair.
+TEMPLATE_TOKENS = {"bert-pair": (("[CLS]", "[SEP]", "[PAD]"), 1),
+                   "roberta-pair": (("<s>", "</s>", "<pad>"), 2)}
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Windows:
 def split_budget(prompt_len: int, response_len: int, fmt: InputFormat) -> tuple[int, int]:
     """How many prompt and response tokens fit: (kept from the prompt's end, kept from the
     response's start)."""
-    budget = fmt.max_length - _SPECIAL_TOKENS
+    budget = fmt.max_length - 2 - TEMPLATE_TOKENS[fmt.template][1]  # start, separators, end
     prompt_floor = min(prompt_len, fmt.min_prompt_tokens)
     response_keep = min(response_len, budget - prompt_floor)
     prompt_keep = min(prompt_len, budget - response_keep)
@@ -117,8 +119,8 @@ class PairEncoder:
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
         self.format = fmt
-        self.cls_id, self.sep_id, self.pad_id = (
-            self._special(name) for name in ("[CLS]", "[SEP]", "[PAD]"))
+        names, self.pair_seps = TEMPLATE_TOKENS[fmt.template]
+        self.cls_id, self.sep_id, self.pad_id = (self._special(name) for name in names)
 
     @classmethod
     def from_file(cls, path: Path, fmt: InputFormat) -> PairEncoder:
@@ -164,7 +166,8 @@ class PairEncoder:
     def _special(self, token: str) -> int:
         token_id = self.tokenizer.token_to_id(token)
         if token_id is None:
-            raise ValueError(f"the tokenizer lacks the BERT special token {token}")
+            raise ValueError(f"the tokenizer lacks the special token {token} that the "
+                             f"{self.format.template} input template needs")
         return int(token_id)
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
@@ -174,7 +177,7 @@ class PairEncoder:
         prompt_keep, response_keep = split_budget(len(prompt), len(response), self.format)
         kept_prompt = prompt[len(prompt) - prompt_keep :]
         kept_response = response[:response_keep]
-        first = [self.cls_id, *kept_prompt, self.sep_id]
+        first = [self.cls_id, *kept_prompt, *[self.sep_id] * self.pair_seps]
         second = [*kept_response, self.sep_id]
         return EncodedPair(
             input_ids=first + second,

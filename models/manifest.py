@@ -30,9 +30,12 @@ class InputFormat(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["prompt-response", "text"] = "prompt-response"
-    template: Literal["bert-pair"] = Field(
+    template: Literal["bert-pair", "roberta-pair"] = Field(
         "bert-pair",
-        description="[CLS] rendered prompt [SEP] response [SEP], token_type_ids 0 then 1.",
+        description="bert-pair (BERT, ELECTRA, DeBERTa): [CLS] prompt [SEP] response [SEP], a "
+        "single text [CLS] text [SEP]; roberta-pair (RoBERTa): <s> prompt </s></s> response "
+        "</s>, a single text <s> text </s>. token_type_ids are 0 then 1 (graphs of models "
+        "without segments ignore them).",
     )
     role_labels: dict[str, str] = Field(
         default_factory=lambda: {"system": "System", "user": "Human", "assistant": "Assistant"},

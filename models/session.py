@@ -41,6 +41,13 @@ def open_session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",
     return ort.InferenceSession(str(path), options, providers=list(providers))
 
 
+def feeds(session: onnxruntime.InferenceSession, arrays: dict[str, np.ndarray]
+          ) -> dict[str, np.ndarray]:
+    """The padded arrays the graph reads: every one of INPUT_NAMES it declares (a model
+    without segments, RoBERTa's or DeBERTa-v3's, has no token_type_ids input)."""
+    return {i.name: arrays[i.name] for i in session.get_inputs()}
+
+
 def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     """Indices sorted by length, cut into batches whose padded size stays within max_tokens:
     padding is the main waste on a CPU, and sorting removes most of it."""
@@ -71,7 +78,7 @@ def run(session: onnxruntime.InferenceSession, items: Sequence[EncodedPair],
     for indices in token_budget_batches([len(item) for item in items], max_tokens):
         arrays = pad_batch([items[i] for i in indices], pad_id)
         started = time.perf_counter()
-        (logits,) = session.run([OUTPUT_NAME], {name: arrays[name] for name in INPUT_NAMES})
+        (logits,) = session.run([OUTPUT_NAME], feeds(session, arrays))
         if on_batch is not None:
             on_batch(len(indices), arrays["input_ids"].size, time.perf_counter() - started)
         if outputs is None:

@@ -3,6 +3,8 @@
 reward: pairwise accuracy on the pooled validation split (and the share of pairs whose order
 int8 keeps); moderation: mean AUPRC over the categories on the moderation validation splits;
 intents: top-1 accuracy on the in-scope validation split of the set the model was trained on.
+An imported classifier's labels are its own, so there is no metric to hold: int8 must keep its
+decisions (every label's at 0.5, or the top label) on the same validation texts.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.inputs import PairEncoder
+from models.inputs import EncodedPair, PairEncoder
 from models.manifest import Manifest, Task
 from training.class_metrics import average_precision
 from training.export import ValidationCheck, pairwise_check
@@ -29,6 +31,11 @@ def validation_check(manifest: Manifest, encoder: PairEncoder, data_dir: Path | 
         return pairwise_check(pairs.chosen, pairs.rejected)
     from training.data.text_sets import OOS_LABEL, load_intent_data, load_moderation_data
 
+    if "imported" in manifest.training:
+        texts = (load_moderation_data(data_dir, suites=False).validation
+                 if manifest.task is Task.multilabel
+                 else load_intent_data("banking77", data_dir).validation)
+        return decisions_check(manifest, encoder.encode_texts([e.text for e in texts]))
     if manifest.task is Task.multilabel:
         data = load_moderation_data(data_dir, suites=False)
         encoded = EncodedTexts.multilabel(encoder, data.validation, manifest.labels)
@@ -54,3 +61,19 @@ def validation_check(manifest: Manifest, encoder: PairEncoder, data_dir: Path | 
         lambda out, rows: float((out[rows].argmax(axis=1) == encoded.targets[rows]).mean()),
         lambda fp32, int8, rows: fp32[rows].argmax(axis=1) == int8[rows].argmax(axis=1),
         "share of texts whose top intent int8 keeps")
+
+
+def decisions_check(manifest: Manifest, items: list[EncodedPair]) -> ValidationCheck:
+    """int8 judged by the decisions it keeps alone (the metric is the share kept, so the
+    bootstrap interval of its drop is read as well)."""
+    def decisions(out: np.ndarray) -> np.ndarray:
+        return out > 0 if manifest.task is Task.multilabel else out.argmax(axis=1)[:, None]
+
+    def kept(fp32: np.ndarray, int8: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return (decisions(fp32[rows]) == decisions(int8[rows])).all(axis=1)
+
+    what = ("every label's decision at 0.5" if manifest.task is Task.multilabel
+            else "the top label")
+    return ValidationCheck(f"none: imported labels; int8 must keep {what} on validation texts",
+                           items, len(items), lambda _out, _rows: 1.0, kept,
+                           f"share of texts whose decisions ({what}) int8 keeps")

@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 from models.artifact import FP16, FP32, INT8, TOKENIZER_FILE, WEIGHTS_DIR
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import Manifest, file_digests, library_versions
-from models.session import INPUT_NAMES, OUTPUT_NAME, open_session, run
-from training.modeling import ScoringModel
+from models.session import INPUT_NAMES, OUTPUT_NAME, feeds, open_session, run
+from training.modeling import ImportedModel, ScoringModel, load_model
 from training.scoring import to_torch
 
 OPSET = 17
@@ -55,7 +55,7 @@ class ParityError(RuntimeError):
     pass
 
 
-def export_onnx(model: ScoringModel, path: Path, opset: int = OPSET) -> Path:
+def export_onnx(model: ScoringModel | ImportedModel, path: Path, opset: int = OPSET) -> Path:
     """Trace with the TorchScript exporter (dynamo=False) so onnxruntime's optimiser can
     recognise and fuse the eager attention pattern."""
     model.eval()
@@ -75,10 +75,19 @@ def export_onnx(model: ScoringModel, path: Path, opset: int = OPSET) -> Path:
     return path
 
 
-def fuse(raw: Path, fused: Path, num_heads: int, hidden_size: int) -> dict[str, int]:
+# onnxruntime's fusions know these encoders' graphs (RoBERTa's and ELECTRA's are BERT's);
+# DeBERTa's disentangled attention has no fused kernel: its graph is kept as exported.
+FUSABLE = {"bert", "roberta", "electra"}
+
+
+def fuse(raw: Path, fused: Path, num_heads: int, hidden_size: int, model_type: str = "bert"
+         ) -> dict[str, int]:
     """Attention, LayerNorm and GELU fusion; returns the fused operator counts."""
     from onnxruntime.transformers import optimizer
 
+    if model_type not in FUSABLE:
+        shutil.copy(raw, fused)
+        return {}
     optimized = optimizer.optimize_model(str(raw), model_type="bert", num_heads=num_heads,
                                          hidden_size=hidden_size, opt_level=0)
     optimized.save_model_to_file(str(fused))
@@ -119,7 +128,7 @@ def parity_batches(items: Sequence[EncodedPair]) -> list[list[int]]:
     return [[i] for i in range(min(4, len(items)))] + [list(range(len(items)))]
 
 
-def check_parity(model: ScoringModel, graph: Path, items: Sequence[EncodedPair],
+def check_parity(model: ScoringModel | ImportedModel, graph: Path, items: Sequence[EncodedPair],
                  tolerance: float, pad_id: int = 0) -> float:
     """Shapes first, then values; returns the max absolute difference or raises ParityError."""
     session = open_session(graph)
@@ -128,7 +137,7 @@ def check_parity(model: ScoringModel, graph: Path, items: Sequence[EncodedPair],
         arrays = pad_batch([items[i] for i in indices], pad_id)
         with torch.inference_mode():
             expected = model(**to_torch(arrays)).float().numpy()
-        (actual,) = session.run([OUTPUT_NAME], {n: arrays[n] for n in INPUT_NAMES})
+        (actual,) = session.run([OUTPUT_NAME], feeds(session, arrays))
         shape = arrays["input_ids"].shape
         if actual.shape != expected.shape:
             raise ParityError(f"{graph.name}: output '{OUTPUT_NAME}' has shape {actual.shape}, "
@@ -293,17 +302,19 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str, check: Validati
 
     manifest = Manifest.load(checkpoint)
     Manifest.model_validate({**manifest.model_dump(), "name": name})  # refuse a bad name first
-    model = ScoringModel.load(checkpoint)
+    model = load_model(checkpoint)
     encoder = PairEncoder.from_file(checkpoint / TOKENIZER_FILE, manifest.input)
     probe = sorted(check.items[:64], key=len)[::4]  # real inputs of mixed lengths
     output.mkdir(parents=True, exist_ok=True)
     shutil.copy(checkpoint / TOKENIZER_FILE, output / TOKENIZER_FILE)
-    keep_weights(checkpoint, output / WEIGHTS_DIR)
+    if isinstance(model, ScoringModel):  # what a re-training continues (not for imports)
+        keep_weights(checkpoint, output / WEIGHTS_DIR)
 
     say(f"export {name}: tracing the model to ONNX, fusing attention, fp32 and fp16 parity")
     raw = export_onnx(model, output / "model.raw.onnx", opset)
-    config = model.encoder.config
-    fused_ops = fuse(raw, output / FP32, config.num_attention_heads, config.hidden_size)
+    config = model.config
+    fused_ops = fuse(raw, output / FP32, config.num_attention_heads, config.hidden_size,
+                     config.model_type)
     raw.unlink()
     parity = {"fp32": check_parity(model, output / FP32, probe, TOLERANCE[FP32], encoder.pad_id)}
     to_fp16(output / FP32, output / FP16)

@@ -5,7 +5,8 @@ what MiniLM was pre-trained with (sentence-transformers), so it starts from a us
 for a (prompt, response) pair only the response tokens are pooled.
 
 A saved model directory holds encoder/ (Hugging Face format), head.safetensors, tokenizer.json
-and manifest.json.
+and manifest.json. An imported one (`alignserve import`, training/imported.py) holds hf/, the
+team's own *ForSequenceClassification model, instead of encoder/ and the head.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from models.artifact import TOKENIZER_FILE
 
@@ -74,6 +81,10 @@ class ScoringModel(nn.Module):
         encoder = AutoModel.from_pretrained(path, attn_implementation="eager").float()
         return cls(encoder, num_outputs)
 
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.encoder.config
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
@@ -95,3 +106,40 @@ class ScoringModel(nn.Module):
         model = cls.from_backbone(directory / "encoder", num_outputs=head["weight"].shape[0])
         model.head.load_state_dict(head)
         return model.eval()
+
+
+IMPORTED_DIR = "hf"
+
+
+class ImportedModel(nn.Module):
+    """A Hugging Face sequence classifier behind ScoringModel's signature: logits from
+    (input_ids, attention_mask, token_type_ids), with its own pooling and head. Segments reach
+    only models that have them (BERT, ELECTRA); RoBERTa and DeBERTa-v3 have none."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+        self.segments = (getattr(model.config, "type_vocab_size", 0) or 0) > 1
+
+    @classmethod
+    def load(cls, directory: Path) -> ImportedModel:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            directory, attn_implementation="eager")
+        return cls(model.float()).eval()
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.model.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        segments = {"token_type_ids": token_type_ids} if self.segments else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          **segments).logits.float()
+
+
+def load_model(directory: Path) -> ScoringModel | ImportedModel:
+    """The model a checkpoint directory holds, trained here or imported."""
+    if (directory / IMPORTED_DIR / "config.json").exists():
+        return ImportedModel.load(directory / IMPORTED_DIR)
+    return ScoringModel.load(directory)
