@@ -114,6 +114,20 @@ class OperatingCurve(BaseModel):
         return min(reaching) if reaching else None
 
 
+class Ensemble(BaseModel):
+    """A reward model of k members scored side by side (one graph, k outputs), against
+    over-optimisation: a policy tuned on one small reward model learns its blind spots, where
+    members disagree. The reward is the members' mean; each answer adds their standard deviation
+    and a conservative reward, mean - penalty * std or the members' minimum."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    members: list[str] = Field(..., min_length=2, description="Where each member came from.")
+    rule: Literal["mean-std", "min"] = "mean-std"
+    penalty: float = Field(1.0, ge=0, description="λ in mean - λ·std (rule mean-std); the "
+                           "service's ALIGNSERVE_ENSEMBLE_PENALTY overrides it.")
+
+
 class DataFingerprint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -163,6 +177,7 @@ class Manifest(BaseModel):
         default_factory=dict, description="Per category, the validation precision-recall "
         "curve that other operating points are chosen from (moderation).")
     normalisation: Normalisation | None = None
+    ensemble: Ensemble | None = Field(None, description="Set for an ensemble reward model.")
     metrics: dict[str, dict[str, float]] = Field(default_factory=dict)
     data: list[DataFingerprint] = Field(default_factory=list)
     backbone: str
@@ -183,6 +198,8 @@ class Manifest(BaseModel):
     def _consistent(self) -> Manifest:
         if self.task is Task.reward and self.labels:
             raise ValueError("a reward model has no labels")
+        if self.ensemble is not None and self.task is not Task.reward:
+            raise ValueError("only a reward model can be an ensemble")
         if self.task is not Task.reward and not self.labels:
             raise ValueError(f"a {self.task.value} model needs labels")
         if len(set(self.labels)) != len(self.labels):

@@ -24,7 +24,7 @@ from models.taxonomy import OUT_OF_SCOPE
 from service import admin, capture, inference, rl
 from service.deadline import Deadline
 from service.errors import ErrorType, ServiceError, error_response
-from service.fronts import ModerationFront
+from service.fronts import ModerationFront, RewardScore
 from service.guard import Guard
 from service.inference import Backend, Timing, backend_of, check_count, check_text, prompt_of
 from service.request_id import RequestId
@@ -36,6 +36,7 @@ from service.schemas import (
     CompareRequest,
     CompareResponse,
     Comparison,
+    EnsembleDetail,
     ErrorBody,
     IntentScore,
     ModelInfo,
@@ -151,7 +152,11 @@ async def score(body: ScoreRequest, request: Request, response: Response) -> Sco
     timing.finish(response, front)
     return ScoreResponse(model=front.tag, results=[
         Score(reward=s.reward, normalised_reward=s.normalised, tokens=s.tokens,
-              truncated=Truncation(prompt=s.prompt_truncated, response=s.response_truncated))
+              truncated=Truncation(prompt=s.prompt_truncated, response=s.response_truncated),
+              ensemble=None if s.spread is None else EnsembleDetail(
+                  members=list(s.spread.members), std=s.spread.std,
+                  conservative_reward=s.spread.conservative,
+                  normalised_conservative_reward=s.spread.normalised_conservative))
         for s in scores])
 
 
@@ -187,7 +192,7 @@ async def openrlhf(body: OpenRLHFRequest, request: Request, response: Response,
     """Each query is split into its prompt (chat template parsed back into turns) and the
     policy's response (end-of-sequence tokens stripped), then scored ALIGNSERVE_MAX_ITEMS at a
     time. Point the trainer at `http://HOST:3000/v1/reward/openrlhf` (`?reward=raw` for the raw
-    reward)."""
+    reward). An ensemble model answers with its conservative reward: what it is for."""
     timing, backend = Timing(), backend_of(request)
     settings = backend.settings
     queries = body.query
@@ -211,7 +216,15 @@ async def openrlhf(body: OpenRLHFRequest, request: Request, response: Response,
     timing.finish(response, front)
     preferred = [front.preference(s.reward, front.mean) for s in scores]
     return OpenRLHFResponse(model=front.tag, scores=preferred, rewards=[
-        s.normalised if reward == "normalised" else s.reward for s in scores])
+        rl_reward(s, reward) for s in scores])
+
+
+def rl_reward(score: RewardScore, kind: str) -> float:
+    """What an RL trainer optimises: the reward, or an ensemble's conservative reward."""
+    if score.spread is not None:
+        spread = score.spread
+        return spread.normalised_conservative if kind == "normalised" else spread.conservative
+    return score.normalised if kind == "normalised" else score.reward
 
 
 @router.post("/reward/rank", response_model=RankResponse,

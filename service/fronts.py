@@ -14,19 +14,30 @@ from pathlib import Path
 import numpy as np
 
 from models.artifact import TOKENIZER_FILE
-from models.calibration import sigmoid, softmax
+from models.calibration import conservative_reward, reward_of, sigmoid, softmax
 from models.inputs import EncodedPair, PairEncoder, Prompt, Windows
 from models.manifest import Manifest, Task
 from models.taxonomy import OUT_OF_SCOPE
 
 
 @dataclass(frozen=True)
+class MemberSpread:
+    """An ensemble's members on one item: their rewards, spread and conservative reward."""
+
+    members: tuple[float, ...]
+    std: float
+    conservative: float
+    normalised_conservative: float
+
+
+@dataclass(frozen=True)
 class RewardScore:
-    reward: float
+    reward: float  # an ensemble's: the members' mean
     normalised: float
     tokens: int
     prompt_truncated: bool
     response_truncated: bool
+    spread: MemberSpread | None = None  # an ensemble's members
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,8 @@ class RewardFront(Front):
         super().__init__(directory, manifest)
         norm = manifest.normalisation
         self.mean, self.std = (norm.mean, norm.std) if norm else (0.0, 1.0)
+        self.ensemble = manifest.ensemble
+        self.penalty = manifest.ensemble.penalty if manifest.ensemble else 0.0
 
     def prepare(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedPair]:
         return self.encoder.encode_batch(prompts, responses)
@@ -89,10 +102,18 @@ class RewardFront(Front):
         filler = "word " * self.manifest.input.max_length
         return self.prepare([filler] * count, [filler] * count)
 
-    def post(self, items: Sequence[EncodedPair], rewards: Sequence[float]) -> list[RewardScore]:
+    def post(self, items: Sequence[EncodedPair], outputs: np.ndarray) -> list[RewardScore]:
+        """Scores from the graph's outputs (items x members; one member for a single model)."""
+        rewards = reward_of(outputs)
+        spreads: list[MemberSpread | None] = [None] * len(items)
+        if self.ensemble is not None:
+            std, low = conservative_reward(outputs, self.ensemble.rule, self.penalty)
+            spreads = [MemberSpread(tuple(map(float, row)), float(s), float(c),
+                                    float((c - self.mean) / self.std))
+                       for row, s, c in zip(outputs, std, low, strict=True)]
         return [RewardScore(float(r), float((r - self.mean) / self.std), len(item),
-                            item.prompt_truncated, item.response_truncated)
-                for item, r in zip(items, rewards, strict=True)]
+                            item.prompt_truncated, item.response_truncated, spread)
+                for item, r, spread in zip(items, rewards, spreads, strict=True)]
 
     def preference(self, reward_a: float, reward_b: float) -> float:
         """Calibrated P(a preferred over b) = sigmoid((r_a - r_b) / T)."""

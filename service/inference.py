@@ -155,7 +155,7 @@ async def rewards(backend: Backend, prompts: Sequence[Prompt], responses: Sequen
                                           sum(len(m.content) for m in p) for p in prompts)
     items, outputs = await infer(model, lambda: front.prepare(prompts, responses), size, timing,
                                  len(responses))
-    scores = front.post(items, outputs[:, 0].tolist())
+    scores = front.post(items, outputs)
     if observe:
         histogram = metrics.REWARD.labels(front.manifest.name, front.manifest.version)
         for score in scores:

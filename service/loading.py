@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from models import store
 from service import metrics
 from service.batching import Batcher
-from service.fronts import ModerationFront, front_for
+from service.fronts import ModerationFront, RewardFront, front_for
 from service.inference import Backend, ModelBackend
 from service.runtime import Engine
 from service.settings import ROLES, Settings
@@ -49,6 +49,8 @@ def load_model(role: str, tag: str, settings: Settings) -> ModelBackend:
         raise LoadError(f"{stored.tag} is a {manifest.task.value} model; the {role} role needs "
                         f"a {ROLES[role].value} one")
     front = front_for(stored.path, manifest)
+    if isinstance(front, RewardFront) and settings.ensemble_penalty is not None:
+        front.penalty = settings.ensemble_penalty
     if isinstance(front, ModerationFront):
         try:
             front.serve_at(settings.min_precision())

@@ -112,13 +112,17 @@ class Scorer:
             prompts += [value.as_prompt()] * len(answers)
             responses += answers
         items = self.front.prepare(prompts, responses)
-        scores = iter(self.front.post(items, self.engine.core(items)[:, 0].tolist()))
+        scores = iter(self.front.post(items, self.engine.core(items)))
         out = []
         for value in values:
             if isinstance(value, ScoreItem):
                 s = next(scores)
-                out.append({"reward": s.reward, "normalised_reward": s.normalised,
-                            "tokens": s.tokens})
+                row = {"reward": s.reward, "normalised_reward": s.normalised,
+                       "tokens": s.tokens}
+                if s.spread is not None:  # an ensemble: its members' spread
+                    row |= {"reward_std": s.spread.std,
+                            "conservative_reward": s.spread.conservative}
+                out.append(row)
             else:
                 a, b = next(scores), next(scores)
                 out.append({"reward_a": a.reward, "reward_b": b.reward,

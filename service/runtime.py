@@ -61,7 +61,7 @@ class Engine:
         self.graph, providers = choose(directory, settings,
                                        onnxruntime.get_available_providers())
         self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
-                                    settings.threads)
+                                    settings.threads, settings.cpu_arena)
         self.provider = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
         self.problem: str | None = None
         if CUDA in providers and self.provider != "cuda":
@@ -98,4 +98,4 @@ class RewardRuntime:
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[RewardScore]:
         items = self.front.prepare(prompts, responses)
-        return self.front.post(items, self.engine.core(items)[:, 0].tolist())
+        return self.front.post(items, self.engine.core(items))

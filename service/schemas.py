@@ -65,12 +65,23 @@ class Truncation(BaseModel):
     response: bool = Field(..., description="The response was cut from the right to fit.")
 
 
+class EnsembleDetail(BaseModel):
+    members: list[float] = Field(..., description="Each member's raw reward.")
+    std: float = Field(..., description="The members' standard deviation: their disagreement.")
+    conservative_reward: float = Field(..., description="mean - λ·std (or the members' "
+                                       "minimum, as the model's manifest says): what an RL "
+                                       "trainer should optimise.")
+    normalised_conservative_reward: float
+
+
 class Score(BaseModel):
-    reward: float = Field(..., description="The raw reward: only differences are meaningful.")
+    reward: float = Field(..., description="The raw reward: only differences are meaningful "
+                          "(an ensemble's: its members' mean).")
     normalised_reward: float = Field(..., description="(reward - mean) / std over the "
                                      "validation responses: 0 is a typical response.")
     tokens: int
     truncated: Truncation
+    ensemble: EnsembleDetail | None = Field(None, description="For an ensemble reward model.")
 
 
 class ScoreResponse(BaseModel):

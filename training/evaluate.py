@@ -21,6 +21,7 @@ from models.calibration import sigmoid, softmax
 from models.inputs import PairEncoder
 from models.manifest import Manifest
 from models.taxonomy import CATEGORIES, OUT_OF_SCOPE
+from training import modeling
 from training.class_metrics import binary_metrics, multiclass_metrics, out_of_scope_metrics
 from training.data.labelled import TextExample, load_intent_jsonl, load_moderation_jsonl
 from training.data.preference import load_generic
@@ -33,7 +34,7 @@ from training.data.text_sets import (
     own_sets,
 )
 from training.metrics import length_metrics, pairwise_metrics
-from training.modeling import ScoringModel
+from training.modeling import AnyModel
 from training.pairs import score_pairs
 from training.run import finite
 from training.texts import UNKNOWN, predict_logits
@@ -54,7 +55,7 @@ def set_result(pairs: Sequence[PreferencePair], chosen: np.ndarray, rejected: np
     return SetResult(metrics, chosen, rejected)
 
 
-def evaluate_sets(model: ScoringModel, encoder: PairEncoder,
+def evaluate_sets(model: AnyModel, encoder: PairEncoder,
                   sets: Mapping[str, Sequence[PreferencePair]], temperature: float,
                   max_tokens: int = 4096) -> dict[str, SetResult]:
     """Metrics per set, and per subset where a set has several (hh-rlhf/helpful-base, hhh/…)."""
@@ -100,16 +101,16 @@ def evaluate_reward_model(model_dir: Path, files: Sequence[Path] = (),
     return manifest, {name: r.metrics for name, r in results.items()}, skipped
 
 
-def load_model(model_dir: Path) -> tuple[Manifest, PairEncoder, ScoringModel]:
-    """A trained model directory (the model/ folder a run writes)."""
+def load_model(model_dir: Path) -> tuple[Manifest, PairEncoder, AnyModel]:
+    """A trained model directory (the model/ folder a run writes, or an ensemble's)."""
     manifest = Manifest.load(model_dir)
     encoder = PairEncoder.from_file(model_dir / TOKENIZER_FILE, manifest.input)
-    return manifest, encoder, ScoringModel.load(model_dir)
+    return manifest, encoder, modeling.load_model(model_dir)
 
 
 # --- moderation ------------------------------------------------------------------------------
 
-def moderation_scores(model: ScoringModel, encoder: PairEncoder, examples: list[TextExample],
+def moderation_scores(model: AnyModel, encoder: PairEncoder, examples: list[TextExample],
                       temperatures: dict[str, float], max_tokens: int, desc: str
                       ) -> tuple[np.ndarray, np.ndarray]:
     """(calibrated probabilities (n, K), targets (n, K) with UNKNOWN)."""

@@ -35,10 +35,11 @@ import torch
 from tqdm.auto import tqdm
 
 from models.artifact import FP16, FP32, INT8, TOKENIZER_FILE, WEIGHTS_DIR
+from models.calibration import reward_of
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import Manifest, file_digests, library_versions
 from models.session import INPUT_NAMES, OUTPUT_NAME, feeds, open_session, run
-from training.modeling import ImportedModel, ScoringModel, load_model
+from training.modeling import AnyModel, EnsembleModel, ScoringModel, load_model, num_outputs
 from training.scoring import to_torch
 
 OPSET = 17
@@ -55,7 +56,7 @@ class ParityError(RuntimeError):
     pass
 
 
-def export_onnx(model: ScoringModel | ImportedModel, path: Path, opset: int = OPSET) -> Path:
+def export_onnx(model: AnyModel, path: Path, opset: int = OPSET) -> Path:
     """Trace with the TorchScript exporter (dynamo=False) so onnxruntime's optimiser can
     recognise and fuse the eager attention pattern."""
     model.eval()
@@ -80,16 +81,22 @@ def export_onnx(model: ScoringModel | ImportedModel, path: Path, opset: int = OP
 FUSABLE = {"bert", "roberta", "electra"}
 
 
-def fuse(raw: Path, fused: Path, num_heads: int, hidden_size: int, model_type: str = "bert"
-         ) -> dict[str, int]:
-    """Attention, LayerNorm and GELU fusion; returns the fused operator counts."""
+def fuse(raw: Path, fused: Path, num_heads: int, hidden_size: int, model_type: str = "bert",
+         members: int = 1) -> dict[str, int]:
+    """Attention, LayerNorm and GELU fusion; returns the fused operator counts. An ensemble's
+    members share one attention mask, which the embedding fusion cannot place twice: their
+    embeddings stay unfused (attention, the bulk of the work, is fused in each)."""
     from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
     if model_type not in FUSABLE:
         shutil.copy(raw, fused)
         return {}
+    options = FusionOptions("bert")
+    options.enable_embed_layer_norm = members == 1
     optimized = optimizer.optimize_model(str(raw), model_type="bert", num_heads=num_heads,
-                                         hidden_size=hidden_size, opt_level=0)
+                                         hidden_size=hidden_size, opt_level=0,
+                                         optimization_options=options)
     optimized.save_model_to_file(str(fused))
     return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
 
@@ -128,7 +135,7 @@ def parity_batches(items: Sequence[EncodedPair]) -> list[list[int]]:
     return [[i] for i in range(min(4, len(items)))] + [list(range(len(items)))]
 
 
-def check_parity(model: ScoringModel | ImportedModel, graph: Path, items: Sequence[EncodedPair],
+def check_parity(model: AnyModel, graph: Path, items: Sequence[EncodedPair],
                  tolerance: float, pad_id: int = 0) -> float:
     """Shapes first, then values; returns the max absolute difference or raises ParityError."""
     session = open_session(graph)
@@ -222,10 +229,11 @@ def pairwise_check(chosen: Sequence[EncodedPair], rejected: Sequence[EncodedPair
     n = len(chosen)
 
     def accuracy(out: np.ndarray, rows: np.ndarray) -> float:
-        return float((out[rows, 0] > out[n + rows, 0]).mean())
+        return float((reward_of(out[rows]) > reward_of(out[n + rows])).mean())
 
     def order_kept(fp32: np.ndarray, int8: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return (fp32[rows, 0] > fp32[n + rows, 0]) == (int8[rows, 0] > int8[n + rows, 0])
+        return ((reward_of(fp32[rows]) > reward_of(fp32[n + rows]))
+                == (reward_of(int8[rows]) > reward_of(int8[n + rows])))
 
     return ValidationCheck(f"pairwise_accuracy ({data})", [*chosen, *rejected], n, accuracy,
                            order_kept, "share of pairs whose order int8 keeps",
@@ -314,7 +322,8 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str, check: Validati
     raw = export_onnx(model, output / "model.raw.onnx", opset)
     config = model.config
     fused_ops = fuse(raw, output / FP32, config.num_attention_heads, config.hidden_size,
-                     config.model_type)
+                     config.model_type, num_outputs(model) if isinstance(model, EnsembleModel)
+                     else 1)
     raw.unlink()
     parity = {"fp32": check_parity(model, output / FP32, probe, TOLERANCE[FP32], encoder.pad_id)}
     to_fp16(output / FP32, output / FP16)

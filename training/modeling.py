@@ -6,7 +6,9 @@ for a (prompt, response) pair only the response tokens are pooled.
 
 A saved model directory holds encoder/ (Hugging Face format), head.safetensors, tokenizer.json
 and manifest.json. An imported one (`alignserve import`, training/imported.py) holds hf/, the
-team's own *ForSequenceClassification model, instead of encoder/ and the head.
+team's own *ForSequenceClassification model, instead of encoder/ and the head; an ensemble
+(`alignserve ensemble`, training/ensemble.py) holds members/0, members/1, ..., each a trained
+model's encoder/ and head.
 """
 
 from __future__ import annotations
@@ -138,8 +140,52 @@ class ImportedModel(nn.Module):
                           **segments).logits.float()
 
 
-def load_model(directory: Path) -> ScoringModel | ImportedModel:
-    """The model a checkpoint directory holds, trained here or imported."""
+MEMBERS_DIR = "members"
+
+
+class EnsembleModel(nn.Module):
+    """k reward models side by side: outputs (batch, k), one column per member, so that one
+    graph scores every member in one call."""
+
+    def __init__(self, members: list[ScoringModel]) -> None:
+        super().__init__()
+        self.modules_ = nn.ModuleList(members)  # registers their parameters
+        self.members = list(members)
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.members[0].config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(input_ids, attention_mask, token_type_ids) for m in self.members],
+                         dim=1)
+
+    def save(self, directory: Path) -> None:
+        for k, member in enumerate(self.members):
+            member.save(directory / MEMBERS_DIR / str(k))
+
+    @classmethod
+    def load(cls, directory: Path) -> EnsembleModel:
+        members = sorted((directory / MEMBERS_DIR).iterdir(), key=lambda p: int(p.name))
+        return cls([ScoringModel.load(m) for m in members]).eval()
+
+
+AnyModel = ScoringModel | ImportedModel | EnsembleModel
+
+
+def num_outputs(model: AnyModel) -> int:
+    if isinstance(model, ScoringModel):
+        return model.head.out_features
+    if isinstance(model, EnsembleModel):
+        return len(model.members)
+    return int(model.config.num_labels or 1)
+
+
+def load_model(directory: Path) -> AnyModel:
+    """The model a checkpoint directory holds: trained here, imported or an ensemble."""
     if (directory / IMPORTED_DIR / "config.json").exists():
         return ImportedModel.load(directory / IMPORTED_DIR)
+    if (directory / MEMBERS_DIR).is_dir():
+        return EnsembleModel.load(directory)
     return ScoringModel.load(directory)

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.calibration import reward_of
 from models.inputs import EncodedPair, PairEncoder, Prompt, pad_batch, render_prompt
 from training.data.records import PreferencePair
-from training.modeling import ScoringModel
+from training.modeling import AnyModel, ScoringModel
 from training.scoring import score, to_torch
 from training.trainer import Batch
 
@@ -98,7 +99,7 @@ class RewardObjective(nn.Module):
                               "length_weight": float(self.length_weight.detach())}
 
 
-def score_pairs(model: ScoringModel, encoder: PairEncoder, pairs: Sequence[PreferencePair],
+def score_pairs(model: AnyModel, encoder: PairEncoder, pairs: Sequence[PreferencePair],
                 max_tokens: int = 4096, desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
     """(r_chosen, r_rejected). Each distinct (prompt, response) is scored once: FineGrained
     pairs four answers six ways, so this halves its cost."""
@@ -115,6 +116,6 @@ def score_pairs(model: ScoringModel, encoder: PairEncoder, pairs: Sequence[Prefe
                 prompts.append(pair.prompt)
                 responses.append(response)
             index[row, col] = keys[key]
-    rewards = score(model, encoder.encode_batch(prompts, responses), max_tokens,
-                    encoder.pad_id, desc)[:, 0]
+    rewards = reward_of(score(model, encoder.encode_batch(prompts, responses), max_tokens,
+                              encoder.pad_id, desc))
     return rewards[index[:, 0]], rewards[index[:, 1]]

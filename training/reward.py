@@ -36,7 +36,7 @@ from training.data.reward_data import (
 from training.data.split import sample
 from training.evaluate import SetResult, evaluate_sets
 from training.metrics import pairwise_metrics
-from training.modeling import ScoringModel
+from training.modeling import AnyModel
 from training.pairs import EncodedPairs, RewardObjective, score_pairs
 from training.run import Run, RunResult
 from training.temperature import fit_temperature
@@ -136,7 +136,7 @@ def validation_metrics(data: RewardData, calibrated: Calibrated) -> dict[str, di
                                                    calibrated.temperature)}
 
 
-def calibrate(model: ScoringModel, encoder: PairEncoder, pairs: list[PreferencePair],
+def calibrate(model: AnyModel, encoder: PairEncoder, pairs: list[PreferencePair],
               max_tokens: int) -> Calibrated:
     """Temperature and reward normalisation, both from the validation split."""
     chosen, rejected = score_pairs(model, encoder, pairs, max_tokens, desc="calibrate")

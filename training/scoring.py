@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from models.inputs import EncodedPair, pad_batch
 from models.session import token_budget_batches
-from training.modeling import ImportedModel, ScoringModel
+from training.modeling import AnyModel, num_outputs
 from training.trainer import autocast
 
 
@@ -19,14 +19,12 @@ def to_torch(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 @torch.inference_mode()
-def score(model: ScoringModel | ImportedModel, items: Sequence[EncodedPair], max_tokens: int = 4096,
+def score(model: AnyModel, items: Sequence[EncodedPair], max_tokens: int = 4096,
           pad_id: int = 0, desc: str = "score") -> np.ndarray:
     """Model outputs, shape (len(items), num_outputs), in the order of `items`."""
     model.eval()
     device = next(model.parameters()).device
-    width: int = (model.head.out_features if isinstance(model, ScoringModel)
-                  else model.config.num_labels or 1)
-    out = np.zeros((len(items), width), dtype=np.float32)
+    out = np.zeros((len(items), num_outputs(model)), dtype=np.float32)
     batches = token_budget_batches([len(item) for item in items], max_tokens)
     with tqdm(total=len(items), unit="seq", desc=desc, dynamic_ncols=True, leave=False) as bar:
         for indices in batches:

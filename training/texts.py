@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import OperatingCurve
 from training.data.labelled import TextExample
-from training.modeling import ScoringModel
+from training.modeling import AnyModel, ScoringModel
 from training.scoring import score, to_torch
 from training.temperature import fit_softmax_temperature, fit_temperature
 from training.trainer import Batch, Objective
@@ -84,7 +84,7 @@ def multiclass_objective() -> Objective:
     return objective
 
 
-def predict_logits(model: ScoringModel, encoder: PairEncoder, texts: Sequence[str],
+def predict_logits(model: AnyModel, encoder: PairEncoder, texts: Sequence[str],
                    max_tokens: int = 4096, desc: str = "predict") -> np.ndarray:
     return score(model, encoder.encode_texts(list(texts)), max_tokens, encoder.pad_id, desc)
 
