@@ -34,8 +34,8 @@ class Default:
 DEFAULTS = (
     Default("reward", "reward", 664, 145, what="reward model: ~2,400 pooled preference and "
             "contrast pairs, then calibration and every test split"),
-    Default("moderation", "moderation", 439, 86, what="moderation classifier: 12,000 labelled "
-            "texts, thresholds per category, every test split and suite"),
+    Default("moderation", "moderation", 439, 86, what="moderation classifier: 16,000 labelled "
+            "texts in five categories, thresholds per category, every test split and suite"),
     Default("intent", "intent", 336, 45, ("--dataset", "banking77"),
             what="intent classifier: banking77's 77 customer-service intents"),
 )

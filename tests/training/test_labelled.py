@@ -13,7 +13,9 @@ from training.data.labelled import (
     Labelled,
     load_banking77,
     load_clinc150,
+    load_convabuse,
     load_davidson,
+    load_edos,
     load_hatecheck,
     load_intent_jsonl,
     load_moderation_jsonl,
@@ -55,6 +57,58 @@ def test_tweeteval_labels_only_its_own_category(tmp_path: Path) -> None:
         load_tweeteval(texts, write(tmp_path / "l2.txt", "1\nyes\n1\n"), "hate", Labelled())
     with pytest.raises(DataError, match="2 labels for 3 texts"):
         load_tweeteval(texts, write(tmp_path / "l3.txt", "1\n0\n"), "hate", Labelled())
+
+
+def test_edos_labels_sexism_in_its_own_splits(tmp_path: Path) -> None:
+    path = write(tmp_path / "e.csv", "rewire_id,text,label_sexist,label_category,label_vector,"
+                 "split\n1,women belong nowhere,sexist,2. derogation,2.1 x,train\n"
+                 "2,i will hurt her,sexist,1. threats; plans to harm and incitement,1.1 x,train\n"
+                 "3,nice day,not sexist,none,none,train\n4,other split,not sexist,none,none,dev\n"
+                 "5,bad label,maybe,none,none,train\n")
+    out = Labelled(skip_invalid=True)
+    load_edos(path, "train", out)
+    assert [e.labels for e in out.examples] == [{"sexism": 1}, {"sexism": 1}, {"sexism": 0}]
+    assert sum(out.skipped.values()) == 1
+
+
+def convabuse_row(text: str, ratings: list[tuple[int, bool, bool] | None]) -> str:
+    """One ConvAbuse row: per annotator (level, sexist, sexual harassment) or None (unrated)."""
+    cells = ["0", "0", "", "", "", text, "bot"]
+    for rating in ratings:
+        block = [""] * 17
+        if rating is not None:
+            level, sexist, harassment = rating
+            block = ["0"] * 17
+            block[(1, 0, -1, -2, -3).index(level)] = "1"
+            block[9], block[10] = str(int(sexist)), str(int(harassment))
+        cells += block
+    return ",".join(cells) + "\n"
+
+
+def test_convabuse_aggregates_annotators_by_strict_majority(tmp_path: Path) -> None:
+    names = ["is_abuse.1", "is_abuse.0", "is_abuse.-1", "is_abuse.-2", "is_abuse.-3",
+             "ableist", "homophobic", "intellectual", "racist", "sexist", "sex_harassment",
+             "transphobic", "target.generalised", "target.individual", "target.system",
+             "explicit", "implicit"]
+    # The real header repeats one annotator's column name: columns are read by position.
+    header = ["example_id", "conv_id", "prev_agent", "prev_user", "agent", "user", "bot",
+              *(f"Annotator{a}_{n}" for a in (1, 2, 3) for n in names)]
+    header[-7] = "Annotator2_transphobic"
+    path = write(tmp_path / "c.csv", ",".join(header) + "\n" +
+                 convabuse_row("hello there", [(1, False, False), (0, False, False), None]) +
+                 convabuse_row("you stupid bot", [(-2, False, False), (-1, False, False),
+                                                  (1, False, False)]) +
+                 convabuse_row("show me yours", [(-3, False, True), (-1, True, True), None]) +
+                 convabuse_row("tie", [(-1, False, False), (1, False, False), None]) +
+                 convabuse_row("nobody", [None, None, None]))
+    out = Labelled(skip_invalid=True)
+    load_convabuse(path, out)
+    assert [e.labels for e in out.examples] == [
+        {"harassment": 0, "sexism": 0, "sexual_harassment": 0},
+        {"harassment": 1, "sexism": 0, "sexual_harassment": 0},
+        {"harassment": 1, "sexual_harassment": 1},  # sexism 1 of 2: a tie, unknown
+        {"sexism": 0, "sexual_harassment": 0}]  # harassment 1 of 2: a tie, unknown
+    assert sum(out.skipped.values()) == 1  # rated by no one
 
 
 def test_own_moderation_jsonl(tmp_path: Path) -> None:
@@ -127,6 +181,8 @@ def test_the_real_labelled_sets_load_with_their_splits() -> None:
     assert sizes["clinc150"] == {"train": 15100, "validation": 3100, "test": 5500}
     assert sum(sizes["davidson"].values()) == 24783
     assert sizes["hatecheck"] == {"test": 3728} and sizes["xstest"] == {"test": 450}
+    assert sizes["edos"] == {"train": 14000, "validation": 2000, "test": 4000}
+    assert sizes["convabuse"] == {"train": 2501, "validation": 831, "test": 853}
     _, davidson = labelled_sets.load_labelled("davidson")
     train = {e.text.lower() for e in davidson["train"].examples}
     assert not train & {e.text.lower() for e in davidson["test"].examples}

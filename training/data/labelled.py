@@ -90,6 +90,80 @@ def load_tweeteval(texts: Path, labels: Path, category: str, out: Labelled) -> N
         out.keep(texts, f"line {number}", text, labels={category: label})
 
 
+def load_edos(path: Path, split: str, out: Labelled) -> None:
+    """EDOS (SemEval-2023 Task 10), the rows of one split (train, dev or test). sexism: the
+    aggregated label_sexist. Its category "1. threats, plans to harm and incitement" is too thin
+    (443 posts, sexist threats only) to train a threat category on: see models/taxonomy.py."""
+    for where, row in _csv_rows(path, ("text", "label_sexist", "split")):
+        if row["split"] != split:
+            continue
+        if row["label_sexist"] not in ("sexist", "not sexist"):
+            out.invalid(DataError(path, where, "label_sexist", "expected 'sexist' or 'not "
+                                  f"sexist', got {row['label_sexist']!r}"))
+            continue
+        out.keep(path, where, row["text"],
+                 labels={"sexism": int(row["label_sexist"] == "sexist")})
+
+
+# ConvAbuse's per-annotator block: the five is_abuse levels, then the abuse types and targets.
+_CONVABUSE_LEVELS = (1, 0, -1, -2, -3)
+_CONVABUSE_BLOCK = 17  # columns per annotator
+_CONVABUSE_TYPES = {"sexism": 9, "sexual_harassment": 10}  # offsets inside a block
+
+
+def _ticked(cell: str) -> bool:
+    """A cell is ticked when it holds a 1 ("1", or "0, 1" where an item was rated twice)."""
+    return "1" in {v.strip() for v in cell.split(",")}
+
+
+def _majority(votes: list[bool]) -> int | None:
+    """1 or 0 by strict majority of the annotators who rated the item; a tie is unknown."""
+    yes = sum(votes)
+    return None if not votes or 2 * yes == len(votes) else int(2 * yes > len(votes))
+
+
+def load_convabuse(path: Path, out: Labelled) -> None:
+    """ConvAbuse: user turns addressed to three conversational agents, each rated by several
+    annotators. An annotator rated a turn when one of its five is_abuse levels is ticked
+    (1 = not abusive … -3 = strongly abusive; the most severe counts when several are).
+    harassment: a strict majority of the raters put it at -1 or below (every turn is addressed
+    to the agent, so its abuse is aimed at the agent or a person); sexual_harassment and
+    sexism: a strict majority ticked that abuse type. A tie leaves the category unknown. hate
+    and offensive are unknown (ConvAbuse does not label them in those terms). Columns are read by
+    position: the file's header repeats one annotator's column name."""
+    with open_text(path) as handle:
+        rows = list(csv.reader(handle))
+    if not rows or "user" not in rows[0] or "Annotator1_is_abuse.1" not in rows[0]:
+        raise DataError(path, "header", "user", "not a ConvAbuse file (no user or "
+                        "Annotator1_is_abuse.1 column)")
+    header, user, first = rows[0], rows[0].index("user"), rows[0].index("Annotator1_is_abuse.1")
+    annotators = (len(header) - first) // _CONVABUSE_BLOCK
+    for number, row in enumerate(rows[1:], 2):
+        where = f"line {number}"
+        if len(row) != len(header):
+            out.invalid(DataError(path, where, None, f"{len(row)} columns, the header has "
+                                  f"{len(header)}"))
+            continue
+        abusive: list[bool] = []
+        types: dict[str, list[bool]] = {k: [] for k in _CONVABUSE_TYPES}
+        for a in range(annotators):
+            block = row[first + a * _CONVABUSE_BLOCK:first + (a + 1) * _CONVABUSE_BLOCK]
+            levels = [lvl for lvl, cell in zip(_CONVABUSE_LEVELS, block[:5], strict=True)
+                      if _ticked(cell)]
+            if not levels:
+                continue  # this annotator did not rate the turn
+            abusive.append(min(levels) <= -1)
+            for category, offset in _CONVABUSE_TYPES.items():
+                types[category].append(_ticked(block[offset]))
+        if not abusive:
+            out.invalid(DataError(path, where, "Annotator*_is_abuse", "no annotator rated it"))
+            continue
+        votes = {"harassment": _majority(abusive),
+                 **{k: _majority(v) for k, v in types.items()}}
+        out.keep(path, where, row[user], labels={k: v for k, v in votes.items()
+                                                  if v is not None})
+
+
 def load_moderation_jsonl(path: Path, out: Labelled) -> None:
     """Your own data: {"text": ..., "labels": {"hate": 0|1, "offensive": 0|1}}; a category
     left out is unknown for that record."""

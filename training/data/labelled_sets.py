@@ -74,6 +74,25 @@ def _tweeteval(category: str) -> Callable[[dict[str, Path], bool], Splits]:
     return read
 
 
+def _edos(files: dict[str, Path], skip: bool) -> Splits:
+    """EDOS's own train / dev / test splits, in one file."""
+    (path,) = files.values()
+    splits = {}
+    for split, part in (("train", "train"), ("validation", "dev"), ("test", "test")):
+        splits[split] = Labelled(skip_invalid=skip)
+        labelled.load_edos(path, part, splits[split])
+    return splits
+
+
+def _convabuse(files: dict[str, Path], skip: bool) -> Splits:
+    """ConvAbuse's own train / valid / test files."""
+    splits = {}
+    for split, stem in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        splits[split] = Labelled(skip_invalid=skip)
+        labelled.load_convabuse(files[f"convabuse/ConvAbuseEMNLP{stem}.csv"], splits[split])
+    return splits
+
+
 def _banking77(files: dict[str, Path], skip: bool) -> Splits:
     """The official test split untouched; validation carved from train (10%, by text hash)."""
     train, test = Labelled(skip_invalid=skip), Labelled(skip_invalid=skip)
@@ -134,6 +153,20 @@ LABELLED_SETS: dict[str, LabelledEntry] = {
                 "41d05a7aa0b01f5dafab21b95adb4f979cb4226c046ff315702774d10dac1605"},
         _TWEETEVAL.format("offensive"), _TWEETEVAL_LICENSE, "moderation",
         _tweeteval("offensive")),
+    "edos": LabelledEntry(
+        "edos", {"edos/edos_labelled_aggregated.csv.gz":
+                 "4d1f5ba40053e22d8e3dc5b96beaccee813952558650da6e8c1ad6a14c421439"},
+        "rewire-online/edos @b1f1fbcc : data/edos_labelled_aggregated.csv", "CC0-1.0",
+        "moderation", _edos),
+    "convabuse": LabelledEntry(
+        "convabuse", {
+            "convabuse/ConvAbuseEMNLPtrain.csv":
+                "23abab3eff791d0e8cac681cec15a5ef299ed052699e4fca762d1d4640c36936",
+            "convabuse/ConvAbuseEMNLPvalid.csv":
+                "a28bc3083fe3ea305b8c417539a20fda7e68057dc06365507b85c46b60e65443",
+            "convabuse/ConvAbuseEMNLPtest.csv":
+                "8387d70332cd2245a095240534629152dd5729e8e9556e91b6b20dabdc0bb9d0"},
+        "amandacurry/convabuse @c0a9469f : 2_splits/", "CC-BY-4.0", "moderation", _convabuse),
     "hatecheck": LabelledEntry(
         "hatecheck", {"hatecheck/test_suite_cases.csv.gz":
                       "6ed8aa6748cc235ad435faf96f298114be9544153880aef2611eaadcbcb8f720"},

@@ -19,7 +19,10 @@ from training.data.labelled import (
 )
 from training.data.split import sample, split_of
 
-MODERATION_SOURCES = ("davidson", "tweeteval-hate", "tweeteval-offensive")
+MODERATION_SOURCES = ("davidson", "tweeteval-hate", "tweeteval-offensive", "edos", "convabuse")
+# A source with at most this many training texts is trained on whole, never sampled: ConvAbuse
+# (2,501 turns) holds the only harassment and sexual-harassment labels, too few to thin out.
+WHOLE_SOURCE_MAX = 3_000
 SUITES = ("hatecheck", "xstest", "simplesafetytests")
 OOS_LABEL = "oos"  # CLINC150's name for its out-of-scope queries
 Parse = Callable[[Path, Labelled], None]
@@ -28,6 +31,7 @@ Parse = Callable[[Path, Labelled], None]
 @dataclass
 class TextData:
     train: list[TextExample] = field(default_factory=list)  # the catalogued sets'
+    train_whole: list[TextExample] = field(default_factory=list)  # small sources, never sampled
     validation: list[TextExample] = field(default_factory=list)
     tests: dict[str, list[TextExample]] = field(default_factory=dict)
     fingerprints: list[DataFingerprint] = field(default_factory=list)
@@ -35,20 +39,22 @@ class TextData:
 
     def sizes(self, used: int) -> dict[str, int]:
         """Split sizes for the report; `used` is how many training texts were sampled."""
-        return {"train": len(self.train) + len(self.own_train),
+        return {"train": len(self.train) + len(self.train_whole) + len(self.own_train),
                 "validation": len(self.validation), "train_used": used,
                 **{f"test/{k}": len(v) for k, v in self.tests.items()}}
 
     def training(self, limit: int | None, seed: int, replay: float | None
                  ) -> list[TextExample]:
-        """What to train on: at most `limit` of everything (sampled with the seed); or, when
-        re-training with `replay`, every text of the users' files plus `replay` times as many
-        sampled from the catalogued sets."""
+        """What to train on: every text of the small sources and at most `limit` in all, the
+        rest sampled with the seed; or, when re-training with `replay`, every text of the users'
+        files plus `replay` times as many sampled from the catalogued sets."""
         if replay is None:
-            return sample(self.train + self.own_train, limit, seed)
+            rest = None if limit is None else max(0, limit - len(self.train_whole))
+            return self.train_whole + sample(self.train + self.own_train, rest, seed)
         if not self.own_train:
             raise ValueError("replay needs --train-data: there is nothing new to learn")
-        return self.own_train + sample(self.train, round(replay * len(self.own_train)), seed)
+        return self.own_train + sample(self.train + self.train_whole,
+                                       round(replay * len(self.own_train)), seed)
 
 
 def _add_own(data: TextData, path: Path, parse: Parse, skip_invalid: bool,
@@ -85,7 +91,11 @@ def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (
         if entry.kind == "suite" or name in exclude:
             data.tests[name] = splits["test"].examples
             continue
-        data.train += splits["train"].examples
+        train = splits["train"].examples
+        if len(train) <= WHOLE_SOURCE_MAX:
+            data.train_whole += train
+        else:
+            data.train += train
         data.validation += splits["validation"].examples
         data.tests[name] = splits["test"].examples
     for path in extra:
