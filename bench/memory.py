@@ -1,24 +1,31 @@
-"""Resident memory of one served replica: the service with the store's default models, after
-40 requests of 32 items (20 to /v1/reward/score, 20 to /v1/moderate), summed over the server's
-processes (BentoML's arbiter and the service worker).
+"""Resident memory of one served replica: the service with the store's default models, after a
+mixed load (32-item requests to /v1/reward/score, /v1/moderate and /v1/classify in turn),
+summed over the server's processes (BentoML's arbiter and the service worker).
 
-    .venv/bin/python -m bench.memory
+    .venv/bin/python -m bench.memory                          # 40 requests
+    .venv/bin/python -m bench.memory --seconds 600            # a 10-minute mixed load
+    .venv/bin/python -m bench.memory --seconds 120 --compare ALIGNSERVE_CPU_ARENA=true \
+        ALIGNSERVE_CPU_ARENA=false                            # settings side by side, one run
 
-Traffic goes to 127.0.0.1 only, bounded in count.
+Each setting gets its own server, one after the other. Traffic goes to 127.0.0.1 only, bounded
+in count and time.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 
 from service.local import serving
 
-REQUESTS, ITEMS = 20, 32
+ITEMS = 32
+RESPONSE = "Sorry about that. I have refunded the duplicate charge. " * 3
 
 
 def process_tree(root: int) -> dict[int, tuple[str, int]]:
@@ -40,21 +47,52 @@ def process_tree(root: int) -> dict[int, tuple[str, int]]:
     return tree
 
 
-def main() -> None:
-    response = "Sorry about that. I have refunded the duplicate charge. " * 3
-    items = [{"prompt": "My card was charged twice, can you help?", "response": response}] * ITEMS
-    with serving(Path(tempfile.mkdtemp()) / "serve.log") as url, \
+def mixed_load(client: httpx.Client, requests: int, seconds: float) -> int:
+    """Reward, moderation and intent requests in turn until `requests` are done or `seconds`
+    have passed (whichever is later); returns how many were sent."""
+    items = [{"prompt": "My card was charged twice, can you help?", "response": RESPONSE}] * ITEMS
+    served = {m["task"] for m in client.get("/v1/models").json()["models"]}
+    calls: list[tuple[str, dict[str, object]]] = [("/v1/reward/score", {"items": items})]
+    if "multilabel" in served:
+        calls.append(("/v1/moderate", {"inputs": [RESPONSE] * ITEMS}))
+    if "multiclass" in served:
+        calls.append(("/v1/classify", {"inputs": [RESPONSE] * ITEMS, "top_k": 3}))
+    sent, started = 0, time.monotonic()
+    while sent < requests or time.monotonic() - started < seconds:
+        path, body = calls[sent % len(calls)]
+        client.post(path, json=body).raise_for_status()
+        sent += 1
+    return sent
+
+
+def measure(settings: dict[str, str], requests: int, seconds: float) -> float:
+    label = " ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
+    with serving(Path(tempfile.mkdtemp()) / "serve.log", 180, **settings) as url, \
             httpx.Client(base_url=url, timeout=120) as client:
-        for _ in range(REQUESTS):
-            client.post("/v1/reward/score", json={"items": items}).raise_for_status()
-            client.post("/v1/moderate", json={"inputs": [response] * ITEMS}).raise_for_status()
+        sent = mixed_load(client, requests, seconds)
         graphs = {m["name"]: m["quantisation"] for m in client.get("/v1/models").json()["models"]}
         tree = {pid: row for pid, row in process_tree(os.getpid()).items()
                 if not row[0].startswith("ps ")}
+    total = sum(rss for _, rss in tree.values()) / 2**20
+    print(f"[{label}] graphs {graphs}; {sent} requests of {ITEMS} items")
     for args, rss in tree.values():
-        print(f"{rss / 2**20:5.2f} GB  {args[:90]}")
-    print(f"graphs {graphs}; {2 * REQUESTS} requests of {ITEMS} items; resident in all "
-          f"{sum(rss for _, rss in tree.values()) / 2**20:.2f} GB")
+        print(f"  {rss / 2**20:5.2f} GB  {args[:90]}")
+    print(f"  resident in all {total:.2f} GB")
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=0.0)
+    parser.add_argument("--compare", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="Settings, one server each (default: one server, the defaults).")
+    args = parser.parse_args()
+    configs = [dict([c.split("=", 1)]) for c in args.compare] or [{}]
+    results = {" ".join(f"{k}={v}" for k, v in c.items()) or "defaults":
+               measure(c, args.requests, args.seconds) for c in configs}
+    if len(results) > 1:
+        print("; ".join(f"{k}: {v:.2f} GB" for k, v in results.items()))
 
 
 if __name__ == "__main__":

@@ -33,9 +33,11 @@ def _ort() -> Any:
 
 
 def open_session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 threads: int | None = None) -> onnxruntime.InferenceSession:
+                 threads: int | None = None, cpu_arena: bool = True
+                 ) -> onnxruntime.InferenceSession:
     ort = _ort()
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = cpu_arena
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=list(providers))

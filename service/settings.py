@@ -52,6 +52,9 @@ class Settings(BaseSettings):
                          "held; fp16 is for GPUs.")
     threads: int | None = Field(None, ge=1, le=256, description="onnxruntime intra-op threads "
                                 "(default: all cores).")
+    cpu_arena: bool = Field(True, description="onnxruntime's CPU memory arena: keeps the "
+                            "largest batch's buffers for reuse. Off, a replica returns them "
+                            "after each batch (less resident memory; see bench/memory.py).")
     max_batch_size: int = Field(64, ge=1, le=4096, description="Most items merged from "
                                 "concurrent requests into one engine batch. On a GPU bigger "
                                 "batches raise throughput; on a CPU they do not.")
@@ -76,6 +79,9 @@ class Settings(BaseSettings):
                            "input is refused with 413 before tokenisation.")
     max_request_bytes: int = Field(8 << 20, ge=1024, le=1 << 30, description="Largest request "
                                    "body; a bigger one is refused with 413 before parsing.")
+    ensemble_penalty: float | None = Field(None, ge=0, le=100, description="λ in an ensemble "
+                                           "reward model's conservative reward, mean - λ·std "
+                                           "of its members (default: the manifest's).")
     moderation_min_precision: str = Field("", description="The moderation operating point: "
                                           "per category the lowest threshold whose validation "
                                           "precision reaches this, either one value for every "
