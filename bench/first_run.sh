@@ -21,8 +21,8 @@ echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s" | tee "$work/ready.t
 grep -a "stage\|stages done\|int8" "$work/serve.log"
 curl -s 127.0.0.1:3000/v1/classify -H 'content-type: application/json' \
   -d '{"inputs": ["I still have not received my new card"], "top_k": 3}'; echo
-curl -s 127.0.0.1:3000/v1/reward/compare -H 'content-type: application/json' -d '{"prompt":
-  "Do you ship to Canada?", "response_a": "Yes, in 5-8 days.", "response_b": "I have no idea why
-  you would even ask me that, and frankly I cannot be bothered to look it up. Maybe read the
-  website like everyone else instead of wasting my time with every little question."}'; echo
+rude="I have no idea why you would even ask me that, and frankly I cannot be bothered to look"
+rude="$rude it up. Maybe read the website like everyone else instead of wasting my time."
+curl -s 127.0.0.1:3000/v1/reward/compare -H 'content-type: application/json' -d "{\"prompt\":
+  \"Do you ship to Canada?\", \"response_a\": \"Yes, in 5-8 days.\", \"response_b\": \"$rude\"}"; echo
 kill -TERM -- -$pid 2>/dev/null; sleep 5; kill -KILL -- -$pid 2>/dev/null; true
