@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from models.taxonomy import CATEGORIES
 from service.client import AlignServeError, AsyncClient, Client
 from tests.integration.conftest import API_KEY, LOGS
 
@@ -100,9 +101,9 @@ def test_models_lists_the_served_models(client: Client) -> None:
     reward, moderation, intent = client.models().models
     assert reward.task == "reward" and reward.provider == "cpu" and reward.quantisation == "fp32"
     assert reward.name == "tiny-served" and "validation" in reward.metrics
-    assert moderation.task == "multilabel" and moderation.labels == ["hate", "offensive"]
-    assert set(moderation.thresholds) == {"hate", "offensive"} and moderation.threshold_goal
-    assert moderation.temperatures and set(moderation.temperatures) == {"hate", "offensive"}
+    assert moderation.task == "multilabel" and moderation.labels == list(CATEGORIES)
+    assert set(moderation.thresholds) == set(CATEGORIES) and moderation.threshold_goal
+    assert moderation.temperatures and set(moderation.temperatures) == set(CATEGORIES)
     assert intent.task == "multiclass" and len(intent.labels) == 150
     assert "out_of_scope" in intent.thresholds
 
@@ -114,7 +115,7 @@ def test_moderate_answers_per_category(server: str) -> None:
     data = response.json()
     assert response.headers["x-model-version"] == data["model"]
     for result in data["results"]:
-        assert set(result["categories"]) == {"hate", "offensive"}
+        assert set(result["categories"]) == set(CATEGORIES)
         for category in result["categories"].values():
             assert 0 <= category["probability"] <= 1
             assert category["flagged"] == (category["probability"] >= category["threshold"])
@@ -158,7 +159,7 @@ def test_a_request_picks_its_own_operating_point(server: str, client: Client,
     from models import store
 
     curves = store.get(stored_classifiers["moderation"]).manifest.operating_curves
-    assert set(curves) == {"hate", "offensive"}
+    assert set(curves) == set(CATEGORIES)
     assert client.models().models[1].operating_curves
     lowest = min(c.precision[-1] for c in curves.values())  # flag-all: every category reaches
     answer = client.moderate(["you are a terrible awful person"], min_precision=lowest)

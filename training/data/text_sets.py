@@ -45,12 +45,15 @@ class TextData:
 
     def training(self, limit: int | None, seed: int, replay: float | None
                  ) -> list[TextExample]:
-        """What to train on: every text of the small sources and at most `limit` in all, the
-        rest sampled with the seed; or, when re-training with `replay`, every text of the users'
-        files plus `replay` times as many sampled from the catalogued sets."""
+        """What to train on: at most `limit` texts, every text of the small sources (a sample
+        of them when they would fill more than half of `limit`) and the rest sampled with the
+        seed; or, when re-training with `replay`, every text of the users' files plus `replay`
+        times as many sampled from the catalogued sets."""
         if replay is None:
-            rest = None if limit is None else max(0, limit - len(self.train_whole))
-            return self.train_whole + sample(self.train + self.own_train, rest, seed)
+            if limit is None:
+                return self.train_whole + self.train + self.own_train
+            whole = sample(self.train_whole, limit // 2, seed)
+            return whole + sample(self.train + self.own_train, limit - len(whole), seed)
         if not self.own_train:
             raise ValueError("replay needs --train-data: there is nothing new to learn")
         return self.own_train + sample(self.train + self.train_whole,
