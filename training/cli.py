@@ -70,6 +70,16 @@ def _train_flags(parser: argparse.ArgumentParser, task: str, presets: str, own: 
     _add_config_flags(parser)
 
 
+def _artifact_flags(parser: argparse.ArgumentParser, output_help: str) -> None:
+    """What every command that builds an artifact for the store takes."""
+    parser.add_argument("--name", required=True,
+                        help="Store name (lowercase letters, digits, '.', '_', '-').")
+    parser.add_argument("--output", type=Path, default=None, help=output_help)
+    parser.add_argument("--no-store", action="store_true",
+                        help="Build and check the artifact but do not save it to the store.")
+    _data_dir_flag(parser)
+
+
 def _ensemble_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble-rule", choices=["mean-std", "min"], default="mean-std",
                         help="The conservative reward: mean - λ·std of the members, or their "
@@ -182,14 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="ONNX artifact (fused fp32, fp16, int8 if accurate) into the model store.")
     export.add_argument("--checkpoint", type=Path, required=True,
                         help="A trained model directory (the model/ folder a run writes).")
-    export.add_argument("--name", required=True,
-                        help="Store name (lowercase letters, digits, '.', '_', '-').")
-    export.add_argument("--output", type=Path, default=None,
-                        help="Where to build the artifact (default: artifact/ beside the "
-                             "checkpoint); it is then copied into the BentoML store.")
-    export.add_argument("--no-store", action="store_true",
-                        help="Build and check the artifact but do not save it to the store.")
-    _data_dir_flag(export)
+    _artifact_flags(export, "Where to build the artifact (default: artifact/ beside the "
+                            "checkpoint); it is then copied into the BentoML store.")
 
     models = commands.add_parser("models", help="Artifacts in the BentoML model store "
                                                 "($BENTOML_HOME/models).")
@@ -231,16 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="reward: one logit for a (prompt, response) pair, read as the "
                                "tokenizer's own pair; moderation: one sigmoid per label; "
                                "intent: a softmax over the labels (both read a single text).")
-    imported.add_argument("--name", required=True,
-                          help="Store name (lowercase letters, digits, '.', '_', '-').")
     imported.add_argument("--max-length", type=int, default=None,
                           help="Tokens per input (default: the model's positions, at most 512).")
-    imported.add_argument("--output", type=Path, default=None,
-                          help="Where the checkpoint (model/) and the artifact (artifact/) are "
-                               "built (default runs/import-NAME).")
-    imported.add_argument("--no-store", action="store_true",
-                          help="Build and check the artifact but do not save it to the store.")
-    _data_dir_flag(imported)
+    _artifact_flags(imported, "Where the checkpoint (model/) and the artifact (artifact/) are "
+                              "built (default runs/import-NAME).")
 
     promote = model_cmds.add_parser(
         "promote", help="Make a running service serve this version now, with no downtime "

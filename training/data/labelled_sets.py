@@ -74,14 +74,18 @@ def _tweeteval(category: str) -> Callable[[dict[str, Path], bool], Splits]:
     return read
 
 
-def _edos(files: dict[str, Path], skip: bool) -> Splits:
-    """EDOS's own train / dev / test splits, in one file."""
-    (path,) = files.values()
-    splits = {}
-    for split, part in (("train", "train"), ("validation", "dev"), ("test", "test")):
-        splits[split] = Labelled(skip_invalid=skip)
-        labelled.load_edos(path, part, splits[split])
-    return splits
+def _split_column(load: Callable[[Path, str, Labelled], None], parts: tuple[str, str, str]
+                  ) -> Callable[[dict[str, Path], bool], Splits]:
+    """One file whose records name their own split; `parts`: its names for train, validation
+    and test."""
+    def read(files: dict[str, Path], skip: bool) -> Splits:
+        (path,) = files.values()
+        splits = {}
+        for split, part in zip(("train", "validation", "test"), parts, strict=True):
+            splits[split] = Labelled(skip_invalid=skip)
+            load(path, part, splits[split])
+        return splits
+    return read
 
 
 def _convabuse(files: dict[str, Path], skip: bool) -> Splits:
@@ -103,15 +107,6 @@ def _banking77(files: dict[str, Path], skip: bool) -> Splits:
         part = split_of(example.text.lower(), (0.9, 0.1))
         carved["train" if part == "train" else "validation"].examples.append(example)
     return {**carved, "test": test}
-
-
-def _clinc150(files: dict[str, Path], skip: bool) -> Splits:
-    (path,) = files.values()
-    splits = {}
-    for split, part in (("train", "train"), ("validation", "val"), ("test", "test")):
-        splits[split] = Labelled(skip_invalid=skip)
-        labelled.load_clinc150(path, part, splits[split])
-    return splits
 
 
 _TWEETEVAL = "cardiffnlp/tweeteval @4fbd22cd : datasets/{}/"
@@ -157,7 +152,7 @@ LABELLED_SETS: dict[str, LabelledEntry] = {
         "edos", {"edos/edos_labelled_aggregated.csv.gz":
                  "4d1f5ba40053e22d8e3dc5b96beaccee813952558650da6e8c1ad6a14c421439"},
         "rewire-online/edos @b1f1fbcc : data/edos_labelled_aggregated.csv", "CC0-1.0",
-        "moderation", _edos),
+        "moderation", _split_column(labelled.load_edos, ("train", "dev", "test"))),
     "convabuse": LabelledEntry(
         "convabuse", {
             "convabuse/ConvAbuseEMNLPtrain.csv":
@@ -192,7 +187,8 @@ LABELLED_SETS: dict[str, LabelledEntry] = {
     "clinc150": LabelledEntry(
         "clinc150", {"clinc150/data_full.json.gz":
                      "01cce723a1b3a2a342158c5b4545e5255bc167fa6037c8a827b1908e504a9014"},
-        "clinc/oos-eval @828f8093 : data/data_full.json", "CC-BY-3.0", "intent", _clinc150),
+        "clinc/oos-eval @828f8093 : data/data_full.json", "CC-BY-3.0", "intent",
+        _split_column(labelled.load_clinc150, ("train", "val", "test"))),
 }
 
 
