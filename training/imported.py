@@ -33,15 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from models.artifact import TOKENIZER_FILE
 from models.inputs import PairEncoder
 from models.manifest import (
     Calibration,
     InputFormat,
     Manifest,
-    Normalisation,
     Task,
     file_digests,
     library_versions,
@@ -147,24 +144,17 @@ def write_checkpoint(source: Source, task: str, name: str, output: Path, max_len
 
 def reward_calibration(model: ImportedModel, encoder: PairEncoder, data_dir: Path | None,
                        say: Callable[[str], None]) -> dict[str, object]:
-    """Temperature, normalisation and pairwise accuracy on the pooled validation pairs."""
+    """Temperature, normalisation and pairwise accuracy on the pooled validation pairs, as a
+    trained reward model gets them (training/reward.py's `calibrate`)."""
     from training.data.reward_data import load_reward_data
-    from training.pairs import EncodedPairs
-    from training.scoring import score
-    from training.temperature import fit_temperature
+    from training.reward import calibrate
 
     validation = load_reward_data(data_dir, other_sources=False).splits["validation"]
-    pairs = EncodedPairs.build(encoder, validation)
-    say(f"import: calibrating on {len(pairs.chosen):,} preference validation pairs")
-    chosen = score(model, pairs.chosen, pad_id=encoder.pad_id)[:, 0]
-    rejected = score(model, pairs.rejected, pad_id=encoder.pad_id)[:, 0]
-    margins = chosen - rejected
-    rewards = np.concatenate([chosen, rejected])
-    return {"calibration": Calibration(temperature=fit_temperature(margins),
+    say(f"import: calibrating on {len(validation):,} preference validation pairs")
+    calibrated = calibrate(model, encoder, validation, max_tokens=4096)
+    margins = calibrated.margins
+    return {"calibration": Calibration(temperature=calibrated.temperature,
                                        fitted_on="pooled preference validation", n=len(margins)),
-            "normalisation": Normalisation(mean=float(rewards.mean()),
-                                           std=max(float(rewards.std()), 1e-6),
-                                           reference="pooled preference validation responses",
-                                           n=len(rewards)),
+            "normalisation": calibrated.normalisation,
             "metrics": {"validation": {"accuracy": float((margins > 0).mean()),
                                        "n": float(len(margins))}}}
