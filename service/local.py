@@ -8,6 +8,7 @@ the container run.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,8 +23,29 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 
 
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out as source ports of outgoing connections (Linux's
+    ip_local_port_range; its default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port free now, chosen below the ephemeral range: a port the kernel picked for `bind(0)`
+    can be taken, before the server binds it, as the source port of any outgoing connection
+    (a test's HTTP clients, PostgreSQL clients), which is how CI once lost a start."""
+    low = ephemeral_range()[0]
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # all 200 taken: let the kernel choose
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -72,25 +94,47 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s:
         time.sleep(0.25)
 
 
+def launch(log: Path, env: dict[str, str], timeout_s: float = 180, attempts: int = 3
+           ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `python -m service` on a free port in a process group of its own and wait until it
+    is ready; returns the process and its URL. A port taken between the choice and the bind
+    (another process's) is a lost race, not a failed start: it tries another port."""
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        with log.open("w") as out:
+            process = subprocess.Popen(serve_command(port), cwd=REPO, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(process, url, log, timeout_s)
+            return process, url
+        except StartError:
+            stop(process)
+            if attempt == attempts or "Address already in use" not in log.read_text():
+                raise
+    raise AssertionError("unreachable")
+
+
+def stop(process: subprocess.Popen[bytes], grace_s: float = 30) -> None:
+    """SIGTERM to the whole process group, then SIGKILL after `grace_s`."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextmanager
 def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]:
-    """Start the service, wait until /readyz answers 200, yield its URL, stop it (SIGTERM to
-    the whole process group, then SIGKILL after 30 s)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    """Start the service, wait until /readyz answers 200, yield its URL, stop it."""
     # Feedback goes beside the log unless the caller chose a store: never into the repository.
     env = {**service_env(), **private_home(log.parent),
            "ALIGNSERVE_FEEDBACK_DB": str(log.parent / "feedback.sqlite3"), **settings}
-    with log.open("w") as out:
-        process = subprocess.Popen(serve_command(port), cwd=REPO, env=env,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    process, url = launch(log, env, timeout_s)
     try:
-        wait_ready(process, url, log, timeout_s)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop(process)

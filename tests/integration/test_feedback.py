@@ -21,7 +21,7 @@ import pytest
 
 from feedback.records import RECORD
 from feedback.store import open_store
-from service.local import REPO, serve_command, service_env, wait_ready
+from service.local import launch, service_env, stop
 from tests.conftest import fresh_database
 from tests.integration.conftest import API_KEY
 
@@ -43,16 +43,11 @@ class Server:
         self.starts = 0
 
     def start(self, **extra: str) -> str:
-        from service.local import free_port, private_home
+        from service.local import private_home
 
-        port = free_port()
         self.starts += 1
-        log = (self.work / f"serve-{self.starts}.log").open("w")
         env = {**service_env(), **private_home(self.work), **self.settings, **extra}
-        self.process = subprocess.Popen(serve_command(port), cwd=REPO, env=env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        self.url = f"http://127.0.0.1:{port}"
-        wait_ready(self.process, self.url, self.work / f"serve-{self.starts}.log")
+        self.process, self.url = launch(self.work / f"serve-{self.starts}.log", env)
         return self.url
 
     def kill(self) -> None:
@@ -61,12 +56,8 @@ class Server:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process is not None:
+            stop(self.process)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
