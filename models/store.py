@@ -24,6 +24,11 @@ class ArtifactError(RuntimeError):
     """An artifact that must not be served, with what is wrong with it."""
 
 
+class InvalidTag(ArtifactError):
+    """A string that cannot name a stored model (BentoML's rules: name[:version], each at most
+    63 characters of letters, digits, '_', '-' and '.')."""
+
+
 def use_default_home(environ: MutableMapping[str, str] = os.environ) -> Path:
     """One model store for every entry point (`make`, `alignserve`, `python -m service`):
     $BENTOML_HOME when set; else, in a source checkout (this package beside pyproject.toml),
@@ -105,6 +110,8 @@ def _find(tag: str) -> Any:
         return bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         raise ArtifactError(f"no model {tag!r} in the store at {store_location()}") from None
+    except (ValueError, bentoml.exceptions.BentoMLException) as exc:  # a malformed tag
+        raise InvalidTag(f"not a model tag: {str(exc)[:240]}") from None
 
 
 def resolve(tag: str) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import metrics
 
@@ -56,3 +58,31 @@ def error_response(error: ServiceError) -> JSONResponse:
     """The JSON answer for an error, counted in alignserve_failures_total by type."""
     metrics.FAILURES.labels(error.error_type.value).inc()
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
+
+
+class TaxonomyNotFound:
+    """ASGI middleware around BentoML's own router, which answers a path it does not route with
+    a plain-text 404: a path outside /v1, or a /v1 path its mount cannot match (one holding a
+    newline). Those answers get the taxonomy's JSON body too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        replaced = False
+
+        async def send_in_taxonomy(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 404 and (
+                    Headers(raw=message["headers"]).get("content-type", "")
+                    .startswith("text/plain")):
+                replaced = True
+                path = scope.get("path", "")
+                error = ServiceError(ErrorType.not_found, f"no endpoint {path[:200]}")
+                return await error_response(error)(scope, receive, send)
+            if not replaced:  # the plain body of a replaced answer is dropped
+                await send(message)
+
+        return await self.app(scope, receive, send_in_taxonomy)

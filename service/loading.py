@@ -38,6 +38,8 @@ class LoadError(RuntimeError):
 def load_model(role: str, tag: str, settings: Settings) -> ModelBackend:
     try:
         exact = store.resolve(tag)
+    except store.InvalidTag as exc:
+        raise LoadError(str(exc)) from None
     except store.ArtifactError as exc:
         raise LoadError(str(exc), missing=True) from None
     try:

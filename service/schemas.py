@@ -190,7 +190,7 @@ class OpenRLHFResponse(BaseModel):
     model: str
 
 
-Precision = Annotated[float, Field(gt=0, le=1)]
+Precision = Annotated[float, Field(ge=0, le=1)]
 
 
 class ModerateRequest(Strict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any, cast
 
 import bentoml
 
@@ -21,7 +22,7 @@ from feedback.store import FeedbackStore, StoreError, open_store
 from models import store
 from service import metrics
 from service.api import create_app
-from service.errors import ErrorType
+from service.errors import ErrorType, TaxonomyNotFound
 from service.inference import Backend
 from service.loading import LoadError, load_model
 from service.settings import ROLES, load_settings
@@ -91,6 +92,10 @@ class AlignServe:
         """Ready once every model warmed up (construction finished), unless an engine refused
         to serve (a CUDA session that fell back to the CPU)."""
         return all(m.engine.problem is None for m in self.backend.models.values())
+
+
+# The decorators return a bentoml Service, which the type checker sees as the class.
+cast(Any, AlignServe).add_asgi_middleware(TaxonomyNotFound)  # BentoML's own 404s too
 
 
 def open_feedback() -> FeedbackStore | None:

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     intent.add_argument("--dataset", choices=["banking77", "clinc150", "own"],
                         default="banking77", help="Catalogued intent set, or 'own' for only "
                         "the --train-data files.")
-    _train_flags(intent, "intent", "2 epochs, about 6 minutes on 2 CPU cores; full: 6 epochs",
+    _train_flags(intent, "intent", "1 epoch, about 2 minutes on 2 CPU cores; full: 6 epochs",
                  "Your own JSONL of {text, label}, carved 80/10/10 by text and added to the "
                  "training data.")
 

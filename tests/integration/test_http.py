@@ -265,6 +265,16 @@ def test_bad_input_gets_its_status_and_a_json_error(server: str, case: str, path
     assert "x" * 100 not in data["error"]  # the input itself is never echoed
 
 
+def test_paths_the_service_does_not_route_are_json_404s(server: str) -> None:
+    """Outside /v1, and a /v1 path BentoML's mount cannot match (a newline in it): its own
+    router answers those, in the taxonomy too."""
+    for path in ("/nope", "/v1/feedback/a%0Ab", "/v1/nope"):
+        answer = httpx.get(f"{server}{path}")
+        assert answer.status_code == 404, path
+        assert answer.json()["error_type"] == "not_found", path
+    assert httpx.get(f"{server}/readyz").status_code == 200  # BentoML's own routes still work
+
+
 @pytest.mark.parametrize("raw", [b"{bad json", b"", b"\xff\xfe", b"[]", b"null",
                                  b'{"items": [{"prompt": "\\ud800", "response": "b"}]}',
                                  b'{"items": [{"prompt": "a\\u0000", "response": "\\udfff"}]}'],

@@ -109,5 +109,7 @@ def test_promotion_refusals_are_clear(swap_server: str) -> None:
     assert missing.status_code == 404 and "no model" in missing.json()["error"]
     wrong_role = httpx.post(f"{url}/policy", headers=AUTH, json={"tag": "tiny-swap"})
     assert wrong_role.status_code == 422
+    malformed = httpx.post(f"{url}/reward", headers=AUTH, json={"tag": "0" * 150})
+    assert malformed.status_code == 422 and "not a model tag" in malformed.json()["error"]
     unauthorised = httpx.post(f"{url}/reward", json={"tag": "tiny-swap"})
     assert unauthorised.status_code == 401

@@ -1,0 +1,128 @@
+"""Moderation's operating points on clean text: what each threshold rule flags that it should
+not, and what it still catches, on the held-out splits and the behavioural suites.
+
+    .venv/bin/python -m bench.operating_points --model runs/moderation/model
+    .venv/bin/python -m bench.operating_points --model M --min-precision 0.6 0.7 0.8 \
+        --out bench/results/operating-points-cpu.json
+
+Each rule sets every category's threshold from the validation precision-recall curve the
+manifest keeps (the lowest threshold whose validation precision reaches the value), exactly as
+a deployment's `min_precision` does; "manifest" is the thresholds the model ships with. The
+model scores each text once; only the thresholds change between rules. Rows: over-flagging
+(XSTest's safe prompts flagged by any category; HateCheck's non-hateful cases flagged as hate;
+the clean side of each test split, flagged by a category the source labels 0), what
+is still caught (HateCheck's hateful cases, each split's positives per category) and F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.taxonomy import CATEGORIES
+from training.data.text_sets import SUITES, load_moderation_data
+from training.evaluate import (
+    evaluate_moderation,
+    evaluate_suites,
+    load_model,
+    moderation_scores,
+)
+from training.texts import UNKNOWN
+
+
+def rule_thresholds(manifest: Any, min_precision: float | None) -> dict[str, float]:
+    """The manifest's own thresholds, or per category the one `min_precision` picks; a category
+    whose curve never reaches it keeps the manifest's (and the rule says so)."""
+    thresholds = dict(manifest.thresholds)
+    if min_precision is not None:
+        for category, curve in manifest.operating_curves.items():
+            picked = curve.threshold_for(min_precision)
+            if picked is not None:
+                thresholds[category] = picked
+    return thresholds
+
+
+def clean_flag_rate(probs: np.ndarray, targets: np.ndarray, thresholds: dict[str, float]
+                    ) -> tuple[float, int]:
+    """Share of the clean rows (every category the source labels is 0) that one of those
+    categories flags; a category the source is silent on cannot be judged wrong there."""
+    known = targets != UNKNOWN
+    clean = known.any(axis=1) & ((targets == 0) | ~known).all(axis=1)
+    if not clean.any():
+        return float("nan"), 0
+    over = probs >= np.array([thresholds[c] for c in CATEGORIES])
+    return float((over & known)[clean].any(axis=1).mean()), int(clean.sum())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a trained model directory")
+    parser.add_argument("--min-precision", type=float, nargs="*",
+                        default=[0.5, 0.6, 0.7, 0.8, 0.9])
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    args = parser.parse_args(argv)
+
+    manifest, encoder, model = load_model(args.model)
+    temperatures = manifest.calibration.temperatures if manifest.calibration else None
+    tests = load_moderation_data(args.data_dir).tests
+    scored = {name: moderation_scores(model, encoder, examples,
+                                      {c: (temperatures or {}).get(c, 1.0) for c in CATEGORIES},
+                                      4096, f"score {name}")
+              for name, examples in tests.items()}
+
+    rules: list[tuple[str, float | None]] = [(f"manifest ({manifest.threshold_goal})", None)]
+    rules += [(f"min_precision {p:g}", p) for p in args.min_precision]
+    results = []
+    for label, min_precision in rules:
+        thresholds = rule_thresholds(manifest, min_precision)
+        suites = evaluate_suites(tests, {k: v[0] for k, v in scored.items() if k in SUITES},
+                                 thresholds)
+        row: dict[str, Any] = {
+            "rule": label, "thresholds": thresholds,
+            "xstest_safe_flagged": suites["xstest"]["over_flagging_rate"],
+            "hatecheck_non_hateful_flagged": suites["hatecheck"]["non_hateful_flag_rate"],
+            "hatecheck_hateful_recall": suites["hatecheck"]["hateful_recall"],
+            "simplesafetytests_caught": suites["simplesafetytests"]["catch_rate"],
+            "splits": {}}
+        for name, (probs, targets) in scored.items():
+            if name in SUITES:
+                continue
+            rate, n = clean_flag_rate(probs, targets, thresholds)
+            per = evaluate_moderation(probs, targets, thresholds)
+            row["splits"][name] = {
+                "clean_flagged": rate, "clean_n": n,
+                **{f"{c}_{m}": per[c][m] for c in CATEGORIES if c in per
+                   for m in ("precision", "recall", "f1")}}
+        results.append(row)
+
+    print(f"{'rule':<58} {'XSTest safe':>11} {'HC non-hate':>11} {'HC hateful':>10} "
+          f"{'SST':>5}  clean side of each split flagged")
+    for row in results:
+        clean = ", ".join(f"{k} {v['clean_flagged']:.1%}" for k, v in row["splits"].items()
+                          if v["clean_n"])
+        print(f"{row['rule']:<58} {row['xstest_safe_flagged']:>11.1%} "
+              f"{row['hatecheck_non_hateful_flagged']:>11.1%} "
+              f"{row['hatecheck_hateful_recall']:>10.1%} "
+              f"{row['simplesafetytests_caught']:>5.0%}  {clean}")
+    print("\nper category on each test split (precision / recall / F1):")
+    for row in results:
+        print(f"  {row['rule']}")
+        for name, split in row["splits"].items():
+            cells = [f"{c} {split[f'{c}_precision']:.2f}/{split[f'{c}_recall']:.2f}/"
+                     f"{split[f'{c}_f1']:.2f}" for c in CATEGORIES if f"{c}_f1" in split]
+            print(f"    {name:<24} " + "; ".join(cells))
+    if args.out:
+        args.out.write_text(json.dumps({
+            "model": str(args.model), "version": manifest.version,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "rules": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
