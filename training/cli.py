@@ -431,7 +431,8 @@ def _export_to_store(checkpoint: Path, output: Path, name: str, data_dir: Path |
         f"{k} {v:.2e}" for k, v in exported.parity_max_diff.items()))
     checked = int(float(int8.get("examples_checked", 0)))
     examples = int(float(int8.get("examples", 0)))
-    stopped = (f"; stopped after {checked:,} of {examples:,} examples: int8 surely keeps too few"
+    surely = "passes" if int8["accepted"] == "yes" else "keeps too few"
+    stopped = (f"; stopped after {checked:,} of {examples:,} examples: int8 surely {surely}"
                if checked < examples else "")
     agreement = (f", {int8['agreement_of']} {float(int8['agreement']):.1%} (min "
                  f"{float(int8['min_agreement']):.0%})" if "agreement" in int8 else "")

@@ -18,7 +18,11 @@ Both graphs score the examples in looks of INT8_LOOK (a seeded random order, so 
 a fair sample of every source). Where the task has an agreement, the check stops at the first
 look whose upper confidence bound on the share kept (Wilson, z = INT8_STOP_Z: one-sided 0.05% a
 look, under 1% over every look of a large split) is below INT8_MIN_AGREEMENT: a graph that
-surely fails is rejected without scoring the rest. Acceptance always needs every example.
+surely fails is rejected without scoring the rest. Likewise, once INT8_ACCEPT_AFTER examples are
+scored, a graph that surely passes is accepted at a look: the drop's upper bound (bootstrap
+mean + INT8_STOP_Z standard deviations) is within INT8_MAX_DROP_POINTS and, where the task has
+an agreement, the lower Wilson bound on the share kept reaches INT8_MIN_AGREEMENT. The decision
+is then made, as always, on every example scored; the looks only end the scoring.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ INT8_MIN_AGREEMENT = 0.97
 INT8_MAX_DROP_POINTS = 2.0
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 1000, 0
 INT8_LOOK, INT8_STOP_Z = 256, 3.29
+INT8_ACCEPT_AFTER, INTERIM_RESAMPLES = 2048, 200
 
 
 class ParityError(RuntimeError):
@@ -187,7 +192,7 @@ class ValidationCheck:
 
     def outputs(self, fp32: Path, int8: Path, pad_id: int) -> CheckOutputs:
         """Both graphs' outputs, look by look, until every example is scored or int8 surely
-        keeps too few decisions."""
+        fails or surely passes."""
         order = np.random.default_rng(BOOTSTRAP_SEED).permutation(self.examples)
         sessions = (open_session(fp32), open_session(int8))
         outputs: list[np.ndarray | None] = [None, None]
@@ -202,12 +207,25 @@ class ValidationCheck:
                         outputs[k] = np.zeros((len(self.items), out.shape[1]), np.float32)
                     outputs[k][items] = out  # type: ignore[index]
                 seen = order[:start + INT8_LOOK]
-                if self.kept is not None and start + INT8_LOOK < self.examples:
-                    kept = self.kept(outputs[0], outputs[1], seen)  # type: ignore[arg-type]
-                    if wilson_upper(float(kept.mean()), len(seen)) < INT8_MIN_AGREEMENT:
-                        break
+                if start + INT8_LOOK < self.examples and self.settled(
+                        outputs[0], outputs[1], seen):  # type: ignore[arg-type]
+                    break
         assert outputs[0] is not None and outputs[1] is not None
         return CheckOutputs(outputs[0], outputs[1], np.sort(seen))
+
+    def settled(self, fp32: np.ndarray, int8: np.ndarray, seen: np.ndarray) -> bool:
+        """Whether the examples `seen` so far already decide: int8 surely keeps too few
+        decisions, or (after INT8_ACCEPT_AFTER examples) surely passes both questions."""
+        agrees = True
+        if self.kept is not None:
+            share = float(self.kept(fp32, int8, seen).mean())
+            if wilson_upper(share, len(seen)) < INT8_MIN_AGREEMENT:
+                return True
+            agrees = wilson_lower(share, len(seen)) >= INT8_MIN_AGREEMENT
+        if not agrees or len(seen) < INT8_ACCEPT_AFTER:
+            return False
+        drops = bootstrap_drops(self, fp32, int8, seen, INTERIM_RESAMPLES)
+        return float(np.mean(drops) + INT8_STOP_Z * np.std(drops)) <= INT8_MAX_DROP_POINTS
 
 
 @dataclass(frozen=True)
@@ -222,6 +240,22 @@ def wilson_upper(share: float, n: int, z: float = INT8_STOP_Z) -> float:
     centre = share + z * z / (2 * n)
     spread = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
     return float((centre + spread) / (1 + z * z / n))
+
+
+def wilson_lower(share: float, n: int, z: float = INT8_STOP_Z) -> float:
+    """Lower end of the Wilson score interval of a share seen in n trials."""
+    return 1.0 - wilson_upper(1.0 - share, n, z)
+
+
+def bootstrap_drops(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray,
+                    rows: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """The metric's drop, fp32 - int8 in points, on paired resamples of `rows` (seeded)."""
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    drops = []
+    for _ in range(resamples):
+        sample = rows[rng.integers(0, len(rows), len(rows))]
+        drops.append((check.measure(fp32, sample) - check.measure(int8, sample)) * 100)
+    return np.array(drops)
 
 
 def pairwise_check(chosen: Sequence[EncodedPair], rejected: Sequence[EncodedPair],
@@ -249,7 +283,7 @@ class Int8Decision:
     agreement: float | None
     agreement_of: str = ""  # what `agreement` measures
     examples_checked: int = 0
-    examples: int = 0  # checked < examples: stopped early, int8 surely keeps too few
+    examples: int = 0  # checked < examples: stopped early, the looks settled it
 
     @property
     def drop_points(self) -> float:
@@ -279,12 +313,7 @@ def decide_int8(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray,
                 rows: np.ndarray | None = None) -> Int8Decision:
     """The gate's decision on the example `rows` both graphs scored (default: all)."""
     seen = np.arange(check.examples) if rows is None else rows
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    drops = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        sample = seen[rng.integers(0, len(seen), len(seen))]
-        drops.append((check.measure(fp32, sample) - check.measure(int8, sample)) * 100)
-    low, high = np.percentile(drops, [2.5, 97.5])
+    low, high = np.percentile(bootstrap_drops(check, fp32, int8, seen), [2.5, 97.5])
     return Int8Decision(check.metric, check.measure(fp32, seen), check.measure(int8, seen),
                         (float(low), float(high)),
                         float(check.kept(fp32, int8, seen).mean()) if check.kept else None,
@@ -331,7 +360,7 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str, check: Validati
 
     say(f"export {name}: int8 check, quantising, then scoring the {len(check.items):,} "
         f"validation inputs with the fp32 and the int8 graph ({check.metric}; stops early "
-        f"if int8 surely fails)")
+        f"once the answer is sure)")
     quantise_int8(output / FP32, output / INT8)
     scored = check.outputs(output / FP32, output / INT8, encoder.pad_id)
     decision = decide_int8(check, scored.fp32, scored.int8, scored.rows)

@@ -161,9 +161,9 @@ def test_int8_gate_reads_agreement_and_a_bootstrap_interval() -> None:
     assert record["accepted"] == "no" and record["drop_low_points"] <= record["drop_high_points"]
 
 
-def test_int8_check_stops_early_only_when_int8_surely_fails(monkeypatch: pytest.MonkeyPatch
+def test_int8_check_stops_early_only_when_the_answer_is_sure(monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    n = 2000
+    n = 5000
     scores = np.random.default_rng(1).normal(size=2 * n).astype(np.float32)
     items = [EncodedPair([i], [0], False, False) for i in range(2 * n)]
     check = export.pairwise_check(items[:n], items[n:])
@@ -178,7 +178,7 @@ def test_int8_check_stops_early_only_when_int8_surely_fails(monkeypatch: pytest.
 
     monkeypatch.setattr(export, "open_session", str)
     monkeypatch.setattr(export, "run", fake_run)
-    for flipped, early in ((0, False), (2, False), (15, True)):
+    for flipped, early in ((0, True), (2, True), (15, True)):
         flips["int8"] = flipped
         scored = check.outputs(Path("fp32"), Path("int8"), pad_id=0)
         decision = export.decide_int8(check, scored.fp32, scored.int8, scored.rows)
@@ -186,6 +186,15 @@ def test_int8_check_stops_early_only_when_int8_surely_fails(monkeypatch: pytest.
         assert decision.examples == n and len(scored.rows) == decision.examples_checked
         if early:  # stopped at a look, with the share kept measured on what was scored
             assert decision.examples_checked % export.INT8_LOOK == 0
-            assert not decision.accepted and decision.agreement is not None
-            assert export.wilson_upper(decision.agreement, decision.examples_checked) < 0.97
+            assert decision.agreement is not None
+            if flipped > 2:  # surely fails
+                assert not decision.accepted
+                assert export.wilson_upper(decision.agreement, decision.examples_checked) < 0.97
+            else:  # surely passes: at the first look past INT8_ACCEPT_AFTER
+                assert decision.accepted
+                assert decision.examples_checked == export.INT8_ACCEPT_AFTER
         assert decision.record()["examples_checked"] == decision.examples_checked
+    short = export.pairwise_check(items[:1000], items[n:n + 1000])  # under INT8_ACCEPT_AFTER
+    flips["int8"] = 0
+    scored = short.outputs(Path("fp32"), Path("int8"), pad_id=0)
+    assert len(scored.rows) == 1000  # passing is only ever decided early past 2,048 examples
