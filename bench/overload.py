@@ -1,0 +1,154 @@
+"""Overload: the service at many times its capacity, one server per setting, side by side.
+
+    .venv/bin/python -m bench.overload
+    .venv/bin/python -m bench.overload --clients 200 --seconds 45 \
+        --compare ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000 ALIGNSERVE_MAX_QUEUE_WAIT_MS=2000 \
+        --out bench/results/overload-cpu.json
+
+For each setting, its own `python -m service` on 127.0.0.1 with the store's reward model only,
+fed 32-pair /v1/reward/score requests of real hh-rlhf pairs:
+1. capacity: 4 clients for --seconds / 3: pairs per second answered;
+2. overload: --clients clients, each sending its next request as soon as the last is answered,
+   for --seconds: every status; goodput (pairs answered 200 per second) as a share of capacity;
+   the latency of admitted (200) requests, p50 and p99, as the clients saw it; how fast a 429
+   came back; the Retry-After values it carried;
+3. recovery: one request once the burst ends, and its latency.
+
+ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000 (the largest it takes) stands for the admission before it
+existed (by queued items only, ALIGNSERVE_MAX_QUEUED_ITEMS); the default is 2,000 ms. Traffic
+goes to 127.0.0.1 only, bounded by --clients and --seconds; the load generator shares the two
+cores with the service, as a sidecar would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.serve import Pair, real_pairs
+from service.local import serving
+
+PER_REQUEST = 32
+
+
+def body(pairs: list[Pair], k: int) -> dict[str, Any]:
+    chunk = [pairs[(k * PER_REQUEST + i) % len(pairs)] for i in range(PER_REQUEST)]
+    return {"items": [{"prompt": p, "response": r} for p, r in chunk]}
+
+
+async def drive(url: str, pairs: list[Pair], clients: int, seconds: float
+                ) -> list[tuple[int, float, float, str | None]]:
+    """(status, started at s, latency s, Retry-After) of every request `clients` closed-loop
+    clients sent within `seconds` (a request in flight at the end is waited for)."""
+    seen: list[tuple[int, float, float, str | None]] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
+        start = time.perf_counter()
+
+        async def client(c: int) -> None:
+            k = c
+            while (sent := time.perf_counter()) - start < seconds:
+                response = await http.post("/v1/reward/score", json=body(pairs, k))
+                seen.append((response.status_code, sent - start, time.perf_counter() - sent,
+                             response.headers.get("retry-after")))
+                k += clients
+
+        await asyncio.gather(*(client(c) for c in range(clients)))
+    return seen
+
+
+def summary(seen: list[tuple[int, float, float, str | None]], seconds: float,
+            capacity: float | None) -> dict[str, Any]:
+    statuses: dict[str, int] = {}
+    for status, *_ in seen:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    admitted = [latency for status, _, latency, _ in seen if status == 200]
+    refused = [latency for status, _, latency, _ in seen if status == 429]
+    retry = [float(r) for status, _, _, r in seen if status == 429 and r is not None]
+    wall = max(seconds, max(start + latency for _, start, latency, _ in seen))
+    goodput = len(admitted) * PER_REQUEST / wall
+
+    def pct(values: list[float], q: float) -> float | None:
+        return float(np.percentile(values, q)) if values else None
+
+    return {"requests": len(seen), "statuses": statuses, "wall_s": wall,
+            "goodput_pairs_per_s": goodput,
+            "goodput_share_of_capacity": goodput / capacity if capacity else None,
+            "admitted_p50_s": pct(admitted, 50), "admitted_p99_s": pct(admitted, 99),
+            "admitted_max_s": max(admitted) if admitted else None,
+            "refused_p50_ms": (pct(refused, 50) or 0) * 1000 if refused else None,
+            "retry_after_s": {"min": min(retry), "median": statistics.median(retry),
+                              "max": max(retry)} if retry else None}
+
+
+def run_setting(pairs: list[Pair], setting: dict[str, str], clients: int, seconds: float,
+                tag: str) -> dict[str, Any]:
+    settings = {"ALIGNSERVE_REWARD_MODEL": tag, "ALIGNSERVE_MODERATION_MODEL": "",
+                "ALIGNSERVE_INTENT_MODEL": "", **setting}
+    with tempfile.TemporaryDirectory(prefix="alignserve-overload-") as tmp, serving(
+            Path(tmp) / "serve.log", 180, **settings) as url:
+        httpx.post(f"{url}/v1/reward/score", json=body(pairs, 0), timeout=120)  # warm
+        base = asyncio.run(drive(url, pairs, 4, seconds / 3))
+        capacity = summary(base, seconds / 3, None)
+        print(f"  capacity: {capacity['goodput_pairs_per_s']:.1f} pairs/s "
+              f"(4 clients, statuses {capacity['statuses']})", flush=True)
+        burst = summary(asyncio.run(drive(url, pairs, clients, seconds)), seconds,
+                        capacity["goodput_pairs_per_s"])
+        started = time.perf_counter()
+        after = httpx.post(f"{url}/v1/reward/score", json=body(pairs, 1), timeout=120)
+        recovery = {"status": after.status_code, "latency_s": time.perf_counter() - started}
+    return {"setting": setting, "capacity_pairs_per_s": capacity["goodput_pairs_per_s"],
+            "overload": burst, "recovery": recovery}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="reward", help="store tag of the reward model")
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=45.0)
+    parser.add_argument("--compare", nargs="*", default=["ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000",
+                                                         "ALIGNSERVE_MAX_QUEUE_WAIT_MS=2000"],
+                        help="settings, KEY=VALUE[,KEY=VALUE], one server each")
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    args = parser.parse_args(argv)
+    if not 1 <= args.clients <= 400 or not 1 <= args.seconds <= 300:
+        raise SystemExit("--clients 1..400 and --seconds 1..300: the load stays bounded")
+
+    pairs = real_pairs(512)
+    results = []
+    for spec in args.compare:
+        setting = dict(part.split("=", 1) for part in spec.split(","))
+        print(f"{spec}: {args.clients} clients for {args.seconds:g} s", flush=True)
+        result = run_setting(pairs, setting, args.clients, args.seconds, args.model)
+        burst = result["overload"]
+        retry = burst["retry_after_s"]
+        retry_text = "-" if retry is None else f"{retry['min']:g}-{retry['max']:g} s"
+        admitted = ("nothing admitted" if burst["admitted_p50_s"] is None else
+                    f"admitted p50 {burst['admitted_p50_s']:.2f} s, p99 "
+                    f"{burst['admitted_p99_s']:.2f} s")
+        print(f"  overload: {burst['requests']} requests {burst['statuses']}; goodput "
+              f"{burst['goodput_pairs_per_s']:.1f} pairs/s "
+              f"({burst['goodput_share_of_capacity']:.0%} of capacity); {admitted}; 429 in "
+              f"{burst['refused_p50_ms'] or 0:.0f} ms (p50), Retry-After {retry_text}; then "
+              f"{result['recovery']['status']} in {result['recovery']['latency_s']:.2f} s",
+              flush=True)
+        results.append(result)
+    if args.out:
+        args.out.write_text(json.dumps({
+            "clients": args.clients, "seconds": args.seconds, "per_request": PER_REQUEST,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "results": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
