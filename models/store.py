@@ -133,6 +133,7 @@ def list_stored() -> list[tuple[str, Path]]:
 
 
 def store_location() -> str:
+    _bentoml()  # the one default home first, as for every other entry to the store
     from bentoml._internal.configuration.containers import BentoMLContainer
 
     return str(BentoMLContainer.model_store_dir.get())
