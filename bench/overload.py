@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.overload
     .venv/bin/python -m bench.overload --clients 200 --seconds 45 \
-        --compare ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000 ALIGNSERVE_MAX_QUEUE_WAIT_MS=2000 \
+        --compare ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000 ALIGNSERVE_MAX_QUEUE_WAIT_MS=5000 \
         --out bench/results/overload-cpu.json
 
 For each setting, its own `python -m service` on 127.0.0.1 with the store's reward model only,
@@ -15,7 +15,7 @@ fed 32-pair /v1/reward/score requests of real hh-rlhf pairs:
 3. recovery: one request once the burst ends, and its latency.
 
 ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000 (the largest it takes) stands for the admission before it
-existed (by queued items only, ALIGNSERVE_MAX_QUEUED_ITEMS); the default is 2,000 ms. Traffic
+existed (by queued items only, ALIGNSERVE_MAX_QUEUED_ITEMS); the default is 5,000 ms. Traffic
 goes to 127.0.0.1 only, bounded by --clients and --seconds; the load generator shares the two
 cores with the service, as a sidecar would.
 """
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=45.0)
     parser.add_argument("--compare", nargs="*", default=["ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000",
-                                                         "ALIGNSERVE_MAX_QUEUE_WAIT_MS=2000"],
+                                                         "ALIGNSERVE_MAX_QUEUE_WAIT_MS=5000"],
                         help="settings, KEY=VALUE[,KEY=VALUE], one server each")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)

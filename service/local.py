@@ -7,6 +7,7 @@ the container run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -116,15 +117,45 @@ def launch(log: Path, env: dict[str, str], timeout_s: float = 180, attempts: int
 
 
 def stop(process: subprocess.Popen[bytes], grace_s: float = 30) -> None:
-    """SIGTERM to the whole process group, then SIGKILL after `grace_s`."""
+    """SIGTERM to the whole process group (BentoML's arbiter stops its workers), then `kill`
+    after `grace_s`."""
     if process.poll() is not None:
         return
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(grace_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        kill(process)
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the server and every process below it, as a crash of its machine would.
+    BentoML starts its service worker in a session of its own, so a signal to the server's
+    process group alone would leave the worker running, holding its port and connections."""
+    below = descendants(process.pid)
+    os.killpg(process.pid, signal.SIGKILL)
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:  # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
 
 
 @contextmanager

@@ -30,14 +30,14 @@ class Default:
 
 
 # Stage times of the first `make serve` on a fresh clone, 2-core CPU, 2026-11-28 (README,
-# "Measured figures"); the moderation stage's from the 12,000-text default of that run, scaled
-# to 16,000 texts.
+# "Measured figures": 19 min 36 s to ready; the same CPU model ran about a quarter slower on
+# other days).
 DEFAULTS = (
-    Default("reward", "reward", 638, 45, what="reward model: ~2,400 pooled preference and "
+    Default("reward", "reward", 489, 44, what="reward model: ~2,400 pooled preference and "
             "contrast pairs, then calibration and every test split"),
-    Default("moderation", "moderation", 430, 83, what="moderation classifier: 16,000 labelled "
+    Default("moderation", "moderation", 386, 49, what="moderation classifier: 16,000 labelled "
             "texts in five categories, thresholds per category, every test split and suite"),
-    Default("intent", "intent", 239, 23, ("--dataset", "banking77"),
+    Default("intent", "intent", 116, 22, ("--dataset", "banking77"),
             what="intent classifier: banking77's 77 customer-service intents"),
 )
 

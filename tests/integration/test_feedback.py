@@ -1,13 +1,11 @@
 """Feedback on a real `bentoml serve`, with each store back-end: SQLite on a file and a real
 PostgreSQL server (tests/postgres.py). Capture, idempotent re-send, get, delete, bad records,
-auth, metrics; then durability: the serving process group is SIGKILLed in the middle of a burst
+auth, metrics; then durability: the server and its worker are SIGKILLed in the middle of a burst
 of concurrent writes, restarted (with a retention setting), and every acknowledged record is
 found while the expired ones are gone."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -21,7 +19,7 @@ import pytest
 
 from feedback.records import RECORD
 from feedback.store import open_store
-from service.local import launch, service_env, stop
+from service.local import kill, launch, service_env, stop
 from tests.conftest import fresh_database
 from tests.integration.conftest import API_KEY
 
@@ -52,8 +50,7 @@ class Server:
 
     def kill(self) -> None:
         assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        kill(self.process)  # the server and its worker, mid-burst
 
     def stop(self) -> None:
         if self.process is not None:
@@ -168,7 +165,7 @@ def test_sigkill_mid_burst_loses_no_acknowledged_record(server: Server,
         burst(f"{server.url}/v1/feedback", writers=8, stop=stop)))
     writer.start()
     time.sleep(2.0)  # writes are flowing
-    server.kill()  # SIGKILL to the whole process group, mid-burst
+    server.kill()  # SIGKILL to the server and its worker, mid-burst
     stop.set()
     writer.join(60)
     acknowledged = set(result)
