@@ -49,7 +49,8 @@ def body(pairs: list[Pair], k: int) -> dict[str, Any]:
 async def drive(url: str, pairs: list[Pair], clients: int, seconds: float
                 ) -> list[tuple[int, float, float, str | None]]:
     """(status, started at s, latency s, Retry-After) of every request `clients` closed-loop
-    clients sent within `seconds` (a request in flight at the end is waited for)."""
+    clients sent within `seconds` (a request in flight at the end is waited for); status 0 is a
+    connection error."""
     seen: list[tuple[int, float, float, str | None]] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
@@ -58,9 +59,12 @@ async def drive(url: str, pairs: list[Pair], clients: int, seconds: float
         async def client(c: int) -> None:
             k = c
             while (sent := time.perf_counter()) - start < seconds:
-                response = await http.post("/v1/reward/score", json=body(pairs, k))
-                seen.append((response.status_code, sent - start, time.perf_counter() - sent,
-                             response.headers.get("retry-after")))
+                try:
+                    response = await http.post("/v1/reward/score", json=body(pairs, k))
+                    status, retry = response.status_code, response.headers.get("retry-after")
+                except httpx.TransportError:  # a connection reset or refused: status 0
+                    status, retry = 0, None
+                seen.append((status, sent - start, time.perf_counter() - sent, retry))
                 k += clients
 
         await asyncio.gather(*(client(c) for c in range(clients)))
