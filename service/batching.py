@@ -40,6 +40,7 @@ from service import metrics
 from service.deadline import DEADLINE
 from service.errors import ErrorType, ServiceError
 from service.runtime import Engine
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ class BatchResult:
 
 class Batcher:
     def __init__(self, engine: Engine, model: str, max_batch_size: int, max_latency_ms: float,
-                 max_queued_items: int, max_queue_wait_ms: float = 2000) -> None:
+                 max_queued_items: int,
+                 max_queue_wait_ms: float = Settings.model_fields["max_queue_wait_ms"].default
+                 ) -> None:
         self.engine, self.model = engine, model
         self.max_batch_size, self.max_wait_s = max_batch_size, max_latency_ms / 1000
         self.max_queued_items = max_queued_items

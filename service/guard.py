@@ -1,4 +1,5 @@
-"""The first thing every /v1 request meets: the API key and the body size, before any parsing.
+"""The first thing every /v1 request meets: the API key, a queue already too long for it, and
+the body size, before any parsing.
 
 Plain ASGI rather than Starlette's BaseHTTPMiddleware: it sits on every request's path, and a
 chunked body (no Content-Length) must be counted as it arrives.
@@ -12,11 +13,12 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import ErrorType, ServiceError, error_response
+from service.inference import refuse_unread
 from service.settings import Settings
 
 
 class Guard:
-    """API key (when set, compared in constant time), then body size."""
+    """API key (when set, compared in constant time), then the queue, then body size."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,6 +41,11 @@ class Guard:
                     "'Authorization: Bearer <key>'"))
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return await response(scope, receive, send)
+        root, path = scope.get("root_path", ""), scope["path"]
+        route = path[len(root):] if root and path.startswith(root) else path
+        refused = refuse_unread(backend, scope["method"], route)
+        if refused is not None:  # the queue is already too long: not a byte of the body read
+            return await error_response(refused)(scope, receive, send)
         limit = settings.max_request_bytes
         too_large = ServiceError(ErrorType.too_large, f"the body is larger than {limit} bytes "
                                  "(ALIGNSERVE_MAX_REQUEST_BYTES)")

@@ -66,6 +66,27 @@ class Backend:
         return model, model.front
 
 
+# The role whose queue each scoring path waits in, for refusing before the body is read.
+QUEUE_OF_PATH = {"/reward/score": "reward", "/reward/compare": "reward", "/reward/rank": "reward",
+                 "/reward/openrlhf": "reward", "/moderate": "moderation", "/classify": "intent"}
+
+
+def refuse_unread(backend: Backend, method: str, route: str) -> ServiceError | None:
+    """The 429 a scoring request (`route`: its path inside the /v1 app) gets before its body is
+    even read: when the queue ahead alone (with one item of its own) would not be through within
+    its deadline, no body can be admitted. Under a flood of retries this is what keeps a
+    refusal nearly free."""
+    role = QUEUE_OF_PATH.get(route) if method == "POST" else None
+    model = backend.models.get(role) if role else None
+    if model is None:
+        return None
+    try:
+        model.batcher.admit(1)
+    except ServiceError as refused:
+        return refused
+    return None
+
+
 def backend_of(request: Request) -> Backend:
     backend: Backend | None = request.app.state.backend
     if backend is None:

@@ -102,6 +102,25 @@ async def test_guard_wants_the_key_and_limits_the_body(tiny_artifact: Path) -> N
         assert too_big.status_code == 413 and too_big.json()["error_type"] == "too_large"
 
 
+async def test_a_queue_too_long_refuses_before_reading_the_body(tiny_artifact: Path) -> None:
+    served = backend(tiny_artifact)
+    app = create_app(served)
+    batcher = served.models["reward"].batcher
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as http:
+        batcher.queued_items, batcher.seconds_per_item = 100, 0.1  # 10 s ahead, 5 s deadline
+        unread = await http.post("/reward/score", content=b"{not even json",
+                                 headers={"content-type": "application/json"})
+        assert unread.status_code == 429 and unread.json()["error_type"] == "overloaded"
+        assert int(unread.headers["retry-after"]) >= 5  # the body was never parsed (not 422)
+        asked = await http.post("/reward/score", content=b"{}", headers={"x-deadline-ms": "50"})
+        assert asked.status_code == 429
+        assert (await http.get("/models")).status_code == 200  # only scoring paths queue
+        batcher.queued_items = 0
+        body = {"items": [{"prompt": "hi", "response": "hello"}]}
+        assert (await http.post("/reward/score", json=body)).status_code == 200
+
+
 async def test_an_app_without_its_models_yet_answers_503() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()),
                                  base_url="http://test") as http:
