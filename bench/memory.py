@@ -15,35 +15,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from service.local import serving
+from service.local import descendants, serving
 
 ITEMS = 32
 RESPONSE = "Sorry about that. I have refunded the duplicate charge. " * 3
 
 
 def process_tree(root: int) -> dict[int, tuple[str, int]]:
-    """pid -> (command line, resident KiB) for `root` and every process below it."""
-    listing = subprocess.run(["ps", "-eo", "pid=,ppid=,rss=,args="], capture_output=True,
-                             text=True, check=True).stdout
-    children: dict[int, list[int]] = {}
-    info: dict[int, tuple[str, int]] = {}
-    for line in listing.splitlines():
-        pid, ppid, rss, args = line.split(None, 3)
-        children.setdefault(int(ppid), []).append(int(pid))
-        info[int(pid)] = (args, int(rss))
+    """pid -> (command line, resident KiB) for every process below `root` (the server's
+    processes: BentoML's arbiter and its service worker, which runs in a session of its own)."""
     tree: dict[int, tuple[str, int]] = {}
-    todo = list(children.get(root, []))
-    while todo:
-        node = todo.pop()
-        tree[node] = info[node]
-        todo += children.get(node, [])
+    for pid in descendants(root):
+        proc = Path("/proc") / str(pid)
+        try:
+            args = proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            rss = next(int(line.split()[1]) for line in proc.joinpath("status").read_text()
+                       .splitlines() if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue  # gone meanwhile, or a kernel thread without memory of its own
+        tree[pid] = (args, rss)
     return tree
 
 
@@ -71,8 +67,7 @@ def measure(settings: dict[str, str], requests: int, seconds: float) -> float:
             httpx.Client(base_url=url, timeout=120) as client:
         sent = mixed_load(client, requests, seconds)
         graphs = {m["name"]: m["quantisation"] for m in client.get("/v1/models").json()["models"]}
-        tree = {pid: row for pid, row in process_tree(os.getpid()).items()
-                if not row[0].startswith("ps ")}
+        tree = process_tree(os.getpid())
     total = sum(rss for _, rss in tree.values()) / 2**20
     print(f"[{label}] graphs {graphs}; {sent} requests of {ITEMS} items")
     for args, rss in tree.values():

@@ -35,16 +35,19 @@ from training.evaluate import (
 from training.texts import UNKNOWN
 
 
-def rule_thresholds(manifest: Any, min_precision: float | None) -> dict[str, float]:
-    """The manifest's own thresholds, or per category the one `min_precision` picks; a category
-    whose curve never reaches it keeps the manifest's (and the rule says so)."""
-    thresholds = dict(manifest.thresholds)
+def rule_thresholds(manifest: Any, min_precision: float | None
+                    ) -> tuple[dict[str, float], list[str]]:
+    """The manifest's own thresholds, or per category the one `min_precision` picks; and the
+    categories whose curve never reaches it, which keep the manifest's."""
+    thresholds, unreached = dict(manifest.thresholds), []
     if min_precision is not None:
         for category, curve in manifest.operating_curves.items():
             picked = curve.threshold_for(min_precision)
-            if picked is not None:
+            if picked is None:
+                unreached.append(category)
+            else:
                 thresholds[category] = picked
-    return thresholds
+    return thresholds, unreached
 
 
 def clean_flag_rate(probs: np.ndarray, targets: np.ndarray, thresholds: dict[str, float]
@@ -80,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     rules += [(f"min_precision {p:g}", p) for p in args.min_precision]
     results = []
     for label, min_precision in rules:
-        thresholds = rule_thresholds(manifest, min_precision)
+        thresholds, unreached = rule_thresholds(manifest, min_precision)
+        if unreached:
+            label += f" (manifest's for {', '.join(unreached)}: never reached)"
         suites = evaluate_suites(tests, {k: v[0] for k, v in scored.items() if k in SUITES},
                                  thresholds)
         row: dict[str, Any] = {
-            "rule": label, "thresholds": thresholds,
+            "rule": label, "thresholds": thresholds, "unreached": unreached,
             "xstest_safe_flagged": suites["xstest"]["over_flagging_rate"],
             "hatecheck_non_hateful_flagged": suites["hatecheck"]["non_hateful_flag_rate"],
             "hatecheck_hateful_recall": suites["hatecheck"]["hateful_recall"],
