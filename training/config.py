@@ -59,6 +59,8 @@ class TrainConfig:
                               "again behind a connecting phrase, as a share; 0 disables.")
     courtesy: float = _opt(0.1, "Reward: the reply in a courteous frame over the same reply in "
                            "a brusque one of about the same length, as a share; 0 disables.")
+    substitution: float = _opt(0.1, "Reward: the reply over the same reply with one number or "
+                               "name swapped for another reply's, as a share; 0 disables.")
     length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
                              "response tokens), w learnt, so the linear term absorbs the length "
                              "preference; the service serves r alone.")
@@ -105,18 +107,20 @@ PRESETS: dict[str, TrainConfig] = {
     # Fits training, calibration and evaluation on every set within 10 minutes on 2 CPU cores
     # (the first `make serve` runs it), so it trains on a sample of the pooled and contrast
     # pairs, in 300 steps of 8 pairs: more updates taught the contrast cues (74% on the
-    # validation contrast pairs against 61% for 150 steps of 16) at the same cost
-    # (bench/reward_recipe.py --finals; README).
+    # validation contrast pairs against 61% for 150 steps of 16) at the same cost, and with
+    # substitution pairs (72.8% against 70.3% over 3 seeds each; bench/reward_recipe.py
+    # --finals --candidate-seeds 3; README).
     "default": TrainConfig(max_train_pairs=2400, batch_size=8, grad_accum=1),
     # Every pooled training pair and its contrast pairs (~15,900), twice, at 256 tokens: about
     # 70 s of training on one H200 (--device cuda), hours on 2 CPU cores. Chosen on hh-rlhf
     # validation accuracy among lr 1e-4 / 3e-5, 1 / 2 epochs and 256 / 512 tokens
     # (bench/reward_recipe.py; the README has the table).
-    # Restatement and courtesy pairs came later, measured on the default preset only (no GPU
-    # since): off here until the full preset is re-measured with them.
+    # Restatement, courtesy and substitution pairs came later, measured on the default preset
+    # only (no GPU since): off here until the full preset is re-measured with them.
     "full": TrainConfig(max_length=256, min_prompt_tokens=64, lr=1e-4, epochs=2.0,
                         batch_size=16, grad_accum=1, checkpoint_every=200,
-                        eval_batch_tokens=16384, restatement=0.0, courtesy=0.0),
+                        eval_batch_tokens=16384, restatement=0.0, courtesy=0.0,
+                        substitution=0.0),
 }
 
 # Classifiers read `batch_size` as texts per forward pass.

@@ -99,7 +99,7 @@ def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
     made = contrast.contrast_pairs(pairs, dict.fromkeys(contrast.KINDS, 0.5), seed=3)
     assert made == contrast.contrast_pairs(pairs, dict.fromkeys(contrast.KINDS, 0.5), seed=3)
     by_kind = {k: [p for p in made if p.subset == f"contrast/{k}"] for k in contrast.KINDS}
-    assert all(len(v) >= 15 for v in by_kind.values())
+    assert all(len(v) >= 15 for k, v in by_kind.items() if k != "substitution")
     originals = {p.chosen: p for p in pairs}
     for pair in by_kind["relevance"]:
         other = next(p for p in pairs if p.chosen == pair.rejected)
@@ -124,6 +124,36 @@ def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
         assert abs(len(pair.chosen) - len(pair.rejected)) <= 25
         originals[pair.chosen] = courteous[reply]
     assert all(p.group == originals[p.chosen].group for p in made)  # splits stay grouped
+    for pair in by_kind["substitution"]:  # "five" is the one number word these replies have
+        changed = _changed_words(pair)
+        assert len(changed) == 1 and changed[0][0].strip(".") == "five"
+
+
+def _changed_words(pair: PreferencePair) -> list[tuple[str, str]]:
+    """The (chosen, rejected) words that differ; the two sides must have as many words."""
+    return [(a, b) for a, b in zip(pair.chosen.split(), pair.rejected.split(), strict=True)
+            if a != b]
+
+
+def test_substitution_swaps_one_number_or_name_for_another_of_its_kind() -> None:
+    replies = ["The parcel left Berlin on 12 May and reaches you in five days.",
+               "1. Open the app.\n2. Tap Cards. Then call Anna at the Madrid office.",
+               "Nothing here to swap at all.",
+               "Our store in Lisbon opens at 9 on weekdays."]
+    pairs = [PreferencePair(f"q{i}", r, "worse", group=f"g{i}") for i, r in enumerate(replies)]
+    assert contrast._facts(replies[2]) == []
+    assert [replies[1][a:b] for a, b, _ in contrast._facts(replies[1])] == ["Cards", "Anna",
+                                                                          "Madrid"]
+    for seed in range(20):
+        made = contrast.substitution(pairs, random.Random(seed))
+        assert {p.chosen for p in made} == set(replies) - {replies[2]}
+        for pair in made:
+            changed = _changed_words(pair)
+            assert len(changed) == 1
+            old, new = (w.strip(".,") for w in changed[0])
+            assert old != new and old[0].isdigit() == new[0].isdigit()
+            assert (old in contrast.NUMBER_WORDS) == (new in contrast.NUMBER_WORDS)
+            assert old[0].isupper() == new[0].isupper()
 
 
 def test_behaviour_suite_has_enough_cases_and_controls_length() -> None:

@@ -11,7 +11,11 @@ Each targets one cue a person uses and length cannot stand in for:
 - restatement: the reply over the same reply followed by the whole of it again behind a
   connecting phrase (padding at the scale of the reply, not of one sentence);
 - courtesy: the reply in a courteous frame (an opening and a closing line) over the same reply
-  in a brusque one of about the same length: tone with the content held fixed.
+  in a brusque one of about the same length: tone with the content held fixed;
+- substitution: the reply over the same reply with one fact swapped, a number (digits or a
+  number word) or a name (a capitalised word inside a sentence) replaced by one of its kind
+  from another reply: the pair has the same length and words but one, so only what the encoder
+  knows of which names and numbers belong together can tell them apart.
 
 The spliced sentences are this module's own; the behavioural suite (training/behaviour.py) uses
 different wording, so the suite measures the cue, not the memorised sentences.
@@ -25,7 +29,8 @@ from collections.abc import Sequence
 
 from training.data.records import PreferencePair
 
-KINDS = ("relevance", "truncation", "dismissal", "repetition", "restatement", "courtesy")
+KINDS = ("relevance", "truncation", "dismissal", "repetition", "restatement", "courtesy",
+         "substitution")
 
 DISMISSALS = (
     "Honestly, this is a pointless question.",
@@ -65,6 +70,19 @@ BRUSQUE = (
     ("Look, honestly.", "We're done here."),
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+NUMBER_WORDS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve", "twenty", "hundred", "thousand", "million")
+# A word that can be swapped: digits, a number word, or a capitalised word that does not open a
+# sentence (a name, a place, a month...). Group 1 is what precedes it.
+_FACT = re.compile(r"(^|[.!?:\"]\s*|\s)(\d+(?:[.,]\d+)?|[A-Z][a-z]{2,}|"
+                   + "|".join(NUMBER_WORDS) + r")\b(?!')")
+_NOT_NAMES = frozenset({"The", "This", "That", "These", "Those", "There", "Then", "They", "What",
+                        "When", "Where", "Which", "While", "You", "Your", "Yes", "And", "But",
+                        "For", "Here", "How", "Why", "Who", "Its", "Also", "However",
+                        "Human", "Assistant", "Please", "Thanks", "Thank", "Hello", "Sorry",
+                        "Sure", "Well", "Okay", "Some", "Many", "Most", "Not", "Now", "Our",
+                        "She", "His", "Her", "Their", "One", "All", "Any", "Can", "Let", "Just",
+                        "Instead", "Because", "Since", "Although", "See", "Great", "Good"})
 MIN_WORDS = 12  # shorter replies cannot be cut in a way that reads as cut
 
 
@@ -135,8 +153,49 @@ def courtesy(pairs: Sequence[PreferencePair], rng: random.Random) -> list[Prefer
     return out
 
 
+def _facts(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of every swappable word: 'number' (digits), 'number word' or 'name';
+    a capitalised word right after the start or a sentence end is a sentence opener, not a
+    name."""
+    out = []
+    for m in _FACT.finditer(text):
+        word, before = m.group(2), m.group(1)
+        if word in NUMBER_WORDS:
+            out.append((m.start(2), m.end(2), "number word"))
+        elif word[0].isdigit():
+            if before == " " or text[m.end(2):m.end(2) + 1] not in (".", ")"):
+                out.append((m.start(2), m.end(2), "number"))  # not a list's "1." or "2)"
+        elif before == " " and word not in _NOT_NAMES:
+            out.append((m.start(2), m.end(2), "name"))
+    return out
+
+
+def substitution(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    """One number or name in the reply replaced by another of its kind, drawn from the other
+    replies of the sample (never the same word); replies with neither are skipped."""
+    found = [(pair, _facts(pair.chosen)) for pair in pairs]
+    pools: dict[str, list[str]] = {"number": [], "name": [], "number word": list(NUMBER_WORDS)}
+    for pair, facts in found:
+        for start, end, kind in facts:
+            if kind != "number word":
+                pools[kind].append(pair.chosen[start:end])
+    out = []
+    for pair, facts in found:
+        if not facts:
+            continue
+        start, end, kind = rng.choice(facts)
+        word = pair.chosen[start:end]
+        others = [w for w in pools[kind] if w != word]
+        if not others:
+            continue
+        out.append(_contrast(pair, pair.chosen[:start] + rng.choice(others) + pair.chosen[end:],
+                             "substitution"))
+    return out
+
+
 GENERATORS = {"relevance": relevance, "truncation": truncation, "dismissal": dismissal,
-              "repetition": repetition, "restatement": restatement, "courtesy": courtesy}
+              "repetition": repetition, "restatement": restatement, "courtesy": courtesy,
+              "substitution": substitution}
 
 
 def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], seed: int
