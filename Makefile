@@ -21,7 +21,7 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 HOST   ?= 127.0.0.1
 PORT   ?= 3000
 
-.PHONY: serve models test lint train lock clean
+.PHONY: serve models test lint train lock clean peers-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,5 +67,13 @@ lock: $(TEST_STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra gpu --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --no-header --quiet -o requirements/gpu.txt
 
+# Infinity, the serving peer `python -m bench.peers --infinity .venv-infinity` measures
+# against, in an environment of its own (its pins are not the service's).
+peers-env: .venv-infinity/.installed
+.venv-infinity/.installed: requirements/peers-infinity.txt
+	$(PYTHON) -m venv .venv-infinity
+	requirements/install .venv-infinity -r requirements/peers-infinity.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) runs .bentoml .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-infinity runs .bentoml .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,41 +77,43 @@ def private_home(directory: Path) -> dict[str, str]:
             "ALIGNSERVE_MODEL_STORE": str(Path(store_location()).resolve())}
 
 
-def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 180
-               ) -> None:
-    """Until /readyz answers 200; StartError if the process exits or the time runs out."""
+def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float = 180,
+               ready_path: str = "/readyz") -> None:
+    """Until `ready_path` answers 200; StartError if the process exits or the time runs out."""
     deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
-            raise StartError(f"bentoml serve exited ({process.returncode}):\n"
+            raise StartError(f"the server exited ({process.returncode}):\n"
                              f"{log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
             raise StartError(f"not ready after {timeout_s} s:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{ready_path}", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.25)
 
 
-def launch(log: Path, env: dict[str, str], timeout_s: float = 180, attempts: int = 3
+def launch(log: Path, env: dict[str, str], timeout_s: float = 180, attempts: int = 3,
+           command: Callable[[int], list[str]] = serve_command, ready_path: str = "/readyz"
            ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `python -m service` on a free port in a process group of its own and wait until it
-    is ready; returns the process and its URL. A port taken between the choice and the bind
-    (another process's) is a lost race, not a failed start: it tries another port."""
+    """Start `command(port)` (by default `python -m service`) on a free port in a process group
+    of its own and wait until `ready_path` answers 200; returns the process and its URL. A port
+    taken between the choice and the bind (another process's) is a lost race, not a failed
+    start: it tries another port."""
     for attempt in range(1, attempts + 1):
         port = free_port()
         with log.open("w") as out:
-            process = subprocess.Popen(serve_command(port), cwd=REPO, env=env, stdout=out,
+            process = subprocess.Popen(command(port), cwd=REPO, env=env, stdout=out,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(process, url, log, timeout_s)
+            wait_ready(process, url, log, timeout_s, ready_path)
             return process, url
         except StartError:
             stop(process)
-            if attempt == attempts or "Address already in use" not in log.read_text():
+            if attempt == attempts or "address already in use" not in log.read_text().lower():
                 raise
     raise AssertionError("unreachable")
 

@@ -60,3 +60,14 @@ def test_truncation_is_reported_and_warm_up_runs(runtime: RewardRuntime) -> None
     assert long.prompt_truncated and not long.response_truncated
     assert long.tokens == runtime.front.manifest.input.max_length
     runtime.engine.warm_up(runtime.front)
+
+
+def test_the_plain_peer_scores_as_the_service_does(runtime: RewardRuntime, trained_run: Path
+                                                   ) -> None:
+    """bench/peers.py checks every server against the PyTorch model; for that check to mean
+    anything, the FastAPI peer must score exactly as the served graph does (short pairs)."""
+    from bench.peer_fastapi import RewardModel
+
+    peer = RewardModel(trained_run / "model", max_length=runtime.front.manifest.input.max_length)
+    served = [s.reward for s in runtime.score(PROMPTS[:2], RESPONSES[:2])]
+    np.testing.assert_allclose(peer.score(PROMPTS[:2], RESPONSES[:2]), served, atol=1e-4)
