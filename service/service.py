@@ -20,7 +20,7 @@ import bentoml
 from feedback.records import KINDS
 from feedback.store import FeedbackStore, StoreError, open_store
 from models import store
-from service import metrics
+from service import endpoint_labels, metrics
 from service.api import create_app
 from service.errors import ErrorType, TaxonomyNotFound
 from service.inference import Backend
@@ -96,6 +96,7 @@ class AlignServe:
 
 # The decorators return a bentoml Service, which the type checker sees as the class.
 cast(Any, AlignServe).add_asgi_middleware(TaxonomyNotFound)  # BentoML's own 404s too
+endpoint_labels.install(endpoint_labels.api_templates())  # request metrics by route
 
 
 def open_feedback() -> FeedbackStore | None:

@@ -8,14 +8,17 @@ workers)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from service.endpoint_labels import ROOT_PATHS
 from service.local import serving
 
 SEED = 20261128
@@ -56,3 +59,9 @@ def test_generated_requests_get_no_server_error_and_match_the_schema(fuzzed_serv
                 .get("interactions", {}).values()
                 if interaction.get("response")]
     assert len(answered) >= 1000 and max(answered) < 500, (len(answered), max(answered))
+    # Request metrics labelled by route: thousands of odd paths leave no series of their own.
+    page = httpx.get(f"{server}/metrics").text
+    endpoints = set(re.findall(r'bentoml_service_request_total\{[^}]*endpoint="([^"]*)"', page))
+    routes = {path for path in httpx.get(f"{server}/docs.json").json()["paths"]}
+    known = routes | ROOT_PATHS | {"/v1/{unmatched}", "/{unmatched}", "/static_content/{file}"}
+    assert endpoints <= known, endpoints - known

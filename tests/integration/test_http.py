@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -381,3 +382,18 @@ def test_openapi_documents_every_endpoint_with_an_example(server: str) -> None:
     assert "/v1/models" in spec["paths"]
     page = httpx.get(f"{server}/")  # the README's link: the Swagger UI that reads this spec
     assert page.status_code == 200 and "swagger" in page.text.lower()
+
+
+def test_request_metrics_are_labelled_by_route_not_by_raw_path(server: str) -> None:
+    """Each feedback id read and each path a scanner tries would otherwise be a new series of
+    BentoML's request metrics, for good (service/endpoint_labels.py)."""
+    odd = ["/v1/feedback/id-one", "/v1/feedback/id-two", "/v1/no-such-route", "/wp-admin.php"]
+    for path in odd:
+        httpx.get(f"{server}{path}")
+    assert httpx.post(f"{server}/v1/reward/score", json={"items": [
+        {"prompt": "hi", "response": "hello"}]}).status_code == 200
+    page = httpx.get(f"{server}/metrics").text
+    endpoints = set(re.findall(r'bentoml_service_request_total\{[^}]*endpoint="([^"]*)"', page))
+    assert not any(raw in endpoints for raw in odd)
+    assert {"/v1/feedback/{record_id}", "/v1/{unmatched}", "/{unmatched}",
+            "/v1/reward/score"} <= endpoints
