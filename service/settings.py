@@ -73,8 +73,10 @@ class Settings(BaseSettings):
                                      "the rest get 429 at once with an honest Retry-After. 5 s "
                                      "admits four clients' 32-pair requests at fp32 MiniLM on 2 "
                                      "CPU cores (about 2.6 s of work); 2 s refused most of them.")
-    max_batch_tokens: int = Field(8192, ge=256, le=1_048_576, description="Padded tokens per "
-                                  "engine call; items are sorted by length so padding stays small.")
+    max_batch_tokens: int | None = Field(
+        None, ge=64, le=1_048_576, description="Padded tokens per engine call (items are sorted "
+        "by length and cut into batches within it); unset: by provider, 512 on a CPU and 8192 "
+        "on CUDA (service/runtime.py, BATCH_TOKENS).")
     max_items: int = Field(64, ge=1, le=4096, description="Most items (or pairs) in one request.")
     max_chars: int = Field(32_000, ge=16, le=1_000_000, description="Most characters in one "
                            "response, candidate or prompt (all its messages together); longer "
