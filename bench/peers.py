@@ -35,16 +35,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import json
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +50,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.http_load import Request, concurrent, one_at_a_time
 from bench.memory import process_tree
 from models import store
 from service.local import launch, private_home, service_env, stop
@@ -112,47 +110,9 @@ def best_of_requests(pairs: list[Pair]) -> list[tuple[str, list[str]]]:
     return out
 
 
-async def load(url: str, peer: Peer, requests: list[tuple[str, list[str]]], clients: int
-               ) -> float:
-    """Pairs per second with `clients` concurrent clients sending `requests`."""
-    queue: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
-    for request in requests:
-        queue.put_nowait(request)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
-        async def worker() -> None:
-            while not queue.empty():
-                prompt, responses = queue.get_nowait()
-                answer = await client.post(peer.path, json=peer.body(prompt, responses))
-                if answer.status_code != 200:
-                    raise SystemExit(f"{peer.name} answered {answer.status_code}: "
-                                     f"{answer.text[:300]}")
-
-        prompt, responses = requests[0]
-        await client.post(peer.path, json=peer.body(prompt, responses))  # warm
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return sum(len(r) for _, r in requests) / elapsed
-
-
-def one_at_a_time(url: str, peer: Peer, pairs: list[Pair]) -> float:
-    """Median latency in ms of lone requests on one keep-alive connection (http.client: the
-    lightest client, so its cost stays out of the figure)."""
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port))
-    latencies = []
-    for prompt, response in [pairs[0], *pairs]:  # the first one warms the connection
-        body = json.dumps(peer.body(prompt, [response]))
-        started = time.perf_counter()
-        connection.request("POST", peer.path, body, {"content-type": "application/json"})
-        answer = connection.getresponse()
-        answer.read()
-        latencies.append(time.perf_counter() - started)
-        if answer.status != 200:
-            raise SystemExit(f"{peer.name} answered {answer.status}")
-    connection.close()
-    return statistics.median(latencies[1:]) * 1000
+def requests_for(peer: Peer, prompts_responses: list[tuple[str, list[str]]]) -> list[Request]:
+    return [(peer.body(prompt, responses), len(responses))
+            for prompt, responses in prompts_responses]
 
 
 @contextlib.contextmanager
@@ -174,14 +134,16 @@ def measure(peer: Peer, pairs: list[Pair], expected: Callable[[list[Pair]], np.n
             got = [peer.scores(client.post(peer.path, json=peer.body(p, [r])).json())[0]
                    for p, r in check]
         diff = float(np.max(np.abs(np.array(got) - expected(check))))
-        single_rate = asyncio.run(load(url, peer, single, 16))
-        best_of_rate = asyncio.run(load(url, peer, best_of_requests(pairs), 4))
-        p50 = one_at_a_time(url, peer, pairs[:200])
+        single_rate = asyncio.run(concurrent(url, peer.path, requests_for(peer, single), 16))
+        best_of_rate = asyncio.run(concurrent(url, peer.path, requests_for(
+            peer, best_of_requests(pairs)), 4))
+        lone = one_at_a_time(url, peer.path, [b for b, _ in requests_for(peer, single[:200])])
         memory = sum(rss for _, rss in process_tree(process.pid).values()) / 2**20
         memory += int(Path(f"/proc/{process.pid}/status").read_text()
                       .split("VmRSS:")[1].split()[0]) / 2**20
     verdict = "ok" if diff <= tolerance else f"WRONG (over {tolerance:g})"
-    row = Row(peer.name, single_rate, best_of_rate, p50, memory, diff, verdict)
+    row = Row(peer.name, single_rate.pairs_per_s, best_of_rate.pairs_per_s, lone.p50_ms, memory,
+              diff, verdict)
     print(f"  {row.server}: {row.single_pairs_per_s:.1f} pairs/s single, "
           f"{row.best_of_pairs_per_s:.1f} best-of-{BEST_OF}, p50 {row.single_p50_ms:.1f} ms, "
           f"{row.memory_gb:.2f} GB, scores {verdict} (max diff {diff:.2g})", flush=True)

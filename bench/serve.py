@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
-import json
 import os
 import platform
 import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from bench.http_load import Request, Result, concurrent, one_at_a_time
 from models import store
 from models.inputs import EncodedPair
 from service.local import serving
@@ -41,6 +37,7 @@ from service.settings import Settings
 from training.data import catalogue
 
 Pair = tuple[str, str]
+PATH = "/v1/reward/score"
 
 
 def real_pairs(count: int, seed: int = 0) -> list[Pair]:
@@ -57,12 +54,6 @@ def real_pairs(count: int, seed: int = 0) -> list[Pair]:
     return out
 
 
-@dataclass
-class Result:
-    pairs_per_s: float
-    p50_ms: float
-
-
 def bare(runtime: RewardRuntime, items: list[EncodedPair], batch: int) -> Result:
     runtime.engine.core(items[:batch])  # warm
     latencies = []
@@ -75,50 +66,9 @@ def bare(runtime: RewardRuntime, items: list[EncodedPair], batch: int) -> Result
     return Result(len(items) / elapsed, statistics.median(latencies) * 1000)
 
 
-async def load(url: str, pairs: list[Pair], per_request: int, clients: int) -> Result:
-    requests = [pairs[i:i + per_request] for i in range(0, len(pairs), per_request)]
-    latencies: list[float] = []
-    queue: asyncio.Queue[list[Pair]] = asyncio.Queue()
-    for request in requests:
-        queue.put_nowait(request)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        async def worker() -> None:
-            while not queue.empty():
-                chunk = queue.get_nowait()
-                body = {"items": [{"prompt": p, "response": r} for p, r in chunk]}
-                t0 = time.perf_counter()
-                response = await http.post("/v1/reward/score", json=body)
-                latencies.append(time.perf_counter() - t0)
-                if response.status_code != 200:
-                    raise SystemExit(f"service answered {response.status_code}: {response.text}")
-
-        await http.post("/v1/reward/score", json={"items": [
-            {"prompt": p, "response": r} for p, r in requests[0]]})  # warm
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return Result(len(pairs) / elapsed, statistics.median(latencies) * 1000)
-
-
-def one_at_a_time(url: str, pairs: list[Pair]) -> Result:
-    """Latency of lone requests, from the lightest client there is (http.client on one
-    keep-alive connection), so that the client's own cost stays out of the service's figure."""
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port))
-    latencies = []
-    for prompt, response in [pairs[0], *pairs]:  # the first one warms the connection
-        body = json.dumps({"items": [{"prompt": prompt, "response": response}]})
-        t0 = time.perf_counter()
-        connection.request("POST", "/v1/reward/score", body,
-                           {"content-type": "application/json"})
-        answer = connection.getresponse()
-        answer.read()
-        latencies.append(time.perf_counter() - t0)
-        if answer.status != 200:
-            raise SystemExit(f"service answered {answer.status}")
-    connection.close()
-    return Result(len(pairs) / sum(latencies[1:]), statistics.median(latencies[1:]) * 1000)
+def score_requests(pairs: list[Pair], per_request: int) -> list[Request]:
+    return [({"items": [{"prompt": p, "response": r} for p, r in pairs[i:i + per_request]]},
+             len(pairs[i:i + per_request])) for i in range(0, len(pairs), per_request)]
 
 
 def main() -> None:
@@ -145,12 +95,12 @@ def main() -> None:
                  ALIGNSERVE_GRAPH=args.graph) as url:
         rows = [
             ("32-pair requests, 4 clients", bare(runtime, items, 32),
-             asyncio.run(load(url, pairs, 32, 4)), 0.85),
+             asyncio.run(concurrent(url, PATH, score_requests(pairs, 32), 4)), 0.85),
             ("1-pair requests, 16 clients", bare(runtime, items, 1),
-             asyncio.run(load(url, pairs, 1, 16)), 0.60),
+             asyncio.run(concurrent(url, PATH, score_requests(pairs, 1), 16)), 0.60),
         ]
         sequential_bare = bare(runtime, items[:200], 1)
-        sequential = one_at_a_time(url, pairs[:200])
+        sequential = one_at_a_time(url, PATH, [b for b, _ in score_requests(pairs[:200], 1)])
 
     print(f"\n{'scenario':32}{'bare pairs/s':>14}{'service pairs/s':>17}{'ratio':>8}"
           f"{'target':>8}")

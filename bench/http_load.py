@@ -1,0 +1,68 @@
+"""The HTTP load both service benchmarks send (bench/serve.py, bench/peers.py): concurrent
+clients through a queue of requests, and lone requests one after another. Loopback only; the
+caller bounds the count."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+Request = tuple[dict[str, Any], int]  # (JSON body, pairs it carries)
+
+
+@dataclass
+class Result:
+    pairs_per_s: float
+    p50_ms: float
+
+
+async def concurrent(url: str, path: str, requests: list[Request], clients: int) -> Result:
+    """`clients` clients taking requests from one queue until it is empty (httpx's async
+    client); the first request is sent once beforehand, to warm the server."""
+    queue: asyncio.Queue[Request] = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+        async def worker() -> None:
+            while not queue.empty():
+                body, _ = queue.get_nowait()
+                started = time.perf_counter()
+                answer = await client.post(path, json=body)
+                latencies.append(time.perf_counter() - started)
+                if answer.status_code != 200:
+                    raise SystemExit(f"{url}{path} answered {answer.status_code}: "
+                                     f"{answer.text[:300]}")
+
+        await client.post(path, json=requests[0][0])  # warm
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return Result(sum(n for _, n in requests) / elapsed, statistics.median(latencies) * 1000)
+
+
+def one_at_a_time(url: str, path: str, bodies: list[dict[str, Any]]) -> Result:
+    """Lone requests on one keep-alive connection, from the lightest client there is
+    (http.client), so that the client's own cost stays out of the figure; the first warms the
+    connection and is not counted."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    latencies = []
+    for body in [bodies[0], *bodies]:
+        started = time.perf_counter()
+        connection.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+        answer = connection.getresponse()
+        answer.read()
+        latencies.append(time.perf_counter() - started)
+        if answer.status != 200:
+            raise SystemExit(f"{url}{path} answered {answer.status}")
+    connection.close()
+    return Result(len(bodies) / sum(latencies[1:]), statistics.median(latencies[1:]) * 1000)
