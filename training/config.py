@@ -108,7 +108,7 @@ PRESETS: dict[str, TrainConfig] = {
     # (the first `make serve` runs it), so it trains on a sample of the pooled and contrast
     # pairs, in 300 steps of 8 pairs: more updates taught the contrast cues (74% on the
     # validation contrast pairs against 61% for 150 steps of 16) at the same cost, and with
-    # substitution pairs (72.8% against 70.3% over 3 seeds each; bench/reward_recipe.py
+    # substitution pairs (72.8% against 70.8% over 3 seeds each; bench/reward_recipe.py
     # --finals --candidate-seeds 3; README).
     "default": TrainConfig(max_train_pairs=2400, batch_size=8, grad_accum=1),
     # Every pooled training pair and its contrast pairs (~15,900), twice, at 256 tokens: about
