@@ -27,11 +27,12 @@ ITEMS = 32
 RESPONSE = "Sorry about that. I have refunded the duplicate charge. " * 3
 
 
-def process_tree(root: int) -> dict[int, tuple[str, int]]:
+def process_tree(root: int, include_root: bool = False) -> dict[int, tuple[str, int]]:
     """pid -> (command line, resident KiB) for every process below `root` (the server's
-    processes: BentoML's arbiter and its service worker, which runs in a session of its own)."""
+    processes: BentoML's arbiter and its service worker, which runs in a session of its own),
+    and `root` itself with `include_root`."""
     tree: dict[int, tuple[str, int]] = {}
-    for pid in descendants(root):
+    for pid in [root, *descendants(root)] if include_root else descendants(root):
         proc = Path("/proc") / str(pid)
         try:
             args = proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode().strip()

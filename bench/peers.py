@@ -138,9 +138,8 @@ def measure(peer: Peer, pairs: list[Pair], expected: Callable[[list[Pair]], np.n
         best_of_rate = asyncio.run(concurrent(url, peer.path, requests_for(
             peer, best_of_requests(pairs)), 4))
         lone = one_at_a_time(url, peer.path, [b for b, _ in requests_for(peer, single[:200])])
-        memory = sum(rss for _, rss in process_tree(process.pid).values()) / 2**20
-        memory += int(Path(f"/proc/{process.pid}/status").read_text()
-                      .split("VmRSS:")[1].split()[0]) / 2**20
+        tree = process_tree(process.pid, include_root=True)
+        memory = sum(rss for _, rss in tree.values()) / 2**20
     verdict = "ok" if diff <= tolerance else f"WRONG (over {tolerance:g})"
     row = Row(peer.name, single_rate.pairs_per_s, best_of_rate.pairs_per_s, lone.p50_ms, memory,
               diff, verdict)

@@ -65,6 +65,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (429, "overloaded: retry after the Retry-After header's seconds"),
         (503, "the model is not loaded or not ready, or the feedback store is unavailable")]}
 router = APIRouter()
+ROUTERS = (router, capture.router, admin.router)  # every /v1 route
 
 
 def create_app(backend: Backend | None = None) -> FastAPI:
@@ -80,7 +81,7 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     app.add_middleware(Guard)
     app.add_middleware(Deadline)
     app.add_middleware(RequestId)  # the outermost: every answer carries X-Request-Id
-    for routes in (router, capture.router, admin.router):
+    for routes in ROUTERS:
         app.include_router(routes, responses=ERRORS)
     return app
 

@@ -49,10 +49,10 @@ class EndpointTemplates:
 
 
 def api_templates() -> EndpointTemplates:
-    from service import admin, api, capture
+    from service.api import ROUTERS
 
-    return EndpointTemplates(route.path for routes in (api.router, capture.router, admin.router)
-                             for route in routes.routes if hasattr(route, "path"))
+    return EndpointTemplates(route.path for routes in ROUTERS for route in routes.routes
+                             if hasattr(route, "path"))
 
 
 def install(templates: EndpointTemplates) -> None:

@@ -74,7 +74,7 @@ class Settings(BaseSettings):
                                      "admits four clients' 32-pair requests at fp32 MiniLM on 2 "
                                      "CPU cores (about 2.6 s of work); 2 s refused most of them.")
     max_batch_tokens: int | None = Field(
-        None, ge=64, le=1_048_576, description="Padded tokens per engine call (items are sorted "
+        None, ge=256, le=1_048_576, description="Padded tokens per engine call (items are sorted "
         "by length and cut into batches within it); unset: by provider, 512 on a CPU and 8192 "
         "on CUDA (service/runtime.py, BATCH_TOKENS).")
     max_items: int = Field(64, ge=1, le=4096, description="Most items (or pairs) in one request.")

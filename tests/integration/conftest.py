@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.client import Client
@@ -13,6 +15,12 @@ from service.local import serving
 
 API_KEY = "integration-test-key-0123456789"
 LOGS: dict[str, Path] = {}  # server URL -> its log file
+
+
+def request_endpoints(server: str) -> set[str]:
+    """The `endpoint` labels of BentoML's request counter on the server's /metrics."""
+    page = httpx.get(f"{server}/metrics").text
+    return set(re.findall(r'bentoml_service_request_total\{[^}]*endpoint="([^"]*)"', page))
 
 
 @pytest.fixture(scope="session")

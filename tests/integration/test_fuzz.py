@@ -8,7 +8,6 @@ workers)."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from service.endpoint_labels import ROOT_PATHS
 from service.local import serving
+from tests.integration.conftest import request_endpoints
 
 SEED = 20261128
 EXAMPLES = 30  # per operation and phase
@@ -60,8 +60,7 @@ def test_generated_requests_get_no_server_error_and_match_the_schema(fuzzed_serv
                 if interaction.get("response")]
     assert len(answered) >= 1000 and max(answered) < 500, (len(answered), max(answered))
     # Request metrics labelled by route: thousands of odd paths leave no series of their own.
-    page = httpx.get(f"{server}/metrics").text
-    endpoints = set(re.findall(r'bentoml_service_request_total\{[^}]*endpoint="([^"]*)"', page))
+    endpoints = request_endpoints(server)
     routes = {path for path in httpx.get(f"{server}/docs.json").json()["paths"]}
     known = routes | ROOT_PATHS | {"/v1/{unmatched}", "/{unmatched}", "/static_content/{file}"}
     assert endpoints <= known, endpoints - known

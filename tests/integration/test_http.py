@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from models.taxonomy import CATEGORIES
 from service.client import AlignServeError, AsyncClient, Client
-from tests.integration.conftest import API_KEY, LOGS
+from tests.integration.conftest import API_KEY, LOGS, request_endpoints
 
 PROMPT = "how can i get a refund for my order"
 SHORT, LONG = "sorry", "the refund will arrive in a day please wait for the money " * 5
@@ -392,8 +391,7 @@ def test_request_metrics_are_labelled_by_route_not_by_raw_path(server: str) -> N
         httpx.get(f"{server}{path}")
     assert httpx.post(f"{server}/v1/reward/score", json={"items": [
         {"prompt": "hi", "response": "hello"}]}).status_code == 200
-    page = httpx.get(f"{server}/metrics").text
-    endpoints = set(re.findall(r'bentoml_service_request_total\{[^}]*endpoint="([^"]*)"', page))
+    endpoints = request_endpoints(server)
     assert not any(raw in endpoints for raw in odd)
     assert {"/v1/feedback/{record_id}", "/v1/{unmatched}", "/{unmatched}",
             "/v1/reward/score"} <= endpoints
