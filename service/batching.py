@@ -13,8 +13,11 @@ would be through the engine within its deadline (ALIGNSERVE_MAX_QUEUE_WAIT_MS, o
 request's X-Deadline-Ms asks for less), at the engine's measured pace (seconds per item, learnt
 from every batch); `max_queued_items` caps the queue as well. A refused request gets 429 at once
 with a Retry-After of when that wait would fit, and costs next to nothing: the routes ask before
-tokenising (`admit`), and the queue asks again when the items arrive. A job still waiting when
-its deadline passes is answered 429 instead of being run late. An empty queue admits anything.
+tokenising. An admitted request holds its place (`reserve`) while it tokenises: the queue
+counts its items from admission on, so requests admitted together cannot overfill it, and no
+request is tokenised only to be refused afterwards (under a flood of 200 clients that was most
+of the tokenising). A job still waiting when its deadline passes is answered 429 instead of
+being run late. An empty queue admits anything.
 
 Why not BentoML's batcher (`@bentoml.api(batchable=True)` behind `bentoml.depends`): measured
 with bench/serve.py on the 2-core CPU, its wait estimate learned under load held every later
@@ -30,7 +33,9 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +48,24 @@ from service.runtime import Engine
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Slot:
+    """The place an admitted request holds in the queue, from admission until its items are
+    queued: `count` items already counted as queued, and the time by which they must start."""
+    batcher: Batcher
+    count: int
+    deadline: float  # perf_counter time
+    queued: bool = False
+
+    async def run(self, items: list[EncodedPair]) -> BatchResult:
+        """Queue `items` (they may be more or fewer than the place held: a moderation text
+        can need several windows) and wait for their outputs."""
+        if self.queued:
+            raise RuntimeError("a slot queues its items once")
+        self.queued = True
+        return await self.batcher.enqueue(items, self.count, self.deadline)
 
 
 @dataclass
@@ -84,7 +107,8 @@ class Batcher:
 
     def admit(self, count: int) -> float:
         """Raise ServiceError(overloaded) unless `count` more items would be through the engine
-        within the request's deadline; returns the deadline (seconds from now)."""
+        within the request's deadline; returns the deadline (seconds from now). Holds nothing:
+        `reserve` is admission that holds a place."""
         deadline = self.deadline_s()
         if not self.queued_items:
             return deadline
@@ -99,18 +123,37 @@ class Batcher:
         raise ServiceError(ErrorType.overloaded, f"{why}; retry after the Retry-After",
                            retry_after_s=max(1, math.ceil(wait - deadline)))
 
+    @contextmanager
+    def reserve(self, count: int) -> Iterator[Slot]:
+        """Admit `count` items (or raise ServiceError(overloaded)) and hold their place until
+        the slot queues them; a request that fails before that (tokenising, a limit) gives
+        the place back."""
+        slot = Slot(self, count, time.perf_counter() + self.admit(count))
+        self._count(count)
+        try:
+            yield slot
+        finally:
+            if not slot.queued:
+                self._count(-count)
+
     async def run(self, items: list[EncodedPair]) -> BatchResult:
-        """Score `items` in whatever batch comes next; raises ServiceError(overloaded)."""
-        deadline = self.admit(len(items))
+        """Admit and score `items` in whatever batch comes next; raises
+        ServiceError(overloaded)."""
+        with self.reserve(len(items)) as slot:
+            return await slot.run(items)
+
+    async def enqueue(self, items: list[EncodedPair], held: int, deadline: float
+                      ) -> BatchResult:
+        """Queue the items of a slot that held `held` places."""
         loop = asyncio.get_running_loop()
         if self.worker is None:  # started in the server's own event loop, on first use
             self.thread = ThreadPoolExecutor(max_workers=1,
                                              thread_name_prefix=f"engine-{self.model}")
             self.wake = asyncio.Event()
             self.worker = loop.create_task(self._work(), name=f"batcher-{self.model}")
-        job = Job(items, loop.create_future(), time.perf_counter() + deadline)
+        job = Job(items, loop.create_future(), deadline)
         self.jobs.append(job)
-        self._count(len(items))
+        self._count(len(items) - held)
         assert self.wake is not None
         self.wake.set()
         return await job.future

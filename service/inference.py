@@ -20,7 +20,7 @@ from fastapi import Request, Response
 from feedback.store import FeedbackStore
 from models.inputs import EncodedPair, Prompt
 from service import metrics
-from service.batching import Batcher
+from service.batching import Batcher, Slot
 from service.errors import ErrorType, ServiceError
 from service.fronts import (
     Classification,
@@ -126,12 +126,9 @@ def prompt_of(where: str, prompted: Prompted, settings: Settings) -> Prompt:
     return prompted.as_prompt()
 
 
-async def tokenise(model: ModelBackend, prepare: Callable[[], T], size: int, timing: Timing,
-                   count: int) -> T:
-    """Run `prepare` (tokenisation) on the event loop when small, else in a thread; first ask
-    the queue whether `count` items (at least) would be through in time, so that a refused
-    request costs next to nothing."""
-    model.batcher.admit(count)
+async def tokenise(model: ModelBackend, prepare: Callable[[], T], size: int, timing: Timing
+                   ) -> T:
+    """Run `prepare` (tokenisation) on the event loop when small, else in a thread."""
     started = time.perf_counter()
     if size <= INLINE_TOKENISE_CHARS:
         prepared = prepare()
@@ -143,9 +140,10 @@ async def tokenise(model: ModelBackend, prepare: Callable[[], T], size: int, tim
     return prepared
 
 
-async def run_items(model: ModelBackend, items: list[EncodedPair], timing: Timing
+async def run_items(model: ModelBackend, slot: Slot, items: list[EncodedPair], timing: Timing
                     ) -> np.ndarray:
-    """Run tokenised items in the engine through the batch queue; their raw outputs."""
+    """Run tokenised items in the engine through the place `slot` holds in the batch queue;
+    their raw outputs."""
     name = model.front.manifest.name
     response_field = "response" if isinstance(model.front, RewardFront) else "text"
     for item in items:
@@ -154,7 +152,7 @@ async def run_items(model: ModelBackend, items: list[EncodedPair], timing: Timin
             metrics.TRUNCATIONS.labels(name, "prompt").inc()
         if item.response_truncated:
             metrics.TRUNCATIONS.labels(name, response_field).inc()
-    result = await model.batcher.run(items)
+    result = await slot.run(items)
     timing.stages["queue"] = result.queue_s * 1000
     timing.stages["inference"] = result.inference_s * 1000
     return result.outputs
@@ -162,9 +160,11 @@ async def run_items(model: ModelBackend, items: list[EncodedPair], timing: Timin
 
 async def infer(model: ModelBackend, prepare: Callable[[], list[EncodedPair]], size: int,
                 timing: Timing, count: int) -> tuple[list[EncodedPair], np.ndarray]:
-    """Tokenise, then run in the engine; (items, raw outputs)."""
-    items = await tokenise(model, prepare, size, timing, count)
-    return items, await run_items(model, items, timing)
+    """Admit `count` items (a refused request costs next to nothing: nothing is tokenised),
+    tokenise, then run in the engine; (items, raw outputs)."""
+    with model.batcher.reserve(count) as slot:
+        items = await tokenise(model, prepare, size, timing)
+        return items, await run_items(model, slot, items, timing)
 
 
 async def rewards(backend: Backend, prompts: Sequence[Prompt], responses: Sequence[str],
@@ -202,15 +202,17 @@ async def moderate(backend: Backend, texts: list[str], timing: Timing,
         thresholds = front.thresholds_for(min_precision)
     except ValueError as exc:
         raise ServiceError(ErrorType.validation, f"min_precision: {exc}") from None
-    windows = await tokenise(model, lambda: front.prepare_windows(texts),
-                             sum(map(len, texts)), timing, len(texts))
-    limit = backend.settings.max_windows
-    if len(windows.items) > limit:
-        raise ServiceError(ErrorType.too_large, f"the inputs need {len(windows.items)} windows "
-                           f"of {front.manifest.input.max_length} tokens; the limit is {limit} "
-                           "(ALIGNSERVE_MAX_WINDOWS): send fewer or shorter texts per request")
-    results = front.moderate(windows, await run_items(model, windows.items, timing),
-                             thresholds)
+    with model.batcher.reserve(len(texts)) as slot:  # one window per text, at least
+        windows = await tokenise(model, lambda: front.prepare_windows(texts),
+                                 sum(map(len, texts)), timing)
+        limit = backend.settings.max_windows
+        if len(windows.items) > limit:
+            raise ServiceError(ErrorType.too_large, f"the inputs need {len(windows.items)} "
+                               f"windows of {front.manifest.input.max_length} tokens; the limit "
+                               f"is {limit} (ALIGNSERVE_MAX_WINDOWS): send fewer or shorter "
+                               "texts per request")
+        outputs = await run_items(model, slot, windows.items, timing)
+    results = front.moderate(windows, outputs, thresholds)
     manifest = front.manifest
     metrics.MODERATED.labels(manifest.name, manifest.version).inc(len(results))
     for result in results:

@@ -137,3 +137,30 @@ def test_a_job_whose_deadline_passes_in_the_queue_is_answered_not_run_late(
 
     error = asyncio.run(scenario())
     assert error.status == 429 and "past its deadline" in error.message
+
+
+def test_an_admitted_request_holds_its_place_until_its_items_are_queued(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """Requests admitted together (each still tokenising) cannot overfill the queue: each holds
+    its place from admission; one that fails before queueing gives it back."""
+    front, engine = parts
+
+    async def scenario() -> None:
+        batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
+                          max_queued_items=100_000, max_queue_wait_ms=2000)
+        batcher.seconds_per_item = 0.01
+        with batcher.reserve(150):  # an empty queue admits anything
+            # (150 + 40) x 10 ms = 1.9 s: admitted; 20 more would be 2.1 s, counting the
+            # places held
+            with batcher.reserve(40), pytest.raises(ServiceError):
+                batcher.admit(20)
+            assert batcher.queued_items == 150  # the second request failed: place given back
+            batcher.admit(20)
+        assert batcher.queued_items == 0
+        with batcher.reserve(2) as slot:  # a text that needs more windows than it held
+            result = await slot.run(items(front, 5))
+        assert len(result.outputs) == 5 and batcher.queued_items == 0
+        with pytest.raises(RuntimeError):
+            await slot.run(items(front, 1))
+
+    asyncio.run(scenario())
