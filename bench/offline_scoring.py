@@ -1,5 +1,6 @@
 """`alignserve score` throughput on real data: the hh-rlhf test split (every chosen and every
-rejected reply, as (messages, response) records), scored locally with the ONNX engine and on a
+rejected reply, as (messages, response) records), scored locally with the ONNX engine (with the
+engine's own batches, and with the 16,384-token batches offline scoring used before) and on a
 local Ray cluster with 1 and 2 workers, side by side in one run; checks that every mode wrote
 the same scores.
 
@@ -47,14 +48,16 @@ def main() -> None:
         source.write_text("".join(json.dumps(r) + "\n" for r in records))
         runs: dict[str, dict[str, Any]] = {}
         scores: dict[str, list[float]] = {}
-        for mode, workers in (("local", 0), ("ray, 1 worker", 1), ("ray, 2 workers", 2)):
-            plan = offline.plan(source, Path(tmp) / mode.replace(" ", "_"), args.shard_size)
+        for mode, workers, tokens in (
+                ("local", 0, None), ("local, 16,384-token batches (before)", 0, 16384),
+                ("ray, 1 worker", 1, None), ("ray, 2 workers", 2, None)):
+            plan = offline.plan(source, Path(tmp) / f"run{len(runs)}", args.shard_size)
             plan.output.mkdir()
             started = time.perf_counter()
             if workers:
                 offline.run_ray(args.model, plan, workers)
             else:
-                offline.run_local(args.model, plan)
+                offline.run_local(args.model, plan, batch_tokens=tokens)
             seconds = time.perf_counter() - started
             scores[mode] = [r["reward"] for r in offline.merged(plan)]
             runs[mode] = {"seconds": round(seconds, 1),

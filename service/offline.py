@@ -59,11 +59,14 @@ class ShardResult:
 class Scorer:
     """One stored model's front and engine: scores a list of records of its task."""
 
-    def __init__(self, tag: str, graph: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, tag: str, graph: str = "auto", threads: int | None = None,
+                 batch_tokens: int | None = None) -> None:
+        """`batch_tokens`: padded tokens per engine call; None: the service's own for the
+        provider (service/runtime.py's BATCH_TOKENS), small on a CPU, large on CUDA."""
         stored = store.get(tag)  # every file's sha256 checked
         self.manifest = stored.manifest
         self.tag = f"{self.manifest.name}:{self.manifest.version}"
-        settings = Settings(graph=Graph(graph), threads=threads, max_batch_tokens=16384)
+        settings = Settings(graph=Graph(graph), threads=threads, max_batch_tokens=batch_tokens)
         from service.fronts import front_for
 
         self.front = front_for(stored.path, self.manifest)
@@ -273,8 +276,9 @@ def _write_part(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def run_local(tag: str, plan: Plan, graph: str = "auto", threads: int | None = None,
-              progress: Callable[[ShardResult], None] | None = None) -> list[ShardResult]:
-    scorer = Scorer(tag, graph, threads)
+              progress: Callable[[ShardResult], None] | None = None,
+              batch_tokens: int | None = None) -> list[ShardResult]:
+    scorer = Scorer(tag, graph, threads, batch_tokens)
     results = []
     for shard in plan.pending():
         result = score_shard(scorer, plan, shard)
