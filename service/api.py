@@ -26,7 +26,16 @@ from service.deadline import Deadline
 from service.errors import ErrorType, ServiceError, error_response
 from service.fronts import ModerationFront, RewardScore
 from service.guard import Guard
-from service.inference import Backend, Timing, backend_of, check_count, check_text, prompt_of
+from service.inference import (
+    Backend,
+    Timing,
+    backend_of,
+    check_count,
+    check_text,
+    prompt_of,
+    queued_in,
+    queues,
+)
 from service.request_id import RequestId
 from service.schemas import (
     CategoryResult,
@@ -74,6 +83,7 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     app = FastAPI(title="alignserve", version="1", docs_url=None, redoc_url=None,
                   openapi_url=None, description="Score text against human preferences.")
     app.state.backend = backend
+    app.state.queues = queues(ROUTERS)  # the guard's: which queue each scoring path waits in
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _routing)  # type: ignore[arg-type]
@@ -140,6 +150,7 @@ async def _bug(request: Request, exc: Exception) -> JSONResponse:
 
 @router.post("/reward/score", response_model=ScoreResponse,
              summary="Score responses to prompts with the reward model")
+@queued_in("reward")
 async def score(body: ScoreRequest, request: Request, response: Response) -> ScoreResponse:
     timing, backend = Timing(), backend_of(request)
     settings = backend.settings
@@ -163,6 +174,7 @@ async def score(body: ScoreRequest, request: Request, response: Response) -> Sco
 
 @router.post("/reward/compare", response_model=CompareResponse,
              summary="Calibrated probability that response_a is preferred over response_b")
+@queued_in("reward")
 async def compare(body: CompareRequest, request: Request, response: Response
                   ) -> CompareResponse:
     timing, backend = Timing(), backend_of(request)
@@ -188,6 +200,7 @@ async def compare(body: CompareRequest, request: Request, response: Response
 
 @router.post("/reward/openrlhf", response_model=OpenRLHFResponse,
              summary="Rewards for an RL trainer: OpenRLHF's --remote_rm_url protocol")
+@queued_in("reward")
 async def openrlhf(body: OpenRLHFRequest, request: Request, response: Response,
                    reward: Literal["normalised", "raw"] = "normalised") -> OpenRLHFResponse:
     """Each query is split into its prompt (chat template parsed back into turns) and the
@@ -230,6 +243,7 @@ def rl_reward(score: RewardScore, kind: str) -> float:
 
 @router.post("/reward/rank", response_model=RankResponse,
              summary="Rank candidate responses to one prompt (best-of-n)")
+@queued_in("reward")
 async def rank(body: RankRequest, request: Request, response: Response) -> RankResponse:
     timing, backend = Timing(), backend_of(request)
     settings = backend.settings
@@ -271,6 +285,7 @@ async def models(request: Request) -> ModelsResponse:
 
 @router.post("/moderate", response_model=ModerateResponse,
              summary="Per-category calibrated probabilities, thresholds and flags")
+@queued_in("moderation")
 async def moderate(body: ModerateRequest, request: Request, response: Response
                    ) -> ModerateResponse:
     timing = Timing()
@@ -287,6 +302,7 @@ async def moderate(body: ModerateRequest, request: Request, response: Response
 
 @router.post("/classify", response_model=ClassifyResponse,
              summary="Top intents with calibrated probabilities, or out_of_scope")
+@queued_in("intent")
 async def classify(body: ClassifyRequest, request: Request, response: Response
                    ) -> ClassifyResponse:
     timing = Timing()

@@ -43,7 +43,7 @@ class Guard:
                 return await response(scope, receive, send)
         root, path = scope.get("root_path", ""), scope["path"]
         route = path[len(root):] if root and path.startswith(root) else path
-        refused = refuse_unread(backend, scope["method"], route)
+        refused = refuse_unread(backend, scope["app"].state.queues, scope["method"], route)
         if refused is not None:  # the queue is already too long: not a byte of the body read
             return await error_response(refused)(scope, receive, send)
         limit = settings.max_request_bytes

@@ -12,10 +12,11 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-from fastapi import Request, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 
 from feedback.store import FeedbackStore
 from models.inputs import EncodedPair, Prompt
@@ -66,17 +67,33 @@ class Backend:
         return model, model.front
 
 
-# The role whose queue each scoring path waits in, for refusing before the body is read.
-QUEUE_OF_PATH = {"/reward/score": "reward", "/reward/compare": "reward", "/reward/rank": "reward",
-                 "/reward/openrlhf": "reward", "/moderate": "moderation", "/classify": "intent"}
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+_QUEUE_OF_ENDPOINT: dict[Callable[..., Any], str] = {}
 
 
-def refuse_unread(backend: Backend, method: str, route: str) -> ServiceError | None:
+def queued_in(role: str) -> Callable[[Endpoint], Endpoint]:
+    """Marks a route's endpoint as waiting in `role`'s queue, so that the guard can refuse it
+    before its body is read (`queues`, `refuse_unread`)."""
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _QUEUE_OF_ENDPOINT[endpoint] = role
+        return endpoint
+    return mark
+
+
+def queues(routers: Sequence[APIRouter]) -> dict[str, str]:
+    """Path -> the role whose queue it waits in, for every route marked with `queued_in`."""
+    return {route.path: _QUEUE_OF_ENDPOINT[route.endpoint] for router in routers
+            for route in router.routes
+            if isinstance(route, APIRoute) and route.endpoint in _QUEUE_OF_ENDPOINT}
+
+
+def refuse_unread(backend: Backend, queue_of_path: dict[str, str], method: str, route: str
+                  ) -> ServiceError | None:
     """The 429 a scoring request (`route`: its path inside the /v1 app) gets before its body is
     even read: when the queue ahead alone (with one item of its own) would not be through within
     its deadline, no body can be admitted. Under a flood of retries this is what keeps a
     refusal nearly free."""
-    role = QUEUE_OF_PATH.get(route) if method == "POST" else None
+    role = queue_of_path.get(route) if method == "POST" else None
     model = backend.models.get(role) if role else None
     if model is None:
         return None

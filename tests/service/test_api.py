@@ -121,6 +121,12 @@ async def test_a_queue_too_long_refuses_before_reading_the_body(tiny_artifact: P
         assert (await http.post("/reward/score", json=body)).status_code == 200
 
 
+def test_every_scoring_route_and_only_those_names_the_queue_it_waits_in() -> None:
+    assert create_app().state.queues == {
+        "/reward/score": "reward", "/reward/compare": "reward", "/reward/openrlhf": "reward",
+        "/reward/rank": "reward", "/moderate": "moderation", "/classify": "intent"}
+
+
 async def test_an_app_without_its_models_yet_answers_503() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app()),
                                  base_url="http://test") as http:
