@@ -51,12 +51,10 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
     "full": [("final, 1 epoch", {"epochs": "1"}),
              ("final, lr 3e-5", {"lr": "3e-5"}),
              ("final, 512 tokens", {"max-length": "512", "min-prompt-tokens": "128"})],
-    # The earlier candidates (16-pair steps, with and without restatement and courtesy pairs,
-    # lr 1e-4) are in bench/results/reward-default-cpu-v2.json.
-    "default": [("final, without substitution pairs (the default before)",
-                 without("substitution")),
-                ("final, 16-pair steps, without substitution pairs",
-                 {"grad-accum": "2", **without("substitution")})],
+    # The earlier candidates (16-pair steps, with and without restatement, courtesy and
+    # substitution pairs, lr 1e-4) are in bench/results/reward-default-cpu-v2.json and -v3.json.
+    "default": [("final, contrast pairs cut by the window (the default before)",
+                 {"no-contrast-whole": ""})],
 }
 # Choosing among final candidates, on validation only, on each candidate's mean over its seeds
 # (--candidate-seeds; one seed's validation figures vary by 3-4 points): the hh-rlhf part must

@@ -163,6 +163,14 @@ class PairEncoder:
                 out.owners.append(owner)
         return out
 
+    def fits_whole(self, responses: Sequence[str]) -> list[bool]:
+        """Whether each response is read whole beside any prompt: within the window less the
+        template's tokens and the prompt tokens always kept (min_prompt_tokens). Only the
+        responses are tokenised, so a response beside a prompt shorter than that floor may
+        fit when this says not."""
+        budget = self.format.max_length - 2 - self.pair_seps - self.format.min_prompt_tokens
+        return [len(ids) <= budget for ids in self._ids(list(responses))]
+
     def _special(self, token: str) -> int:
         token_id = self.tokenizer.token_to_id(token)
         if token_id is None:

@@ -22,7 +22,7 @@ from models.manifest import Calibration, Normalisation, Task
 from training import behaviour, report
 from training.config import TrainConfig
 from training.data.contrast import KINDS as CONTRAST_KINDS
-from training.data.contrast import contrast_pairs
+from training.data.contrast import Whole, contrast_pairs
 from training.data.records import PreferencePair
 from training.data.reward_data import (
     HH,
@@ -68,7 +68,7 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
                     InputFormat(max_length=config.max_length,
                                 min_prompt_tokens=config.min_prompt_tokens))
     data = load_reward_data(data_dir, train_data, skip_invalid, train_only=train_only)
-    train_pairs = training_pairs(data.splits["train"], config)
+    train_pairs = training_pairs(data.splits["train"], config, seen_whole(run.encoder))
     encoded = EncodedPairs.build(run.encoder, train_pairs)
     run.lap("load")
 
@@ -148,9 +148,24 @@ def calibrate(model: AnyModel, encoder: PairEncoder, pairs: list[PreferencePair]
             reference="pooled validation responses (chosen and rejected)", n=len(rewards)))
 
 
-def training_pairs(train: list[PreferencePair], config: TrainConfig) -> list[PreferencePair]:
+def seen_whole(encoder: PairEncoder) -> Whole:
+    """Which pairs this encoder reads whole: neither response cut at its window (beside a
+    prompt of at least min_prompt_tokens, as nearly all are)."""
+    known: dict[str, bool] = {}  # each reply is tokenised once, whatever kinds it serves
+
+    def whole(pairs: Sequence[PreferencePair]) -> list[bool]:
+        new = list(dict.fromkeys(t for p in pairs for t in (p.chosen, p.rejected)
+                                 if t not in known))
+        known.update(zip(new, encoder.fits_whole(new), strict=True))
+        return [known[p.chosen] and known[p.rejected] for p in pairs]
+    return whole
+
+
+def training_pairs(train: list[PreferencePair], config: TrainConfig,
+                   whole: Whole | None = None) -> list[PreferencePair]:
     """The weighted pool, the label-free contrast pairs built from it, then at most
-    `max_train_pairs` of all of them (sampled with the seed). Without `pool`, only hh-rlhf and
+    `max_train_pairs` of all of them (sampled with the seed). With `contrast_whole`, `whole`
+    picks the contrast pairs the model reads whole. Without `pool`, only hh-rlhf and
     the user's own files are trained on (every source is still evaluated); sources or subsets
     in `exclude` are not trained on. With `replay` (re-training), every pair of the user's own
     files is kept and the rest is a sample `replay` times their number."""
@@ -162,19 +177,20 @@ def training_pairs(train: list[PreferencePair], config: TrainConfig) -> list[Pre
         own = [p for p in train if source_of(p) not in SOURCE_WEIGHTS]
         if not own:
             raise ValueError("replay needs --train-data: there is nothing new to learn")
-        return own + sample(original_pairs(train, config), round(config.replay * len(own)),
-                            config.seed)
-    return sample(original_pairs(train, config), config.max_train_pairs, config.seed)
+        return own + sample(original_pairs(train, config, whole),
+                            round(config.replay * len(own)), config.seed)
+    return sample(original_pairs(train, config, whole), config.max_train_pairs, config.seed)
 
 
-def original_pairs(train: list[PreferencePair], config: TrainConfig) -> list[PreferencePair]:
+def original_pairs(train: list[PreferencePair], config: TrainConfig, whole: Whole | None = None
+                   ) -> list[PreferencePair]:
     """The catalogued sources weighted, plus their label-free contrast pairs; with `replay`,
     the user's own files are left to the caller."""
     if config.replay is not None:
         train = [p for p in train if source_of(p) in SOURCE_WEIGHTS]
     real = weighted(train, config.seed)
     contrast = contrast_pairs(real, {kind: getattr(config, kind) for kind in CONTRAST_KINDS},
-                              config.seed)
+                              config.seed, whole if config.contrast_whole else None)
     return real + contrast
 
 

@@ -94,6 +94,29 @@ def _replies(n: int) -> list[PreferencePair]:
         "worse", group=f"g{i}") for i in range(n)]
 
 
+def test_contrast_pairs_can_be_limited_to_those_the_model_reads_whole(
+        tiny_backbone: Path) -> None:
+    """Long replies are drawn on, but only pairs whose both sides fit the window are kept, and
+    the share is still reached while candidates last."""
+    from models.inputs import InputFormat, PairEncoder
+    from training.reward import seen_whole
+
+    encoder = PairEncoder.from_file(tiny_backbone / "tokenizer.json",
+                                    InputFormat(max_length=128, min_prompt_tokens=8))
+    pairs = _replies(60)
+    for i in range(0, 60, 2):  # every other reply far longer than the window
+        pairs[i] = PreferencePair(pairs[i].prompt, pairs[i].chosen * 6, "worse",
+                                  group=pairs[i].group)
+    whole = seen_whole(encoder)
+    shares = {"truncation": 0.25, "restatement": 0.25}
+    made = contrast.contrast_pairs(pairs, shares, seed=1, whole=whole)
+    assert made and all(whole(made))
+    assert Counter(p.subset for p in made) == {"contrast/truncation": 15,
+                                               "contrast/restatement": 15}
+    every = contrast.contrast_pairs(pairs, shares, seed=1)
+    assert not all(whole(every))  # without the filter, cut pairs get in
+
+
 def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
     pairs = _replies(40)
     made = contrast.contrast_pairs(pairs, dict.fromkeys(contrast.KINDS, 0.5), seed=3)
