@@ -53,8 +53,8 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
              ("final, 512 tokens", {"max-length": "512", "min-prompt-tokens": "128"})],
     # The earlier candidates (16-pair steps, with and without restatement, courtesy and
     # substitution pairs, lr 1e-4) are in bench/results/reward-default-cpu-v2.json and -v3.json.
-    "default": [("final, contrast pairs cut by the window (the default before)",
-                 {"no-contrast-whole": ""})],
+    "default": [("final, contrast pairs only where the model reads both sides whole",
+                 {"contrast-whole": ""})],
 }
 # Choosing among final candidates, on validation only, on each candidate's mean over its seeds
 # (--candidate-seeds; one seed's validation figures vary by 3-4 points): the hh-rlhf part must
