@@ -54,7 +54,9 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
     # The earlier candidates (16-pair steps, with and without restatement, courtesy and
     # substitution pairs, lr 1e-4) are in bench/results/reward-default-cpu-v2.json and -v3.json.
     "default": [("final, contrast pairs only where the model reads both sides whole",
-                 {"contrast-whole": ""})],
+                 {"contrast-whole": "all"}),
+                ("final, repetition and restatement pairs only where read whole",
+                 {"contrast-whole": "repetition,restatement"})],
 }
 # Choosing among final candidates, on validation only, on each candidate's mean over its seeds
 # (--candidate-seeds; one seed's validation figures vary by 3-4 points): the hh-rlhf part must

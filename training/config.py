@@ -61,9 +61,9 @@ class TrainConfig:
                            "a brusque one of about the same length, as a share; 0 disables.")
     substitution: float = _opt(0.1, "Reward: the reply over the same reply with one number or "
                                "name swapped for another reply's, as a share; 0 disables.")
-    contrast_whole: bool = _opt(False, "Reward: keep only the contrast pairs the model sees "
-                                "whole (neither side cut by max_length). Off: on the default "
-                                "preset it did not help (README, 3 seeds each).")
+    contrast_whole: str = _opt("", "Reward: contrast kinds (comma-separated, or 'all') built "
+                               "only from pairs the model reads whole, neither side cut by "
+                               "max_length; empty: none (README, 'Tried ...').")
     length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
                              "response tokens), w learnt, so the linear term absorbs the length "
                              "preference; the service serves r alone.")
@@ -91,9 +91,22 @@ class TrainConfig:
         # Checked here, before any data is read, rather than when training starts.
         if self.device not in DEVICES:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        self.whole_kinds()  # a kind that does not exist is an error now, not a silent no-op
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def whole_kinds(self) -> frozenset[str]:
+        """The contrast kinds built only from pairs the model reads whole."""
+        from training.data.contrast import KINDS
+
+        names = {n.strip() for n in self.contrast_whole.split(",") if n.strip()}
+        if names == {"all"}:
+            return frozenset(KINDS)
+        if unknown := names - set(KINDS):
+            raise ValueError(f"contrast_whole: no contrast kind {sorted(unknown)}; the kinds "
+                             f"are {', '.join(KINDS)} (or 'all')")
+        return frozenset(names)
 
     def excluded(self) -> set[str]:
         return {name.strip() for name in (self.exclude or "").split(",") if name.strip()}

@@ -164,10 +164,10 @@ def seen_whole(encoder: PairEncoder) -> Whole:
 def training_pairs(train: list[PreferencePair], config: TrainConfig,
                    whole: Whole | None = None) -> list[PreferencePair]:
     """The weighted pool, the label-free contrast pairs built from it, then at most
-    `max_train_pairs` of all of them (sampled with the seed). With `contrast_whole`, `whole`
-    picks the contrast pairs the model reads whole. Without `pool`, only hh-rlhf and
-    the user's own files are trained on (every source is still evaluated); sources or subsets
-    in `exclude` are not trained on. With `replay` (re-training), every pair of the user's own
+    `max_train_pairs` of all of them (sampled with the seed). For the kinds in `contrast_whole`,
+    `whole` picks the contrast pairs the model reads whole. Without `pool`, only hh-rlhf and the
+    user's own files are trained on (every source is still evaluated); sources or subsets in
+    `exclude` are not trained on. With `replay` (re-training), every pair of the user's own
     files is kept and the rest is a sample `replay` times their number."""
     excluded = config.excluded()
     train = [p for p in train if p.subset not in excluded and source_of(p) not in excluded]
@@ -190,7 +190,7 @@ def original_pairs(train: list[PreferencePair], config: TrainConfig, whole: Whol
         train = [p for p in train if source_of(p) in SOURCE_WEIGHTS]
     real = weighted(train, config.seed)
     contrast = contrast_pairs(real, {kind: getattr(config, kind) for kind in CONTRAST_KINDS},
-                              config.seed, whole if config.contrast_whole else None)
+                              config.seed, whole, config.whole_kinds())
     return real + contrast
 
 

@@ -109,12 +109,18 @@ def test_contrast_pairs_can_be_limited_to_those_the_model_reads_whole(
                                   group=pairs[i].group)
     whole = seen_whole(encoder)
     shares = {"truncation": 0.25, "restatement": 0.25}
-    made = contrast.contrast_pairs(pairs, shares, seed=1, whole=whole)
+    made = contrast.contrast_pairs(pairs, shares, seed=1, whole=whole,
+                                   whole_kinds=contrast.KINDS)
     assert made and all(whole(made))
     assert Counter(p.subset for p in made) == {"contrast/truncation": 15,
                                                "contrast/restatement": 15}
     every = contrast.contrast_pairs(pairs, shares, seed=1)
     assert not all(whole(every))  # without the filter, cut pairs get in
+    some = contrast.contrast_pairs(pairs, shares, seed=1, whole=whole,
+                                   whole_kinds={"restatement"})
+    assert all(whole([p for p in some if p.subset == "contrast/restatement"]))
+    assert [p for p in some if p.subset == "contrast/truncation"] == [
+        p for p in every if p.subset == "contrast/truncation"]
 
 
 def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from training.data.records import PreferencePair
 
@@ -202,23 +202,25 @@ Whole = Callable[[Sequence[PreferencePair]], list[bool]]
 
 
 def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], seed: int,
-                   whole: Whole | None = None) -> list[PreferencePair]:
+                   whole: Whole | None = None, whole_kinds: Collection[str] = ()
+                   ) -> list[PreferencePair]:
     """For each kind, about `share` times len(pairs) contrast pairs, built from a sample of the
     real training pairs (drawn with the seed).
 
-    `whole` says which contrast pairs the model would see whole, both sides untruncated; when
-    given, only those are kept (the sample is drawn on until the share is reached or the pairs
-    run out). A reply longer than the model's window loses what the contrast is about: the
-    cut-off tail of a "whole" reply reads as truncated, a restatement is cut mid-way (so it is
-    learnt as truncation, not repetition), a swapped fact or a spliced insult past the window
-    leaves two identical inputs. At 128 tokens that was a quarter to a half of every kind."""
+    `whole` says which contrast pairs the model would see whole, both sides untruncated; for the
+    kinds in `whole_kinds`, only those are kept (the sample is drawn on until the share is
+    reached or the pairs run out). A reply longer than the model's window loses what the
+    contrast is about: the cut-off tail of a "whole" reply reads as truncated, a restatement is
+    cut mid-way (so it is learnt as truncation, not repetition), a swapped fact or a spliced
+    insult past the window leaves two identical inputs. At 128 tokens that was a quarter to a
+    half of every kind."""
     out: list[PreferencePair] = []
     for kind, share in shares.items():
         if share <= 0:
             continue
         rng = random.Random(f"{seed}:{kind}")
         wanted = min(len(pairs), round(share * len(pairs)))
-        if whole is None:
+        if whole is None or kind not in whole_kinds:
             out += GENERATORS[kind](rng.sample(list(pairs), wanted), rng)
             continue
         order, made = rng.sample(list(pairs), len(pairs)), []
