@@ -60,10 +60,13 @@ class Slot:
     queued: bool = False
 
     async def run(self, items: list[EncodedPair]) -> BatchResult:
-        """Queue `items` (they may be more or fewer than the place held: a moderation text
-        can need several windows) and wait for their outputs."""
+        """Queue `items` and wait for their outputs. They may be more than the place held (a
+        moderation text can need several windows): the excess is admitted too, or the request
+        is refused and its place given back."""
         if self.queued:
             raise RuntimeError("a slot queues its items once")
+        if len(items) > self.count:
+            self.batcher.admit(len(items) - self.count)
         self.queued = True
         return await self.batcher.enqueue(items, self.count, self.deadline)
 

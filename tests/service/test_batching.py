@@ -162,5 +162,10 @@ def test_an_admitted_request_holds_its_place_until_its_items_are_queued(
         assert len(result.outputs) == 5 and batcher.queued_items == 0
         with pytest.raises(RuntimeError):
             await slot.run(items(front, 1))
+        batcher.seconds_per_item = 0.01  # the run above taught it the tiny engine's pace
+        with batcher.reserve(150):  # 1.5 s ahead
+            with pytest.raises(ServiceError), batcher.reserve(2) as slot:
+                await slot.run(items(front, 60))  # (150 + 2 + 58) x 10 ms = 2.1 s
+            assert batcher.queued_items == 150  # refused: its place given back
 
     asyncio.run(scenario())
