@@ -168,8 +168,9 @@ class PairEncoder:
         template's tokens and the prompt tokens always kept (min_prompt_tokens). Only the
         responses are tokenised, so a response beside a prompt shorter than that floor may
         fit when this says not."""
-        budget = self.format.max_length - 2 - self.pair_seps - self.format.min_prompt_tokens
-        return [len(ids) <= budget for ids in self._ids(list(responses))]
+        floor = self.format.min_prompt_tokens
+        return [split_budget(floor, len(ids), self.format)[1] == len(ids)
+                for ids in self._ids(list(responses))]
 
     def _special(self, token: str) -> int:
         token_id = self.tokenizer.token_to_id(token)
