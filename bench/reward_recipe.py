@@ -56,7 +56,13 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
     "default": [("final, contrast pairs only where the model reads both sides whole",
                  {"contrast-whole": "all"}),
                 ("final, repetition and restatement pairs only where read whole",
-                 {"contrast-whole": "repetition,restatement"})],
+                 {"contrast-whole": "repetition,restatement"}),
+                # Whole restatements stop teaching truncation (their cut copies ended
+                # mid-sentence), so these two give truncation twice the share.
+                ("final, repetition and restatement whole, truncation 0.2",
+                 {"contrast-whole": "repetition,restatement", "truncation": "0.2"}),
+                ("final, restatement whole, truncation 0.2",
+                 {"contrast-whole": "restatement", "truncation": "0.2"})],
 }
 # Choosing among final candidates, on validation only, on each candidate's mean over its seeds
 # (--candidate-seeds; one seed's validation figures vary by 3-4 points): the hh-rlhf part must
@@ -65,8 +71,14 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
 # taught), over the contrast kinds every candidate was evaluated on; runs without contrast
 # figures fall back to hh-rlhf validation alone. HH_SLACK is twice the seed-to-seed standard
 # deviation of hh-rlhf validation accuracy measured on the CPU default (3.6 points over 3
-# seeds).
+# seeds). Nor may a candidate buy its average by trading one cue for another: on no contrast
+# kind may its mean fall more than KIND_SLACK points below the final recipe's (each kind has
+# about 100 validation pairs, so one seed's figure has a binomial sd near 5 points and a mean
+# of three near 3). The target it guards is the behavioural suite's "70% on each
+# functionality", which an average cannot see. Added on 2026-11-28 after two candidates had
+# won the average by losing 8-12 points of truncation (README, "Tried ...").
 HH_SLACK = 7.2
+KIND_SLACK = 5.0
 CONTRAST = "contrast (validation)"
 COLUMNS = ("validation/hh-rlhf", "hh-rlhf", "hh-rlhf/harmless-base", "oasst", "truthfulqa",
            "pandalm", "finegrained-qa", "hhh", "ukpconvarg", CONTRAST, "behaviour")
@@ -114,20 +126,22 @@ def choose(finals: list[dict[str, Any]]) -> dict[str, Any]:
     for run in finals:
         groups.setdefault(run["name"], []).append(run)
 
-    def hh(name: str) -> float:
-        return float(np.mean([100 * r["eval"]["validation/hh-rlhf"]["accuracy"]
-                              for r in groups[name]]))
+    def mean(name: str, key: str) -> float:
+        return float(np.mean([100 * r["eval"][key]["accuracy"] for r in groups[name]]))
 
-    best_hh = max(hh(name) for name in groups)
-    eligible = [name for name in groups if hh(name) >= best_hh - HH_SLACK]
+    best_hh = max(mean(name, "validation/hh-rlhf") for name in groups)
+    eligible = [name for name in groups if mean(name, "validation/hh-rlhf") >= best_hh - HH_SLACK]
     runs = [r for name in eligible for r in groups[name]]
     kinds = set.intersection(*({k for k in r["eval"] if k.startswith(f"{CONTRAST}/")}
                                for r in runs))
     if not kinds:
-        chosen = max(eligible, key=hh)
-    else:
-        chosen = max(eligible, key=lambda name: float(np.mean(
-            [contrast_accuracy(r, kinds) for r in groups[name]])))
+        return min(groups[max(eligible, key=lambda n: mean(n, "validation/hh-rlhf"))],
+                   key=lambda r: r["seed"])
+    if FINAL in eligible:
+        eligible = [name for name in eligible
+                    if all(mean(name, k) >= mean(FINAL, k) - KIND_SLACK for k in kinds)]
+    chosen = max(eligible, key=lambda name: float(np.mean(
+        [contrast_accuracy(r, kinds) for r in groups[name]])))
     return min(groups[chosen], key=lambda r: r["seed"])
 
 
