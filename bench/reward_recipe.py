@@ -62,7 +62,10 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 ("final, repetition and restatement whole, truncation 0.2",
                  {"contrast-whole": "repetition,restatement", "truncation": "0.2"}),
                 ("final, restatement whole, truncation 0.2",
-                 {"contrast-whole": "restatement", "truncation": "0.2"})],
+                 {"contrast-whole": "restatement", "truncation": "0.2"}),
+                # Or keep the cut restatements (they teach truncation too) and have twice as
+                # many: the suite's padding is the reply said again, which they are.
+                ("final, restatement 0.2", {"restatement": "0.2"})],
 }
 # Choosing among final candidates, on validation only, on each candidate's mean over its seeds
 # (--candidate-seeds; one seed's validation figures vary by 3-4 points): the hh-rlhf part must
