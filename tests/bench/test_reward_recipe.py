@@ -1,0 +1,39 @@
+"""The rule that picks the reward recipe's default among candidates, on validation figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.reward_recipe import CONTRAST, FINAL, choose
+
+
+def run(name: str, seed: int, pooled: float, hh: float, **kinds: float) -> dict[str, Any]:
+    figures = {"validation": pooled, "validation/hh-rlhf": hh,
+               **{f"{CONTRAST}/{kind}": accuracy for kind, accuracy in kinds.items()}}
+    return {"name": name, "seed": seed,
+            "eval": {key: {"accuracy": value / 100, "n": 100} for key, value in figures.items()}}
+
+
+def test_the_best_contrast_average_wins_when_nothing_else_is_lost() -> None:
+    runs = [run(FINAL, 0, 56, 54, truncation=62, restatement=66),
+            run("final, more restatement", 0, 55.5, 53.5, truncation=60, restatement=79)]
+    assert choose(runs)["name"] == "final, more restatement"
+
+
+def test_a_candidate_that_loses_one_kind_is_out_however_much_it_gains_on_another() -> None:
+    runs = [run(FINAL, 0, 56, 54, truncation=62, restatement=66),
+            run("final, whole restatements", 0, 56, 54, truncation=54, restatement=90)]
+    assert choose(runs)["name"] == FINAL
+
+
+def test_a_candidate_that_loses_real_preferences_is_out() -> None:
+    runs = [run(FINAL, 0, 56, 54, truncation=62, restatement=66),
+            run("final, contrast only", 0, 53.5, 54, truncation=70, restatement=90)]
+    assert choose(runs)["name"] == FINAL
+
+
+def test_means_over_seeds_decide_and_the_lowest_seed_is_returned() -> None:
+    runs = [run(FINAL, 0, 56, 54, truncation=62), run(FINAL, 1, 56, 54, truncation=62),
+            run("final, b", 1, 56, 54, truncation=80), run("final, b", 0, 56, 54, truncation=50)]
+    best = choose(runs)
+    assert (best["name"], best["seed"]) == ("final, b", 0)
