@@ -1,8 +1,9 @@
 """The validation metric each task's int8 graph must hold at export (see export.py's gate).
 
-reward: pairwise accuracy on the pooled validation split (and the share of pairs whose order
-int8 keeps); moderation: mean AUPRC over the categories on the moderation validation splits;
-intents: top-1 accuracy on the in-scope validation split of the set the model was trained on.
+reward: pairwise accuracy on the pooled validation split (and the share of the pairs fp32
+decides, at the model's calibrated temperature, whose order int8 keeps); moderation: mean
+AUPRC over the categories on the moderation validation splits; intents: top-1 accuracy on the
+in-scope validation split of the set the model was trained on.
 An imported classifier's labels are its own, so there is no metric to hold: int8 must keep its
 decisions (every label's at 0.5, or the top label) on the same validation texts.
 """
@@ -28,7 +29,8 @@ def validation_check(manifest: Manifest, encoder: PairEncoder, data_dir: Path | 
 
         pairs = EncodedPairs.build(encoder, load_reward_data(
             data_dir, other_sources=False).splits["validation"])
-        return pairwise_check(pairs.chosen, pairs.rejected)
+        calibrated = manifest.calibration.temperature if manifest.calibration else None
+        return pairwise_check(pairs.chosen, pairs.rejected, temperature=calibrated or 1.0)
     from training.data.text_sets import OOS_LABEL, load_intent_data, load_moderation_data
 
     if "imported" in manifest.training:

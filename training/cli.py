@@ -434,7 +434,8 @@ def _export_to_store(checkpoint: Path, output: Path, name: str, data_dir: Path |
     surely = "passes" if int8["accepted"] == "yes" else "keeps too few"
     stopped = (f"; stopped after {checked:,} of {examples:,} examples: int8 surely {surely}"
                if checked < examples else "")
-    agreement = (f", {int8['agreement_of']} {float(int8['agreement']):.1%} (min "
+    agreed_on = (f" of {int(float(int8['agreed_on'])):,}" if "agreed_on" in int8 else "")
+    agreement = (f", {int8['agreement_of']} {float(int8['agreement']):.1%}{agreed_on} (min "
                  f"{float(int8['min_agreement']):.0%})" if "agreement" in int8 else "")
     print(f"  int8 {'kept' if int8['accepted'] == 'yes' else 'REJECTED'}: {int8['metric']} "
           f"fp32 {float(int8['fp32']):.4f}, int8 {float(int8['int8']):.4f}; drop "
