@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 Request = tuple[dict[str, Any], int]  # (JSON body, pairs it carries)
 
@@ -24,25 +24,31 @@ class Result:
 
 
 async def concurrent(url: str, path: str, requests: list[Request], clients: int) -> Result:
-    """`clients` clients taking requests from one queue until it is empty (httpx's async
-    client); the first request is sent once beforehand, to warm the server."""
-    queue: asyncio.Queue[Request] = asyncio.Queue()
-    for request in requests:
-        queue.put_nowait(request)
+    """`clients` clients taking requests from one queue until it is empty; the first request is
+    sent once beforehand, to warm the server. The generator shares the server's cores, so it is
+    lean: aiohttp with every body encoded beforehand (httpx's async client, used before, spent
+    most of a core on itself under 200 clients; see bench/overload.py)."""
+    queue: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue()
+    for body, pairs in requests:
+        queue.put_nowait((json.dumps(body).encode(), pairs))
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=clients),
+                                     timeout=aiohttp.ClientTimeout(total=300)) as http:
+        async def post(data: bytes) -> None:
+            async with http.post(path, data=data, headers=headers) as answer:
+                text = await answer.read()
+                if answer.status != 200:
+                    raise SystemExit(f"{url}{path} answered {answer.status}: {text[:300]!r}")
+
         async def worker() -> None:
             while not queue.empty():
-                body, _ = queue.get_nowait()
+                data, _ = queue.get_nowait()
                 started = time.perf_counter()
-                answer = await client.post(path, json=body)
+                await post(data)
                 latencies.append(time.perf_counter() - started)
-                if answer.status_code != 200:
-                    raise SystemExit(f"{url}{path} answered {answer.status_code}: "
-                                     f"{answer.text[:300]}")
 
-        await client.post(path, json=requests[0][0])  # warm
+        await post(json.dumps(requests[0][0]).encode())  # warm
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - started
