@@ -15,7 +15,8 @@ server does the same work), in three scenarios:
 
 Servers:
 - alignserve: `python -m service` serving the store's reward model (`--tag`, default `reward`,
-  built from the same directory as --model), its graph as the store keeps it;
+  built from the same directory as --model), its fp32 graph and, when the int8 gate kept one,
+  its int8 graph (what it serves on a CPU by default);
 - FastAPI + transformers (bench/peer_fastapi.py): PyTorch eager on --model itself;
 - Infinity (pinned in requirements/peers-infinity.txt, in its own virtual environment, `make
   peers-env`), when --infinity names that environment: its /rerank endpoint on --model's
@@ -23,7 +24,8 @@ Servers:
   alignserve's), with its ONNX int8 engine (optimum) and its torch engine.
 
 Each server's scores are checked against what its own engine should give, computed here: for
-alignserve and the FastAPI peer, the same model in PyTorch (they must agree to 1e-3); for
+alignserve fp32 and the FastAPI peer, the same model in PyTorch (they must agree to 1e-3); for
+alignserve int8, its int8 graph in onnxruntime, one pair at a time as the check sends them; for
 Infinity, the classification model in PyTorch with token_type_ids (torch engine) and without
 (its ONNX path drops them: the table shows by how much that moves its scores). Memory: resident
 set of the server's processes after the run. Writes a table to stdout and --out as JSON.
@@ -53,6 +55,9 @@ import numpy as np
 from bench.http_load import Request, concurrent, one_at_a_time
 from bench.memory import process_tree
 from models import store
+from models.artifact import INT8, TOKENIZER_FILE
+from models.inputs import PairEncoder
+from models.session import open_session, run
 from service.local import launch, private_home, service_env, stop
 from training.data import catalogue
 
@@ -149,14 +154,14 @@ def measure(peer: Peer, pairs: list[Pair], expected: Callable[[list[Pair]], np.n
     return row
 
 
-def alignserve_peer(tag: str, workdir: Path) -> Peer:
+def alignserve_peer(tag: str, graph: str, workdir: Path) -> Peer:
     def body(prompt: str, responses: list[str]) -> dict[str, Any]:
         return {"items": [{"prompt": prompt, "response": r} for r in responses]}
 
     env = {**service_env(), **private_home(workdir), "ALIGNSERVE_REWARD_MODEL": tag,
            "ALIGNSERVE_MODERATION_MODEL": "", "ALIGNSERVE_INTENT_MODEL": "",
-           "ALIGNSERVE_FEEDBACK_DB": str(workdir / "feedback.sqlite3")}
-    return Peer(f"alignserve ({store.resolve(tag)})", lambda port: [
+           "ALIGNSERVE_GRAPH": graph, "ALIGNSERVE_FEEDBACK_DB": str(workdir / "feedback.sqlite3")}
+    return Peer(f"alignserve {graph} ({store.resolve(tag)})", lambda port: [
         sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
         "/readyz", "/v1/reward/score", body,
         lambda answer: [r["reward"] for r in answer["results"]], env)
@@ -209,8 +214,22 @@ def main() -> None:
     def ours(check: list[Pair]) -> np.ndarray:
         return np.array(reference.score([p for p, _ in check], [r for _, r in check]))
 
-    rows = [measure(alignserve_peer(args.tag, workdir), pairs, ours, 1e-3, workdir),
-            measure(fastapi_peer(args.model), pairs, ours, 1e-3, workdir)]
+    stored = store.get(args.tag)
+    encoder = PairEncoder.from_file(stored.path / TOKENIZER_FILE, stored.manifest.input)
+    int8 = open_session(stored.path / INT8) if (stored.path / INT8).exists() else None
+
+    def int8_graph(check: list[Pair]) -> np.ndarray:
+        """The int8 graph on each pair alone, as the check sends them: dynamic quantisation
+        scales activations per batch, so an int8 score depends on the batch it shares."""
+        assert int8 is not None
+        return np.array([run(int8, encoder.encode_batch([p], [r]), pad_id=encoder.pad_id)[0, 0]
+                         for p, r in check])
+
+    rows = [measure(alignserve_peer(args.tag, "fp32", workdir), pairs, ours, 1e-3, workdir)]
+    if int8 is not None:  # the graph alignserve serves on a CPU when the gate kept it
+        rows.append(measure(alignserve_peer(args.tag, "int8", workdir), pairs, int8_graph, 1e-3,
+                            workdir))
+    rows.append(measure(fastapi_peer(args.model), pairs, ours, 1e-3, workdir))
     if args.infinity:
         classifier, check = workdir / "infinity-model", workdir / "check.json"
         check.write_text(json.dumps(pairs[:32]))

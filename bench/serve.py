@@ -8,8 +8,13 @@ Starts `bentoml serve` on 127.0.0.1 (what `make serve` runs), then on the same r
 - the bare engine: pre-tokenised items through the session (sorted, token-budgeted batches,
   exactly the engine's code path), 32 at a time and one at a time;
 - the service: 32-pair /v1/reward/score requests from 4 concurrent clients; single-pair
-  requests from 16 concurrent clients (both with httpx's async client); single requests one
-  after another on one keep-alive connection (latency, with the leanest client: http.client).
+  requests from 16 concurrent clients (both with aiohttp, bodies encoded beforehand); single
+  requests one after another on one keep-alive connection (latency, with the leanest client:
+  http.client).
+
+Targets (issue #15): 32-pair requests at least 0.9 of the bare engine, a lone request's p50
+within 3 ms of it; single-pair requests from 16 clients have no target of their own here (the
+issue sets theirs against Infinity: bench/peers.py), 0.6 marks a regression.
 
 Traffic goes only to 127.0.0.1 and is bounded by --pairs per scenario. The load generator
 shares the machine with the service, as a sidecar would. Ratios carry over between machines;
@@ -95,7 +100,7 @@ def main() -> None:
                  ALIGNSERVE_GRAPH=args.graph) as url:
         rows = [
             ("32-pair requests, 4 clients", bare(runtime, items, 32),
-             asyncio.run(concurrent(url, PATH, score_requests(pairs, 32), 4)), 0.85),
+             asyncio.run(concurrent(url, PATH, score_requests(pairs, 32), 4)), 0.90),
             ("1-pair requests, 16 clients", bare(runtime, items, 1),
              asyncio.run(concurrent(url, PATH, score_requests(pairs, 1), 16)), 0.60),
         ]
@@ -110,8 +115,8 @@ def main() -> None:
               f"{'>=' + format(target, '.2f'):>8}{'' if ratio >= target else '  MISSED'}")
     gap = sequential.p50_ms - sequential_bare.p50_ms
     print(f"\nsingle request, one at a time: p50 bare {sequential_bare.p50_ms:.1f} ms, service "
-          f"{sequential.p50_ms:.1f} ms, difference {gap:+.1f} ms (target <= +5.0 ms)"
-          f"{'' if gap <= 5 else '  MISSED'}")
+          f"{sequential.p50_ms:.1f} ms, difference {gap:+.1f} ms (target <= +3.0 ms)"
+          f"{'' if gap <= 3 else '  MISSED'}")
 
 
 if __name__ == "__main__":
