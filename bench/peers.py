@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.http_load import Request, concurrent, one_at_a_time
+from bench.http_load import Request, concurrent, machine, one_at_a_time
 from bench.memory import process_tree
 from models import store
 from models.artifact import INT8, TOKENIZER_FILE
@@ -208,8 +207,8 @@ def main() -> None:
     reference = RewardModel(args.model, max_length=128)
     pairs = short_pairs(args.pairs, reference.tokenizer)
     workdir = Path(tempfile.mkdtemp(prefix="alignserve-peers-"))
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    print(f"{len(pairs)} real hh-rlhf pairs per scenario (none truncated); {machine}")
+    host = machine()
+    print(f"{len(pairs)} real hh-rlhf pairs per scenario (none truncated); {host}")
 
     def ours(check: list[Pair]) -> np.ndarray:
         return np.array(reference.score([p for p, _ in check], [r for _, r in check]))
@@ -256,7 +255,7 @@ def main() -> None:
               f"{row.single_p50_ms:.1f} | {row.memory_gb:.2f} | {row.check} "
               f"(max diff {row.max_score_diff:.2g}) |")
     if args.out:
-        args.out.write_text(json.dumps({"machine": machine, "pairs": len(pairs),
+        args.out.write_text(json.dumps({"machine": host, "pairs": len(pairs),
                                         "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
 
 

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench.http_load import Request, Result, concurrent, one_at_a_time
+from bench.http_load import Request, Result, concurrent, machine, one_at_a_time
 from models import store
 from models.inputs import EncodedPair
 from service.local import serving
@@ -90,8 +88,7 @@ def main() -> None:
     items = runtime.front.prepare([p for p, _ in pairs], [r for _, r in pairs])
     tokens = statistics.mean(len(i) for i in items)
     print(f"{tag} ({runtime.engine.graph.value}, {runtime.engine.provider}); {len(pairs)} "
-          f"real hh-rlhf pairs per scenario, mean {tokens:.0f} tokens; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+          f"real hh-rlhf pairs per scenario, mean {tokens:.0f} tokens; {machine()}")
 
     log = Path(tempfile.mkdtemp(prefix="alignserve-bench-")) / "serve.log"
     # The reward model alone: the same model and file as the bare engine, nothing else loaded.
