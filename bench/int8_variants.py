@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from models.calibration import reward_of
 from models.inputs import EncodedPair, PairEncoder
 from models.session import open_session, run
 from training.data.reward_data import load_reward_data
-from training.export import ValidationCheck, decide_int8, pairwise_check
+from training.export import ValidationCheck, decide_int8, pairwise_check, quantise_int8
 from training.pairs import EncodedPairs
 
 
@@ -68,13 +69,14 @@ def main() -> None:
     encoder = PairEncoder.from_file(stored.path / TOKENIZER_FILE, stored.manifest.input)
     validation = EncodedPairs.build(encoder, load_reward_data(None).splits["validation"])
     calibrated = stored.manifest.calibration
-    check = pairwise_check(validation.chosen, validation.rejected,
-                           temperature=(calibrated.temperature if calibrated else None) or 1.0)
+    check_temperature = (calibrated.temperature if calibrated else None) or 1.0
+    check = pairwise_check(validation.chosen, validation.rejected, temperature=check_temperature)
     fp32 = stored.path / FP32
     workdir = Path(tempfile.mkdtemp(prefix="alignserve-int8-"))
     speed = items_per_s(fp32, check.items, encoder.pad_id)
     print(f"{store.resolve(args.tag)}: {check.examples} validation pairs; fp32 {speed:.0f} "
           f"items/s", flush=True)
+    alone_vs_batched(fp32, workdir / "export.onnx", check.items[:256], encoder.pad_id)
     for i, (name, options) in enumerate(VARIANTS.items()):
         graph = workdir / f"variant{i}.onnx"
         options = dict(options)
@@ -84,22 +86,48 @@ def main() -> None:
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, **options)
         scored = check.outputs(fp32, graph, encoder.pad_id)
         d = decide_int8(check, scored.fp32, scored.int8, scored.rows)
-        every = check_all_pairs(check, scored.fp32, scored.int8, scored.rows)
+        every, bands = check_all_pairs(check, scored.fp32, scored.int8, scored.rows,
+                                       check_temperature)
         print(f"{name}: order kept on {d.agreement:.1%} of the {d.agreed_on} decided pairs "
               f"({every:.1%} of all {d.examples_checked} scored), accuracy {d.fp32:.1%} -> "
               f"{d.int8:.1%} (drop interval [{d.drop_interval[0]:+.2f}, "
               f"{d.drop_interval[1]:+.2f}] points): {'accepted' if d.accepted else 'rejected'}; "
-              f"{items_per_s(graph, check.items, encoder.pad_id) / speed:.2f}x fp32's speed",
-              flush=True)
+              f"{items_per_s(graph, check.items, encoder.pad_id) / speed:.2f}x fp32's speed; "
+              f"pairs flipped by fp32's P from even: {bands}", flush=True)
+
+
+def alone_vs_batched(fp32: Path, graph: Path, items: list[EncodedPair], pad_id: int) -> None:
+    """Dynamic quantisation scales a batch's activations together, so an int8 score depends on
+    the batch it shares; fp32's does not (beyond rounding). Each graph's scores of the same
+    items alone and in token-budgeted batches."""
+    quantise_int8(fp32, graph)
+    for name, path in (("fp32", fp32), ("int8 (what export does)", graph)):
+        session = open_session(path)
+        batched = run(session, items, pad_id=pad_id)[:, 0]
+        alone = np.array([run(session, [item], pad_id=pad_id)[0, 0] for item in items])
+        differ = np.abs(alone - batched)
+        print(f"{name}: {len(items)} items scored alone and batched differ by at most "
+              f"{differ.max():.2g} (median {np.median(differ):.2g})", flush=True)
 
 
 def check_all_pairs(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray,
-                    rows: np.ndarray) -> float:
+                    rows: np.ndarray, temperature: float) -> tuple[float, str]:
     """The share of every scored pair whose order int8 keeps, near-ties included (the gate's
-    statistic before 2026-12-04)."""
+    statistic before 2026-12-04), and where the flipped pairs lie: how far fp32's calibrated
+    P(chosen over rejected) is from even."""
     n = check.examples
-    return float(((reward_of(fp32[rows]) > reward_of(fp32[n + rows]))
-                  == (reward_of(int8[rows]) > reward_of(int8[n + rows]))).mean())
+    margin = reward_of(fp32[rows]) - reward_of(fp32[n + rows])
+    margin8 = reward_of(int8[rows]) - reward_of(int8[n + rows])
+    flipped = (margin > 0) != (margin8 > 0)
+    p32, p8 = (1 / (1 + np.exp(-m / temperature)) for m in (margin, margin8))
+    distance = np.abs(p32 - 0.5)
+    edges = (0.0, 0.02, 0.05, 1.0)
+    bands = ", ".join(f"{int((flipped & (distance >= lo) & (distance < hi)).sum())} of "
+                      f"{int(((distance >= lo) & (distance < hi)).sum())} at {lo}-{hi}"
+                      for lo, hi in pairwise(edges))
+    moved = np.percentile(np.abs(p8 - p32), [50, 99])
+    return float((~flipped).mean()), (f"{bands}; compare's P moved by {moved[0]:.3f} (median), "
+                                      f"{moved[1]:.3f} (99th percentile)")
 
 
 if __name__ == "__main__":
