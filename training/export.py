@@ -14,8 +14,9 @@ The int8 gate. A point difference in validation accuracy is noise at this size (
   least INT8_DECIDED_MARGIN from even. Of those, int8 must keep the order of at least
   INT8_MIN_DECIDED_AGREEMENT. A pair fp32 scores 0.48 or 0.52 is one the model cannot tell
   apart; any change of the graph flips some of them, so counting them measured how many
-  near-ties a model has, not what int8 does (the default model: int8 flipped 98 of 1,694
-  validation pairs, 91 of them within 0.02 of even, and 1 of the 862 that fp32 decides).
+  near-ties a model has, not what int8 does (the default model, `python -m
+  bench.int8_variants`: int8 flipped 107 of 1,694 validation pairs, 98 of them within 0.02 of
+  even, and 2 of the 862 that fp32 decides).
   For a classifier, the share of texts whose decision int8 keeps must be at least
   INT8_MIN_AGREEMENT;
 - how much could the metric really drop? A paired bootstrap over the validation examples (same
