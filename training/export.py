@@ -31,10 +31,17 @@ scored, a graph that surely passes is accepted at a look: the drop's upper bound
 mean + INT8_STOP_Z standard deviations) is within INT8_MAX_DROP_POINTS and, where the task has
 an agreement, the lower Wilson bound on the share kept reaches the share asked. The decision
 is then made, as always, on every example scored; the looks only end the scoring.
+
+fp32's side of the check is the fp32 graph's outputs, or, where the training run saved its
+scores of exactly these validation items (VALIDATION_SCORES, written by reward training's
+calibration and checked by a digest of the encoded items), those: the parity gate has just
+shown the graph equal to the model within 1e-4, and scoring the split again with fp32 took
+most of the check's time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import warnings
@@ -64,6 +71,37 @@ INT8_MAX_DROP_POINTS = 2.0
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 1000, 0
 INT8_LOOK, INT8_STOP_Z = 256, 3.29
 INT8_ACCEPT_AFTER, INTERIM_RESAMPLES = 2048, 200
+
+
+VALIDATION_SCORES = "validation_scores.npz"
+
+
+def items_digest(items: Sequence[EncodedPair]) -> str:
+    """sha256 of the encoded items, in order: what saved scores are scores of."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(np.asarray(item.input_ids, np.int64).tobytes() + b"|")
+        digest.update(np.asarray(item.token_type_ids, np.int64).tobytes() + b";")
+    return digest.hexdigest()
+
+
+def save_validation_scores(directory: Path, items: Sequence[EncodedPair],
+                           scores: np.ndarray) -> Path:
+    """The model's scores of `items` (one per item), for the int8 check's fp32 side."""
+    path = directory / VALIDATION_SCORES
+    np.savez(path, scores=np.asarray(scores, np.float32).reshape(len(items), 1),
+             digest=np.array(items_digest(items)))
+    return path
+
+
+def saved_validation_scores(directory: Path, items: Sequence[EncodedPair]) -> np.ndarray | None:
+    """The scores `directory` saved, when they are of exactly `items`; else None."""
+    path = directory / VALIDATION_SCORES
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        scores, digest = saved["scores"], str(saved["digest"])
+    return scores if len(scores) == len(items) and digest == items_digest(items) else None
 
 
 class ParityError(RuntimeError):
@@ -201,17 +239,22 @@ class ValidationCheck:
     min_agreement: float = INT8_MIN_AGREEMENT
     item_rows: Callable[[np.ndarray], np.ndarray] = lambda rows: rows
 
-    def outputs(self, fp32: Path, int8: Path, pad_id: int) -> CheckOutputs:
+    def outputs(self, fp32: Path, int8: Path, pad_id: int,
+                known_fp32: np.ndarray | None = None) -> CheckOutputs:
         """Both graphs' outputs, look by look, until every example is scored or int8 surely
-        fails or surely passes."""
+        fails or surely passes. `known_fp32`: fp32's outputs of every item, already known
+        (then only int8 is run)."""
         order = np.random.default_rng(BOOTSTRAP_SEED).permutation(self.examples)
-        sessions = (open_session(fp32), open_session(int8))
-        outputs: list[np.ndarray | None] = [None, None]
-        with tqdm(total=2 * len(self.items), unit="seq", desc="int8 check", dynamic_ncols=True,
-                  leave=False) as bar:
+        sessions = (None if known_fp32 is not None else open_session(fp32), open_session(int8))
+        outputs: list[np.ndarray | None] = [known_fp32, None]
+        runs = sum(s is not None for s in sessions)
+        with tqdm(total=runs * len(self.items), unit="seq", desc="int8 check",
+                  dynamic_ncols=True, leave=False) as bar:
             for start in range(0, self.examples, INT8_LOOK):
                 items = self.item_rows(order[start:start + INT8_LOOK])
                 for k, session in enumerate(sessions):
+                    if session is None:
+                        continue
                     out = run(session, [self.items[i] for i in items], pad_id=pad_id,
                               on_batch=lambda n, _tokens, _seconds: bar.update(n))
                     if outputs[k] is None:
@@ -382,11 +425,14 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str, check: Validati
     to_fp16(output / FP32, output / FP16)
     parity["fp16"] = check_parity(model, output / FP16, probe, TOLERANCE[FP16], encoder.pad_id)
 
+    known = saved_validation_scores(checkpoint, check.items)
+    graphs = ("the int8 graph (fp32's: the scores training saved of these inputs)"
+              if known is not None else "the fp32 and the int8 graph")
     say(f"export {name}: int8 check, quantising, then scoring the {len(check.items):,} "
-        f"validation inputs with the fp32 and the int8 graph ({check.metric}; stops early "
-        f"once the answer is sure)")
+        f"validation inputs with {graphs} ({check.metric}; stops early once the answer is "
+        "sure)")
     quantise_int8(output / FP32, output / INT8)
-    scored = check.outputs(output / FP32, output / INT8, encoder.pad_id)
+    scored = check.outputs(output / FP32, output / INT8, encoder.pad_id, known)
     decision = decide_int8(check, scored.fp32, scored.int8, scored.rows)
     if decision.accepted:
         parity["int8"] = check_parity(model, output / INT8, probe, float("inf"), encoder.pad_id)

@@ -35,6 +35,7 @@ from training.data.reward_data import (
 )
 from training.data.split import sample
 from training.evaluate import SetResult, evaluate_sets
+from training.export import save_validation_scores
 from training.metrics import pairwise_metrics
 from training.modeling import AnyModel
 from training.pairs import EncodedPairs, RewardObjective, score_pairs
@@ -55,6 +56,7 @@ class Calibrated:
     margins: np.ndarray
     temperature: float
     normalisation: Normalisation
+    rewards: np.ndarray  # every validation pair's chosen, then every rejected
 
 
 def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None,
@@ -110,6 +112,10 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
         "calibration": {"temperature": calibrated.temperature,
                         **calibrated.normalisation.model_dump()}}
     result = run.finish(model, manifest, summary, metrics, [(COLUMNS, list(metrics))])
+    # The export's int8 check reads these as fp32's side instead of scoring the split again.
+    validation = EncodedPairs.build(run.encoder, data.splits["validation"])
+    save_validation_scores(run.model_dir, [*validation.chosen, *validation.rejected],
+                           calibrated.rewards)
     suite = summary["behaviour"]
     print(f"temperature {calibrated.temperature:.3f}; behavioural suite "
           f"{suite['overall']:.1%} ({'passes' if suite['passes'] else 'FAILS'} its targets "
@@ -145,7 +151,8 @@ def calibrate(model: AnyModel, encoder: PairEncoder, pairs: list[PreferencePair]
         margins=chosen - rejected, temperature=fit_temperature(chosen - rejected),
         normalisation=Normalisation(
             mean=float(rewards.mean()), std=float(rewards.std()) or 1.0,
-            reference="pooled validation responses (chosen and rejected)", n=len(rewards)))
+            reference="pooled validation responses (chosen and rejected)", n=len(rewards)),
+        rewards=rewards)
 
 
 def seen_whole(encoder: PairEncoder) -> Whole:

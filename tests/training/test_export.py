@@ -221,3 +221,54 @@ def test_int8_check_stops_early_only_when_the_answer_is_sure(monkeypatch: pytest
     flips["int8"] = 0
     scored = short.outputs(Path("fp32"), Path("int8"), pad_id=0)
     assert len(scored.rows) == 1000  # passing is only ever decided early past 2,048 examples
+
+
+def test_training_saves_its_validation_scores_for_the_int8_check(
+        trained_run: Path, artifact: tuple[Path, Manifest]) -> None:
+    """Reward training keeps the scores its calibration computed; they are the fp32 graph's, so
+    the export's int8 check need not score the split with fp32 again."""
+    checkpoint = trained_run / "model"
+    manifest = Manifest.load(checkpoint)
+    encoder = PairEncoder.from_file(checkpoint / "tokenizer.json", manifest.input)
+    own = trained_run.parent / "own.jsonl"  # the run's own file joined its validation split
+    pairs = EncodedPairs.build(encoder, load_reward_data(None, [own], skip_invalid=True,
+                                                         other_sources=False
+                                                         ).splits["validation"])
+    items = [*pairs.chosen, *pairs.rejected]
+    saved = export.saved_validation_scores(checkpoint, items)
+    assert saved is not None and saved.shape == (len(items), 1)
+    graph = open_session(artifact[0] / "model.onnx")
+    sample = list(range(0, len(items), max(1, len(items) // 40)))
+    fp32 = run(graph, [items[i] for i in sample], pad_id=encoder.pad_id)
+    assert np.abs(fp32 - saved[sample]).max() < 1e-4
+    # other items (the split without the run's own file): not theirs, so not used
+    assert export.saved_validation_scores(checkpoint, items[:-1]) is None
+    assert export.saved_validation_scores(checkpoint, items[::-1]) is None
+
+
+def test_int8_check_with_known_fp32_scores_runs_only_int8(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    n = 600
+    scores = np.random.default_rng(2).normal(size=2 * n).astype(np.float32)
+    items = [EncodedPair([i], [0], False, False) for i in range(2 * n)]
+    check = export.pairwise_check(items[:n], items[n:])
+    graphs_run: list[str] = []
+
+    def fake_run(graph: str, batch: list[EncodedPair], **_: object) -> np.ndarray:
+        graphs_run.append(graph)
+        noise = 0.0 if graph == "fp32" else 0.01
+        return np.array([[scores[item.input_ids[0]] + noise] for item in batch], np.float32)
+
+    monkeypatch.setattr(export, "open_session", str)
+    monkeypatch.setattr(export, "run", fake_run)
+    both = check.outputs(Path("fp32"), Path("int8"), pad_id=0)
+    assert set(graphs_run) == {"fp32", "int8"}
+    export.save_validation_scores(tmp_path, items, scores)
+    known = export.saved_validation_scores(tmp_path, items)
+    graphs_run.clear()
+    only = check.outputs(Path("fp32"), Path("int8"), pad_id=0, known_fp32=known)
+    assert set(graphs_run) == {"int8"}
+    assert np.array_equal(only.rows, both.rows) and np.array_equal(only.fp32, both.fp32)
+    assert (export.decide_int8(check, only.fp32, only.int8, only.rows)
+            == export.decide_int8(check, both.fp32, both.int8, both.rows))
