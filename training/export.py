@@ -226,9 +226,10 @@ class ValidationCheck:
 
     `measure` computes the metric (higher is better) on a subset of the validation examples,
     given by their row numbers, so the bootstrap can resample examples; `kept`, where the task
-    has one, says whether int8 keeps fp32's decision on each of the example rows given that
-    has one (fp32 outputs, int8 outputs, example rows), and `min_agreement` is the share it must
-    keep. `item_rows` maps example rows to the items they read (a pair reads two)."""
+    has one, says for each example it counts among the rows given (a reward check counts the
+    pairs fp32 decides) whether int8 keeps fp32's decision (fp32 outputs, int8 outputs, example
+    rows); `min_agreement` is the share it must keep. `item_rows` maps example rows to the
+    items they read (a pair reads two)."""
 
     metric: str  # what is measured, on which data
     items: list[EncodedPair]
