@@ -25,7 +25,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from models import store
 from models.artifact import FP32, TOKENIZER_FILE
-from models.calibration import reward_of
+from models.calibration import reward_of, sigmoid
 from models.inputs import EncodedPair, PairEncoder
 from models.session import open_session, run
 from training.data.reward_data import load_reward_data
@@ -119,7 +119,7 @@ def check_all_pairs(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray,
     margin = reward_of(fp32[rows]) - reward_of(fp32[n + rows])
     margin8 = reward_of(int8[rows]) - reward_of(int8[n + rows])
     flipped = (margin > 0) != (margin8 > 0)
-    p32, p8 = (1 / (1 + np.exp(-m / temperature)) for m in (margin, margin8))
+    p32, p8 = sigmoid(margin / temperature), sigmoid(margin8 / temperature)
     distance = np.abs(p32 - 0.5)
     edges = (0.0, 0.02, 0.05, 1.0)
     bands = ", ".join(f"{int((flipped & (distance >= lo) & (distance < hi)).sum())} of "

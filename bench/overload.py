@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -41,6 +40,7 @@ import aiohttp
 import httpx
 import numpy as np
 
+from bench.http_load import machine
 from bench.serve import Pair, real_pairs
 from service.local import serving
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps({
             "clients": args.clients, "seconds": args.seconds, "per_request": PER_REQUEST,
             "client": "aiohttp, bodies encoded beforehand",
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "machine": machine(),
             "results": results}, indent=1) + "\n")
 
 

@@ -54,7 +54,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.artifact import FP16, FP32, INT8, TOKENIZER_FILE, WEIGHTS_DIR
-from models.calibration import reward_of
+from models.calibration import reward_of, sigmoid
 from models.inputs import EncodedPair, PairEncoder, pad_batch
 from models.manifest import Manifest, file_digests, library_versions
 from models.session import INPUT_NAMES, OUTPUT_NAME, feeds, open_session, run
@@ -274,7 +274,7 @@ class ValidationCheck:
         agrees = True
         if self.kept is not None:
             kept = self.kept(fp32, int8, seen)
-            share = float(kept.mean()) if len(kept) else 1.0
+            share = share_kept(kept)
             if len(kept) and wilson_upper(share, len(kept)) < self.min_agreement:
                 return True
             agrees = len(kept) > 0 and wilson_lower(share, len(kept)) >= self.min_agreement
@@ -289,6 +289,12 @@ class CheckOutputs:
     fp32: np.ndarray
     int8: np.ndarray
     rows: np.ndarray  # the example rows both graphs scored (all of them unless stopped early)
+
+
+def share_kept(kept: np.ndarray) -> float:
+    """The share of decisions int8 keeps; 1 when there were none to keep (a reward model that
+    decides no pair: the bootstrap interval alone decides)."""
+    return float(kept.mean()) if len(kept) else 1.0
 
 
 def wilson_upper(share: float, n: int, z: float = INT8_STOP_Z) -> float:
@@ -326,10 +332,9 @@ def pairwise_check(chosen: Sequence[EncodedPair], rejected: Sequence[EncodedPair
 
     def order_kept(fp32: np.ndarray, int8: np.ndarray, rows: np.ndarray) -> np.ndarray:
         margin = reward_of(fp32[rows]) - reward_of(fp32[n + rows])
-        decided = rows[np.abs(1 / (1 + np.exp(-margin / temperature)) - 0.5)
-                       >= INT8_DECIDED_MARGIN]
-        return ((reward_of(fp32[decided]) > reward_of(fp32[n + decided]))
-                == (reward_of(int8[decided]) > reward_of(int8[n + decided])))
+        margin8 = reward_of(int8[rows]) - reward_of(int8[n + rows])
+        decided = np.abs(sigmoid(margin / temperature) - 0.5) >= INT8_DECIDED_MARGIN
+        return (margin[decided] > 0) == (margin8[decided] > 0)
 
     return ValidationCheck(f"pairwise_accuracy ({data})", [*chosen, *rejected], n, accuracy,
                            order_kept, f"share of the pairs fp32 decides (P at least "
@@ -383,7 +388,7 @@ def decide_int8(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray,
     kept = check.kept(fp32, int8, seen) if check.kept else None
     return Int8Decision(check.metric, check.measure(fp32, seen), check.measure(int8, seen),
                         (float(low), float(high)),
-                        None if kept is None else float(kept.mean()) if len(kept) else 1.0,
+                        None if kept is None else share_kept(kept),
                         check.agreement_of, 0 if kept is None else len(kept),
                         check.min_agreement, len(seen), check.examples)
 
