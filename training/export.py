@@ -45,6 +45,7 @@ import hashlib
 import logging
 import shutil
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,12 +96,16 @@ def save_validation_scores(directory: Path, items: Sequence[EncodedPair],
 
 
 def saved_validation_scores(directory: Path, items: Sequence[EncodedPair]) -> np.ndarray | None:
-    """The scores `directory` saved, when they are of exactly `items`; else None."""
+    """The scores `directory` saved, when they are of exactly `items`; else None (also for a
+    file that cannot be read: the check then scores the items with fp32 itself)."""
     path = directory / VALIDATION_SCORES
     if not path.is_file():
         return None
-    with np.load(path) as saved:
-        scores, digest = saved["scores"], str(saved["digest"])
+    try:
+        with np.load(path) as saved:
+            scores, digest = saved["scores"], str(saved["digest"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
     return scores if len(scores) == len(items) and digest == items_digest(items) else None
 
 

@@ -246,6 +246,17 @@ def test_training_saves_its_validation_scores_for_the_int8_check(
     assert export.saved_validation_scores(checkpoint, items[::-1]) is None
 
 
+def test_unreadable_validation_scores_are_ignored(tmp_path: Path) -> None:
+    """A truncated or foreign file is not fp32's side: the check scores with fp32 itself."""
+    items = [EncodedPair([i, 1], [0, 0], False, False) for i in range(6)]
+    saved = export.save_validation_scores(tmp_path, items, np.arange(6.0))
+    assert export.saved_validation_scores(tmp_path, items) is not None
+    saved.write_bytes(saved.read_bytes()[:40])
+    assert export.saved_validation_scores(tmp_path, items) is None
+    np.savez(saved, other=np.zeros(6))
+    assert export.saved_validation_scores(tmp_path, items) is None
+
+
 def test_int8_check_with_known_fp32_scores_runs_only_int8(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
