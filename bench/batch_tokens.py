@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=512, help="pairs per workload")
     args = parser.parse_args()
     stored = store.get(args.tag)
-    runtime = RewardRuntime(stored.path, stored.manifest, Settings())
+    # one caller on every core (bench/engine_lanes.py compares lanes)
+    runtime = RewardRuntime(stored.path, stored.manifest, Settings(lanes=1))
     short = short_pairs(args.pairs, tokenizer(stored.path))
     best_of = [runtime.front.prepare([p] * len(rs), rs) for p, rs in best_of_requests(short)]
     whole = real_pairs(args.pairs)

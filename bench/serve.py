@@ -6,7 +6,9 @@ Starts `bentoml serve` on 127.0.0.1 (what `make serve` runs), then on the same r
 (prompt, response) pairs and the same model file measures, in one run:
 
 - the bare engine: pre-tokenised items through the session (sorted, token-budgeted batches,
-  exactly the engine's code path), 32 at a time and one at a time;
+  exactly the engine's code path), 32 at a time and one at a time, taken by as many threads
+  as the service has lanes (service/runtime.py); a lone item on one lane, and on one call over
+  every core (ALIGNSERVE_LANES=1: the lowest lone latency);
 - the service: 32-pair /v1/reward/score requests from 4 concurrent clients; single-pair
   requests from 16 concurrent clients (both with aiohttp, bodies encoded beforehand); single
   requests one after another on one keep-alive connection (latency, with the leanest client:
@@ -29,6 +31,7 @@ import random
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.http_load import Request, Result, concurrent, machine, one_at_a_time
@@ -57,14 +60,22 @@ def real_pairs(count: int, seed: int = 0) -> list[Pair]:
     return out
 
 
-def bare(runtime: RewardRuntime, items: list[EncodedPair], batch: int) -> Result:
-    runtime.engine.core(items[:batch])  # warm
-    latencies = []
-    started = time.perf_counter()
-    for start in range(0, len(items), batch):
+def bare(runtime: RewardRuntime, items: list[EncodedPair], batch: int, lanes: int = 0
+         ) -> Result:
+    """The engine as the service runs it: batches of `batch` items taken by its lanes (or
+    `lanes` callers), each call timed."""
+    engine = runtime.engine
+    engine.core(items[:batch])  # warm
+    batches = [items[start:start + batch] for start in range(0, len(items), batch)]
+
+    def timed(chunk: list[EncodedPair]) -> float:
         t0 = time.perf_counter()
-        runtime.engine.core(items[start:start + batch])
-        latencies.append(time.perf_counter() - t0)
+        engine.core(chunk)
+        return time.perf_counter() - t0
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(lanes or engine.lanes.count) as pool:
+        latencies = list(pool.map(timed, batches))
     elapsed = time.perf_counter() - started
     return Result(len(items) / elapsed, statistics.median(latencies) * 1000)
 
@@ -87,8 +98,10 @@ def main() -> None:
     pairs = real_pairs(args.pairs)
     items = runtime.front.prepare([p for p, _ in pairs], [r for _, r in pairs])
     tokens = statistics.mean(len(i) for i in items)
-    print(f"{tag} ({runtime.engine.graph.value}, {runtime.engine.provider}); {len(pairs)} "
-          f"real hh-rlhf pairs per scenario, mean {tokens:.0f} tokens; {machine()}")
+    lanes = runtime.engine.lanes
+    print(f"{tag} ({runtime.engine.graph.value}, {runtime.engine.provider}, {lanes.count} "
+          f"lane(s) x {lanes.threads or 'default'} thread(s), {lanes.batch_tokens}-token calls); "
+          f"{len(pairs)} real hh-rlhf pairs per scenario, mean {tokens:.0f} tokens; {machine()}")
 
     log = Path(tempfile.mkdtemp(prefix="alignserve-bench-")) / "serve.log"
     # The reward model alone: the same model and file as the bare engine, nothing else loaded.
@@ -101,8 +114,11 @@ def main() -> None:
             ("1-pair requests, 16 clients", bare(runtime, items, 1),
              asyncio.run(concurrent(url, PATH, score_requests(pairs, 1), 16)), 0.60),
         ]
-        sequential_bare = bare(runtime, items[:200], 1)
+        sequential_bare = bare(runtime, items[:200], 1, lanes=1)
         sequential = one_at_a_time(url, PATH, [b for b, _ in score_requests(pairs[:200], 1)])
+    # A lone call on every core, as one lane would run it (ALIGNSERVE_LANES=1).
+    wide = RewardRuntime.from_store(tag, settings.model_copy(update={"lanes": 1}))
+    wide_bare = bare(wide, items[:200], 1, lanes=1)
 
     print(f"\n{'scenario':32}{'bare pairs/s':>14}{'service pairs/s':>17}{'ratio':>8}"
           f"{'target':>8}")
@@ -114,6 +130,9 @@ def main() -> None:
     print(f"\nsingle request, one at a time: p50 bare {sequential_bare.p50_ms:.1f} ms, service "
           f"{sequential.p50_ms:.1f} ms, difference {gap:+.1f} ms (target <= +3.0 ms)"
           f"{'' if gap <= 3 else '  MISSED'}")
+    print(f"the bare engine on every core in one call (ALIGNSERVE_LANES=1): p50 "
+          f"{wide_bare.p50_ms:.1f} ms; the service against it "
+          f"{sequential.p50_ms - wide_bare.p50_ms:+.1f} ms")
 
 
 if __name__ == "__main__":

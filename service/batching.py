@@ -1,23 +1,26 @@
 """The batch queue: concurrent requests' items merged into engine batches.
 
-Requests put their tokenised items on one queue per model. A single inference thread takes
-everything queued (up to `max_batch_size` items) whenever it is free, so a busy engine gathers
-the next batch while it runs the current one, and an idle engine starts at once. An idle engine
-waits `max_latency_ms` for company first: 0 on a CPU, where batching does not raise throughput
-and waiting only adds latency; a few milliseconds on a GPU, where batch size is everything.
+Requests put their tokenised items on one queue per model. Each of the engine's lanes (an
+inference thread; service/runtime.py says how many) takes everything queued (up to
+`max_batch_size` items) whenever it is free, so a busy lane gathers the next batch while it runs
+the current one, and an idle one starts at once. On a CPU two lanes, each running onnxruntime on
+its share of the cores, outpace one lane on all of them: small batches do not keep two cores
+busy inside one run. An idle lane waits `max_latency_ms` for company first: 0 on a CPU, where
+batching does not raise throughput and waiting only adds latency; a few milliseconds on a GPU,
+where batch size is everything.
 Inside a batch, the engine sorts items by length and cuts micro-batches under a token budget,
 so no item's score depends on what it was batched with.
 
 Admission by expected wait: a request is admitted only when the items ahead of it and its own
 would be through the engine within its deadline (ALIGNSERVE_MAX_QUEUE_WAIT_MS, or less when the
-request's X-Deadline-Ms asks for less), at the engine's measured pace (seconds per item, learnt
-from every batch); `max_queued_items` caps the queue as well. A refused request gets 429 at once
-with a Retry-After of when that wait would fit, and costs next to nothing: the routes ask before
-tokenising. An admitted request holds its place (`reserve`) while it tokenises: the queue
-counts its items from admission on, so requests admitted together cannot overfill it, and no
-request is tokenised only to be refused afterwards (under a flood of 200 clients that was most
-of the tokenising). A job still waiting when its deadline passes is answered 429 instead of
-being run late. An empty queue admits anything.
+request's X-Deadline-Ms asks for less), at the engine's measured pace (seconds per item in one
+lane, learnt from every batch, divided among the lanes); `max_queued_items` caps the queue as
+well. A refused request gets 429 at once with a Retry-After of when that wait would fit, and
+costs next to nothing: the routes ask before tokenising. An admitted request holds its place
+(`reserve`) while it tokenises: the queue counts its items from admission on, so requests
+admitted together cannot overfill it, and no request is tokenised only to be refused afterwards
+(under a flood of 200 clients that was most of the tokenising). A job still waiting when its
+deadline passes is answered 429 instead of being run late. An empty queue admits anything.
 
 Why not BentoML's batcher (`@bentoml.api(batchable=True)` behind `bentoml.depends`): measured
 with bench/serve.py on the 2-core CPU, its wait estimate learned under load held every later
@@ -89,19 +92,24 @@ class BatchResult:
 class Batcher:
     def __init__(self, engine: Engine, model: str, max_batch_size: int, max_latency_ms: float,
                  max_queued_items: int,
-                 max_queue_wait_ms: float = Settings.model_fields["max_queue_wait_ms"].default
-                 ) -> None:
+                 max_queue_wait_ms: float = Settings.model_fields["max_queue_wait_ms"].default,
+                 lanes: int = 1) -> None:
         self.engine, self.model = engine, model
         self.max_batch_size, self.max_wait_s = max_batch_size, max_latency_ms / 1000
         self.max_queued_items = max_queued_items
         self.max_queue_wait_s = max_queue_wait_ms / 1000
+        self.lanes = lanes
         self.jobs: deque[Job] = deque()
         self.queued_items = 0
-        self.seconds_per_item = 0.02  # the engine's pace, refined from every batch
+        self.seconds_per_item = 0.02  # one lane's pace, refined from every batch
         self.wake: asyncio.Event | None = None
-        self.worker: asyncio.Task[None] | None = None
-        self.thread: ThreadPoolExecutor | None = None
+        self.workers: list[asyncio.Task[None]] = []
+        self.threads: ThreadPoolExecutor | None = None
         metrics.QUEUE_LIMIT.labels(model).set(max_queued_items)
+
+    def drain_s(self, items: int) -> float:
+        """How long `items` queued items take through the engine, its lanes side by side."""
+        return items * self.seconds_per_item / self.lanes
 
     def deadline_s(self) -> float:
         """How long this request may take in the queue and the engine."""
@@ -115,7 +123,7 @@ class Batcher:
         deadline = self.deadline_s()
         if not self.queued_items:
             return deadline
-        wait = (self.queued_items + count) * self.seconds_per_item
+        wait = self.drain_s(self.queued_items + count)
         if self.queued_items + count > self.max_queued_items:
             why = f"{self.queued_items} items are queued (limit {self.max_queued_items})"
         elif wait > deadline:
@@ -149,11 +157,12 @@ class Batcher:
                       ) -> BatchResult:
         """Queue the items of a slot that held `held` places."""
         loop = asyncio.get_running_loop()
-        if self.worker is None:  # started in the server's own event loop, on first use
-            self.thread = ThreadPoolExecutor(max_workers=1,
-                                             thread_name_prefix=f"engine-{self.model}")
+        if not self.workers:  # started in the server's own event loop, on first use
+            self.threads = ThreadPoolExecutor(max_workers=self.lanes,
+                                              thread_name_prefix=f"engine-{self.model}")
             self.wake = asyncio.Event()
-            self.worker = loop.create_task(self._work(), name=f"batcher-{self.model}")
+            self.workers = [loop.create_task(self._work(), name=f"batcher-{self.model}-{lane}")
+                            for lane in range(self.lanes)]
         job = Job(items, loop.create_future(), deadline)
         self.jobs.append(job)
         self._count(len(items) - held)
@@ -167,12 +176,12 @@ class Batcher:
         took it before the switch but reaches the queue only after this starts them again."""
         while self.jobs or self.queued_items:
             await asyncio.sleep(poll_s)
-        if self.worker is not None:
-            self.worker.cancel()
-            self.worker = None
-        if self.thread is not None:
-            self.thread.shutdown(wait=False)
-            self.thread = None
+        for worker in self.workers:
+            worker.cancel()
+        self.workers = []
+        if self.threads is not None:
+            self.threads.shutdown(wait=False)
+            self.threads = None
 
     def _count(self, delta: int) -> None:
         self.queued_items += delta
@@ -189,7 +198,7 @@ class Batcher:
                 job.future.set_exception(ServiceError(
                     ErrorType.overloaded, f"waited {now - job.queued_at:.1f} s in the queue, "
                     "past its deadline; retry after the Retry-After",
-                    retry_after_s=max(1, math.ceil(self.queued_items * self.seconds_per_item))))
+                    retry_after_s=max(1, math.ceil(self.drain_s(self.queued_items)))))
 
     def _take(self) -> list[Job]:
         """Whole jobs in arrival order up to max_batch_size items (a bigger job goes alone)."""
@@ -201,17 +210,17 @@ class Batcher:
         return batch
 
     async def _work(self) -> None:
+        """One lane: take the next batch whenever free, run it in the lane's thread."""
         assert self.wake is not None
         loop = asyncio.get_running_loop()
         idle = True  # nothing has run yet
         while True:
             if not self.jobs:
                 idle = True
-                self.wake.clear()
+                self.wake.clear()  # every idle lane waits; the first one woken takes the jobs
                 await self.wake.wait()
-            # Only an engine that sat idle waits for company: after a busy batch, whatever
-            # queued meanwhile goes at once. (Nothing is in flight here, so queued_items is
-            # what waits.)
+            # Only a lane that sat idle waits for company: after a busy batch, whatever
+            # queued meanwhile goes at once.
             if idle and self.max_wait_s and self.queued_items < self.max_batch_size:
                 await asyncio.sleep(self.max_wait_s)
             idle = False
@@ -222,8 +231,8 @@ class Batcher:
             items = [item for job in batch for item in job.items]
             started = time.perf_counter()
             try:
-                assert self.thread is not None
-                outputs = await loop.run_in_executor(self.thread, self.engine.core, items,
+                assert self.threads is not None
+                outputs = await loop.run_in_executor(self.threads, self.engine.core, items,
                                                      self._observe)
             except Exception as exc:  # a bug or a broken graph: fail this batch, keep serving
                 log.exception("inference failed on a batch of %d items", len(items))

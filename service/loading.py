@@ -61,13 +61,15 @@ def load_model(role: str, tag: str, settings: Settings) -> ModelBackend:
     engine = Engine(stored.path, settings, front.encoder.pad_id)
     started = time.perf_counter()
     engine.warm_up(front)
-    log.info("%s warmed up on %s (%s) in %.1f s", front.tag, engine.provider,
-             engine.graph.value, time.perf_counter() - started)
+    lanes = engine.lanes
+    log.info("%s warmed up on %s (%s; %d lane(s) x %s thread(s), %d-token calls) in %.1f s",
+             front.tag, engine.provider, engine.graph.value, lanes.count,
+             lanes.threads or "default", lanes.batch_tokens, time.perf_counter() - started)
     wait_ms = settings.max_latency_ms
     if wait_ms is None:
         wait_ms = 5.0 if engine.provider == "cuda" else 0.0
     batcher = Batcher(engine, manifest.name, settings.max_batch_size, wait_ms,
-                      settings.max_queued_items, settings.max_queue_wait_ms)
+                      settings.max_queued_items, settings.max_queue_wait_ms, engine.lanes.count)
     model = ModelBackend(front, engine, batcher)
     announce(model, 1)
     metrics.start_series(manifest)

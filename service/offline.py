@@ -62,11 +62,14 @@ class Scorer:
     def __init__(self, tag: str, graph: str = "auto", threads: int | None = None,
                  batch_tokens: int | None = None) -> None:
         """`batch_tokens`: padded tokens per engine call; None: the service's own for the
-        provider (service/runtime.py's BATCH_TOKENS), small on a CPU, large on CUDA."""
+        provider and threads (service/runtime.py's BATCH_TOKENS), small on a CPU, large on
+        CUDA."""
         stored = store.get(tag)  # every file's sha256 checked
         self.manifest = stored.manifest
         self.tag = f"{self.manifest.name}:{self.manifest.version}"
-        settings = Settings(graph=Graph(graph), threads=threads, max_batch_tokens=batch_tokens)
+        # One caller: one lane, on every core it was given.
+        settings = Settings(graph=Graph(graph), lanes=1, threads=threads,
+                            max_batch_tokens=batch_tokens)
         from service.fronts import front_for
 
         self.front = front_for(stored.path, self.manifest)

@@ -4,7 +4,8 @@
 - `Engine`: core, the onnxruntime session. Items are sorted by length and run in micro-batches
   under a token budget, so an item's score does not depend on what it was batched with. The
   graph and provider are chosen once, at load, and checked: a CUDA session that silently fell
-  back to the CPU is recorded as a problem and the service never reports ready.
+  back to the CPU is recorded as a problem and the service never reports ready. On a CPU the
+  session runs in lanes: batches side by side, each on its share of the cores (`lanes`).
 - `RewardRuntime`: a reward model's front and engine together, for benchmarks and tests.
 
 The service (service/service.py) gives each model a front and an engine, with the batch queue
@@ -13,8 +14,12 @@ The service (service/service.py) gives each model a front and an engine, with th
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +35,46 @@ from service.settings import Graph, Provider, Settings
 log = logging.getLogger(__name__)
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
-# Padded tokens per engine call unless ALIGNSERVE_MAX_BATCH_TOKENS says: on a CPU, small
-# batches of like lengths pad less and ran MiniLM 1.2-1.6x faster than 4,096-token batches on 2
-# cores (bench/batch_tokens.py); a GPU wants large ones.
-BATCH_TOKENS = {"cpu": 512, "cuda": 8192}
+# Padded tokens per engine call unless ALIGNSERVE_MAX_BATCH_TOKENS says. A GPU wants large
+# batches. On a CPU it depends on the threads of one call: with several, small batches of like
+# lengths pad less and ran MiniLM 1.2-1.6x faster than 4,096-token ones on 2 cores
+# (bench/batch_tokens.py); with one (a lane's share of 2 cores), an item alone is the fastest
+# call (bench/engine_lanes.py), and 64 tokens leaves only items of up to 32 tokens to share one,
+# so an item's int8 score does not move with its batch.
+BATCH_TOKENS = {"cuda": 8192, "cpu": 512, "cpu, one thread": 64}
+# Batches run side by side on a CPU unless ALIGNSERVE_LANES says: two single-threaded runs
+# outpaced one run on both of 2 cores by 1.2-1.5x (bench/engine_lanes.py), because a small
+# batch cannot keep two threads busy inside one run. One lane on CUDA (one stream).
+CPU_LANES = 2
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 quota (a
+    container's CPU limit), which os.cpu_count() ignores."""
+    cores = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    return cores
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """How an engine runs: `count` batches side by side, each call on `threads` intra-op
+    threads (None: onnxruntime's default) and within `batch_tokens` padded tokens."""
+    count: int
+    threads: int | None
+    batch_tokens: int
+
+
+def lanes_for(settings: Settings, cuda: bool, cores: int) -> Lanes:
+    """The settings', else: on a CPU up to CPU_LANES lanes sharing the cores evenly; on CUDA
+    one lane and onnxruntime's own thread default."""
+    count = settings.lanes or (1 if cuda else max(1, min(CPU_LANES, cores)))
+    threads = settings.threads or (None if cuda else max(1, cores // count))
+    budget = BATCH_TOKENS["cuda" if cuda else "cpu, one thread" if threads == 1 else "cpu"]
+    return Lanes(count, threads, settings.max_batch_tokens or budget)
 
 
 def choose(directory: Path, settings: Settings, available: Sequence[str]
@@ -64,10 +105,11 @@ class Engine:
         self.settings, self.pad_id = settings, pad_id
         self.graph, providers = choose(directory, settings,
                                        onnxruntime.get_available_providers())
+        self.lanes = lanes_for(settings, CUDA in providers, usable_cores())
         self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
-                                    settings.threads, settings.cpu_arena)
+                                    self.lanes.threads, settings.cpu_arena)
         self.provider = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
-        self.max_batch_tokens = settings.max_batch_tokens or BATCH_TOKENS[self.provider]
+        self.max_batch_tokens = self.lanes.batch_tokens
         self.problem: str | None = None
         if CUDA in providers and self.provider != "cuda":
             self.problem = ("CUDA was asked for but onnxruntime fell back to the CPU: refusing "

@@ -50,8 +50,13 @@ class Settings(BaseSettings):
     graph: Graph = Field(Graph.auto, description="Which graph of the artifact to run. int8 is "
                          "~1.5x faster on AVX2 CPUs and was accepted at export only if accuracy "
                          "held; fp16 is for GPUs.")
+    lanes: int | None = Field(None, ge=1, le=64, description="Engine batches run side by side "
+                              "per model, each on its share of the cores. Default: 2 on a CPU "
+                              "with at least 2 cores (small batches cannot keep every core busy "
+                              "inside one run), 1 on CUDA.")
     threads: int | None = Field(None, ge=1, le=256, description="onnxruntime intra-op threads "
-                                "(default: all cores).")
+                                "per lane (default: the usable cores divided among the lanes; "
+                                "onnxruntime's own default on CUDA).")
     cpu_arena: bool = Field(True, description="onnxruntime's CPU memory arena: keeps the "
                             "largest batch's buffers for reuse. Off, a replica returns them "
                             "after each batch (less resident memory; see bench/memory.py).")
@@ -74,9 +79,10 @@ class Settings(BaseSettings):
                                      "admits four clients' 32-pair requests at fp32 MiniLM on 2 "
                                      "CPU cores (about 2.6 s of work); 2 s refused most of them.")
     max_batch_tokens: int | None = Field(
-        None, ge=256, le=1_048_576, description="Padded tokens per engine call (items are sorted "
-        "by length and cut into batches within it); unset: by provider, 512 on a CPU and 8192 "
-        "on CUDA (service/runtime.py, BATCH_TOKENS).")
+        None, ge=1, le=1_048_576, description="Padded tokens per engine call (items are sorted "
+        "by length and cut into batches within it; an item longer runs alone); unset: by "
+        "provider, 64 on a CPU (nearly every item alone in its lane) and 8192 on CUDA "
+        "(service/runtime.py, BATCH_TOKENS).")
     max_items: int = Field(64, ge=1, le=4096, description="Most items (or pairs) in one request.")
     max_chars: int = Field(32_000, ge=16, le=1_000_000, description="Most characters in one "
                            "response, candidate or prompt (all its messages together); longer "

@@ -48,6 +48,31 @@ def test_concurrent_requests_share_a_batch_and_keep_their_own_scores(
         assert np.allclose(result.outputs, engine.core(job), atol=1e-4)
 
 
+def test_lanes_run_batches_side_by_side_and_share_the_expected_wait(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """With two lanes a second big job does not wait for the first: both run at once, each
+    with its own exact scores; the queue's expected wait counts both lanes."""
+    front, engine = parts
+    jobs = [items(front, 300, words=30), items(front, 300, words=31)]
+
+    async def scenario(lanes: int) -> list:
+        batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
+                          max_queued_items=10_000, max_queue_wait_ms=60_000, lanes=lanes)
+        results = await asyncio.gather(*(batcher.run(job) for job in jobs))
+        await batcher.close()
+        return results
+
+    one = asyncio.run(scenario(1))
+    assert one[1].queue_s >= one[0].inference_s * 0.5  # one lane: the second waited
+    two = asyncio.run(scenario(2))
+    assert two[1].queue_s < two[0].inference_s * 0.5  # two lanes: it started at once
+    for job, result in zip(jobs, two, strict=True):
+        assert np.allclose(result.outputs, engine.core(job), atol=1e-4)
+    batcher = Batcher(engine, "tiny", 64, 0, 1000, lanes=2)
+    batcher.seconds_per_item = 0.01
+    assert batcher.drain_s(300) == pytest.approx(1.5)
+
+
 def test_a_full_queue_answers_429_at_once(parts: tuple[RewardFront, Engine]) -> None:
     front, engine = parts
 

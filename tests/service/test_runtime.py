@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.manifest import Manifest
-from service.runtime import CPU, CUDA, RewardRuntime, choose
+from service.runtime import CPU, CUDA, Lanes, RewardRuntime, choose, lanes_for, usable_cores
 from service.settings import Graph, Settings
 
 PROMPTS = ["hello", "what is the weather today please", "help me with my card refund " * 6]
@@ -30,6 +31,19 @@ def test_graph_choice(tiny_artifact: Path, tmp_path: Path) -> None:
     (tmp_path / "model.onnx").touch()
     with pytest.raises(RuntimeError, match=r"has no model\.int8\.onnx"):
         choose(tmp_path, Settings(graph=Graph.int8), [CPU])
+
+
+def test_lanes_share_the_cores_and_set_the_token_budget() -> None:
+    """On a CPU two lanes share the cores; a one-thread lane runs items alone (64 tokens), a
+    call on several threads batches within 512; CUDA runs one lane of large batches."""
+    assert lanes_for(Settings(), cuda=False, cores=2) == Lanes(2, 1, 64)
+    assert lanes_for(Settings(), cuda=False, cores=1) == Lanes(1, 1, 64)
+    assert lanes_for(Settings(), cuda=False, cores=8) == Lanes(2, 4, 512)
+    assert lanes_for(Settings(), cuda=True, cores=8) == Lanes(1, None, 8192)
+    assert lanes_for(Settings(lanes=1), cuda=False, cores=2) == Lanes(1, 2, 512)
+    assert lanes_for(Settings(lanes=3, threads=2, max_batch_tokens=256), cuda=False,
+                     cores=2) == Lanes(3, 2, 256)
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
 
 
 def test_score_is_independent_of_batch_company(runtime: RewardRuntime) -> None:
