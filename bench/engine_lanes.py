@@ -13,7 +13,7 @@ sorted by length, cut into calls within the budget), on the stored graph the ser
 - a lone pair, one at a time on one lane: p50 latency.
 
 Prints items/s (two rounds) and CPU milliseconds per item, and writes nothing; the service's
-defaults (service/runtime.py, CPU_LANES and BATCH_TOKENS) come from this table.
+defaults (service/runtime.py, INT8_CPU_LANES and BATCH_TOKENS) come from this table.
 """
 
 from __future__ import annotations

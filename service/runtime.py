@@ -42,10 +42,12 @@ CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 # call (bench/engine_lanes.py), and 64 tokens leaves only items of up to 32 tokens to share one,
 # so an item's int8 score does not move with its batch.
 BATCH_TOKENS = {"cuda": 8192, "cpu": 512, "cpu, one thread": 64}
-# Batches run side by side on a CPU unless ALIGNSERVE_LANES says: two single-threaded runs
-# outpaced one run on both of 2 cores by 1.2-1.5x (bench/engine_lanes.py), because a small
-# batch cannot keep two threads busy inside one run. One lane on CUDA (one stream).
-CPU_LANES = 2
+# int8 calls run side by side on a CPU unless ALIGNSERVE_LANES says: two single-threaded
+# int8 calls outpaced one call on both of 2 cores by 1.2-1.3x (bench/engine_lanes.py), because
+# int8's short matrix products cannot keep two threads busy inside one call. fp32 keeps both
+# busy: there lanes gained 0-10% and doubled a lone item's latency, so fp32 runs one lane, as
+# does CUDA (one stream).
+INT8_CPU_LANES = 2
 
 
 def usable_cores() -> int:
@@ -68,10 +70,12 @@ class Lanes:
     batch_tokens: int
 
 
-def lanes_for(settings: Settings, cuda: bool, cores: int) -> Lanes:
-    """The settings', else: on a CPU up to CPU_LANES lanes sharing the cores evenly; on CUDA
-    one lane and onnxruntime's own thread default."""
-    count = settings.lanes or (1 if cuda else max(1, min(CPU_LANES, cores)))
+def lanes_for(settings: Settings, graph: Quantisation, cuda: bool, cores: int) -> Lanes:
+    """The settings', else: an int8 graph on a CPU up to INT8_CPU_LANES lanes sharing the
+    cores evenly; any other graph on a CPU one lane on every core; on CUDA one lane and
+    onnxruntime's own thread default."""
+    side_by_side = not cuda and graph is Quantisation.int8
+    count = settings.lanes or (max(1, min(INT8_CPU_LANES, cores)) if side_by_side else 1)
     threads = settings.threads or (None if cuda else max(1, cores // count))
     budget = BATCH_TOKENS["cuda" if cuda else "cpu, one thread" if threads == 1 else "cpu"]
     return Lanes(count, threads, settings.max_batch_tokens or budget)
@@ -105,7 +109,7 @@ class Engine:
         self.settings, self.pad_id = settings, pad_id
         self.graph, providers = choose(directory, settings,
                                        onnxruntime.get_available_providers())
-        self.lanes = lanes_for(settings, CUDA in providers, usable_cores())
+        self.lanes = lanes_for(settings, self.graph, CUDA in providers, usable_cores())
         self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
                                     self.lanes.threads, settings.cpu_arena)
         self.provider = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"

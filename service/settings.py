@@ -50,10 +50,10 @@ class Settings(BaseSettings):
     graph: Graph = Field(Graph.auto, description="Which graph of the artifact to run. int8 is "
                          "~1.5x faster on AVX2 CPUs and was accepted at export only if accuracy "
                          "held; fp16 is for GPUs.")
-    lanes: int | None = Field(None, ge=1, le=64, description="Engine batches run side by side "
-                              "per model, each on its share of the cores. Default: 2 on a CPU "
-                              "with at least 2 cores (small batches cannot keep every core busy "
-                              "inside one run), 1 on CUDA.")
+    lanes: int | None = Field(None, ge=1, le=64, description="Engine calls run side by side "
+                              "per model, each on its share of the cores. Default: 2 for an "
+                              "int8 graph on a CPU with at least 2 cores (int8's short matrix "
+                              "products cannot keep every core busy inside one call), else 1.")
     threads: int | None = Field(None, ge=1, le=256, description="onnxruntime intra-op threads "
                                 "per lane (default: the usable cores divided among the lanes; "
                                 "onnxruntime's own default on CUDA).")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.artifact import Quantisation
 from models.manifest import Manifest
 from service.runtime import CPU, CUDA, Lanes, RewardRuntime, choose, lanes_for, usable_cores
 from service.settings import Graph, Settings
@@ -34,14 +35,17 @@ def test_graph_choice(tiny_artifact: Path, tmp_path: Path) -> None:
 
 
 def test_lanes_share_the_cores_and_set_the_token_budget() -> None:
-    """On a CPU two lanes share the cores; a one-thread lane runs items alone (64 tokens), a
-    call on several threads batches within 512; CUDA runs one lane of large batches."""
-    assert lanes_for(Settings(), cuda=False, cores=2) == Lanes(2, 1, 64)
-    assert lanes_for(Settings(), cuda=False, cores=1) == Lanes(1, 1, 64)
-    assert lanes_for(Settings(), cuda=False, cores=8) == Lanes(2, 4, 512)
-    assert lanes_for(Settings(), cuda=True, cores=8) == Lanes(1, None, 8192)
-    assert lanes_for(Settings(lanes=1), cuda=False, cores=2) == Lanes(1, 2, 512)
-    assert lanes_for(Settings(lanes=3, threads=2, max_batch_tokens=256), cuda=False,
+    """On a CPU an int8 graph runs two lanes sharing the cores, a one-thread lane items alone
+    (64 tokens); fp32 one call on every core, batched within 512; CUDA one lane of large
+    batches."""
+    int8, fp32, fp16 = Quantisation.int8, Quantisation.fp32, Quantisation.fp16
+    assert lanes_for(Settings(), int8, cuda=False, cores=2) == Lanes(2, 1, 64)
+    assert lanes_for(Settings(), int8, cuda=False, cores=1) == Lanes(1, 1, 64)
+    assert lanes_for(Settings(), int8, cuda=False, cores=8) == Lanes(2, 4, 512)
+    assert lanes_for(Settings(), fp32, cuda=False, cores=2) == Lanes(1, 2, 512)
+    assert lanes_for(Settings(), fp16, cuda=True, cores=8) == Lanes(1, None, 8192)
+    assert lanes_for(Settings(lanes=1), int8, cuda=False, cores=2) == Lanes(1, 2, 512)
+    assert lanes_for(Settings(lanes=3, threads=2, max_batch_tokens=256), fp32, cuda=False,
                      cores=2) == Lanes(3, 2, 256)
     assert 1 <= usable_cores() <= (os.cpu_count() or 1)
 
