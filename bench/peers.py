@@ -28,8 +28,10 @@ alignserve fp32 and the FastAPI peer, the same model in PyTorch (they must agree
 alignserve int8, its int8 graph in onnxruntime, one pair at a time as the check sends them; for
 Infinity, the classification model in PyTorch with token_type_ids (torch engine) and without
 (its ONNX path drops them: the table shows by how much that moves its scores). Memory: resident
-set of the server's processes after the run. Writes a table to stdout and --out as JSON.
-Traffic goes only to 127.0.0.1, bounded by --pairs per scenario.
+set of the server's processes after the run. With --rounds N every server is measured N times,
+the servers taking turns in each round (so a slow spell of the machine hits them all), and the
+table gives medians with their range. Writes a table to stdout and --out as JSON. Traffic goes
+only to 127.0.0.1, bounded by --pairs per scenario and --rounds.
 """
 
 from __future__ import annotations
@@ -87,6 +89,36 @@ class Row:
     memory_gb: float
     max_score_diff: float
     check: str
+
+
+@dataclass
+class Summary:
+    """A server over --rounds runs: the median of each figure, with its range."""
+    server: str
+    single_pairs_per_s: float
+    single_range: tuple[float, float]
+    best_of_pairs_per_s: float
+    best_of_range: tuple[float, float]
+    single_p50_ms: float
+    memory_gb: float  # the most seen
+    max_score_diff: float  # the worst seen
+    check: str
+    runs: list[Row]
+
+    @classmethod
+    def of(cls, runs: list[Row]) -> Summary:
+        def median(key: str) -> float:
+            return float(np.median([getattr(r, key) for r in runs]))
+
+        def span(key: str) -> tuple[float, float]:
+            values = [getattr(r, key) for r in runs]
+            return min(values), max(values)
+
+        worst = max(runs, key=lambda r: r.max_score_diff)
+        return cls(runs[0].server, median("single_pairs_per_s"), span("single_pairs_per_s"),
+                   median("best_of_pairs_per_s"), span("best_of_pairs_per_s"),
+                   median("single_p50_ms"), max(r.memory_gb for r in runs),
+                   worst.max_score_diff, worst.check, runs)
 
 
 def short_pairs(count: int, tokenizer: Any, seed: int = 0) -> list[Pair]:
@@ -199,6 +231,9 @@ def main() -> None:
     parser.add_argument("--tag", default="reward", help="the store's reward model")
     parser.add_argument("--infinity", type=Path, help="Infinity's virtual environment")
     parser.add_argument("--pairs", type=int, default=512, help="pairs per scenario (bound)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every server this many times, taking turns; the table "
+                        "gives each figure's median and range")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
 
@@ -224,11 +259,12 @@ def main() -> None:
         return np.array([run(int8, encoder.encode_batch([p], [r]), pad_id=encoder.pad_id)[0, 0]
                          for p, r in check])
 
-    rows = [measure(alignserve_peer(args.tag, "fp32", workdir), pairs, ours, 1e-3, workdir)]
+    # (peer, its own engine's scores, tolerance): every round measures each in this order
+    plan: list[tuple[Peer, Callable[[list[Pair]], np.ndarray], float]] = [
+        (alignserve_peer(args.tag, "fp32", workdir), ours, 1e-3)]
     if int8 is not None:  # the graph alignserve serves on a CPU when the gate kept it
-        rows.append(measure(alignserve_peer(args.tag, "int8", workdir), pairs, int8_graph, 1e-3,
-                            workdir))
-    rows.append(measure(fastapi_peer(args.model), pairs, ours, 1e-3, workdir))
+        plan.append((alignserve_peer(args.tag, "int8", workdir), int8_graph, 1e-3))
+    plan.append((fastapi_peer(args.model), ours, 1e-3))
     if args.infinity:
         classifier, check = workdir / "infinity-model", workdir / "check.json"
         check.write_text(json.dumps(pairs[:32]))
@@ -241,21 +277,38 @@ def main() -> None:
             return lambda check: np.array([expected[key][index[p]] for p in check])
 
         for engine, key in (("optimum", "without_token_type_ids"), ("torch", "with")):
-            rows.append(measure(infinity_peer(args.infinity, classifier, engine), pairs,
-                                theirs(key), 0.05 if engine == "optimum" else 1e-3, workdir))
+            plan.append((infinity_peer(args.infinity, classifier, engine), theirs(key),
+                         0.05 if engine == "optimum" else 1e-3))
         drift = np.abs(np.array(expected["with"]) - np.array(expected["without_token_type_ids"]))
         print(f"  Infinity's ONNX path drops token_type_ids: its scores move by "
               f"{drift.mean():.3f} on average (max {drift.max():.3f}) from the model's own")
 
+    runs: dict[str, list[Row]] = {}
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+        for peer, expect, tolerance in plan:
+            runs.setdefault(peer.name, []).append(
+                measure(peer, pairs, expect, tolerance, workdir))
+    rows = [Summary.of(r) for r in runs.values()]
+
+    spread = args.rounds > 1
     print(f"\n| server | 1-pair requests, 16 clients (pairs/s) | best-of-{BEST_OF}, 4 clients "
           f"(pairs/s) | single request p50 (ms) | memory (GB) | scores |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row.server} | {row.single_pairs_per_s:.1f} | {row.best_of_pairs_per_s:.1f} | "
-              f"{row.single_p50_ms:.1f} | {row.memory_gb:.2f} | {row.check} "
-              f"(max diff {row.max_score_diff:.2g}) |")
+        single = f"{row.single_pairs_per_s:.1f}"
+        best_of = f"{row.best_of_pairs_per_s:.1f}"
+        if spread:
+            single += f" ({row.single_range[0]:.1f}–{row.single_range[1]:.1f})"
+            best_of += f" ({row.best_of_range[0]:.1f}–{row.best_of_range[1]:.1f})"
+        print(f"| {row.server} | {single} | {best_of} | {row.single_p50_ms:.1f} | "
+              f"{row.memory_gb:.2f} | {row.check} (max diff {row.max_score_diff:.2g}) |")
+    if spread:
+        print(f"medians of {args.rounds} rounds (range); the servers took turns in each round")
     if args.out:
         args.out.write_text(json.dumps({"machine": host, "pairs": len(pairs),
+                                        "rounds": args.rounds,
                                         "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
 
 

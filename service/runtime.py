@@ -43,10 +43,10 @@ CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 # so an item's int8 score does not move with its batch.
 BATCH_TOKENS = {"cuda": 8192, "cpu": 512, "cpu, one thread": 64}
 # int8 calls run side by side on a CPU unless ALIGNSERVE_LANES says: two single-threaded
-# int8 calls outpaced one call on both of 2 cores by 1.2-1.3x (bench/engine_lanes.py), because
+# int8 calls outpaced one call on both of 2 cores by 1.1-1.3x (bench/engine_lanes.py), because
 # int8's short matrix products cannot keep two threads busy inside one call. fp32 keeps both
-# busy: there lanes gained 0-10% and doubled a lone item's latency, so fp32 runs one lane, as
-# does CUDA (one stream).
+# busy: there lanes changed throughput by -2 to +11% and doubled a lone item's latency, so fp32
+# runs one lane, as does CUDA (one stream).
 INT8_CPU_LANES = 2
 
 
