@@ -2,12 +2,12 @@
 
 Requests put their tokenised items on one queue per model. Each of the engine's lanes (an
 inference thread; service/runtime.py says how many) takes everything queued (up to
-`max_batch_size` items) whenever it is free, so a busy lane gathers the next batch while it runs
-the current one, and an idle one starts at once. On a CPU two lanes, each running onnxruntime on
-its share of the cores, outpace one lane on all of them: small batches do not keep two cores
-busy inside one run. An idle lane waits `max_latency_ms` for company first: 0 on a CPU, where
-batching does not raise throughput and waiting only adds latency; a few milliseconds on a GPU,
-where batch size is everything.
+`max_batch_size` items) whenever it is free, so a busy lane gathers the next batch while it
+runs the current one, and an idle one starts at once. For an int8 graph on a CPU two lanes,
+each running onnxruntime on its share of the cores, outpace one lane on all of them: int8's
+short matrix products do not keep two cores busy inside one call. An idle lane waits
+`max_latency_ms` for company first: 0 on a CPU, where batching does not raise throughput and
+waiting only adds latency; a few milliseconds on a GPU, where batch size is everything.
 Inside a batch, the engine sorts items by length and cuts micro-batches under a token budget,
 so no item's score depends on what it was batched with.
 

@@ -4,8 +4,9 @@
 - `Engine`: core, the onnxruntime session. Items are sorted by length and run in micro-batches
   under a token budget, so an item's score does not depend on what it was batched with. The
   graph and provider are chosen once, at load, and checked: a CUDA session that silently fell
-  back to the CPU is recorded as a problem and the service never reports ready. On a CPU the
-  session runs in lanes: batches side by side, each on its share of the cores (`lanes`).
+  back to the CPU is recorded as a problem and the service never reports ready. An int8
+  session on a CPU runs in lanes: calls side by side, each on its share of the cores
+  (`lanes_for`).
 - `RewardRuntime`: a reward model's front and engine together, for benchmarks and tests.
 
 The service (service/service.py) gives each model a front and an engine, with the batch queue

@@ -80,9 +80,9 @@ class Settings(BaseSettings):
                                      "CPU cores (about 2.6 s of work); 2 s refused most of them.")
     max_batch_tokens: int | None = Field(
         None, ge=1, le=1_048_576, description="Padded tokens per engine call (items are sorted "
-        "by length and cut into batches within it; an item longer runs alone); unset: by "
-        "provider, 64 on a CPU (nearly every item alone in its lane) and 8192 on CUDA "
-        "(service/runtime.py, BATCH_TOKENS).")
+        "by length and cut into batches within it; an item longer runs alone); unset: 64 for "
+        "a one-thread CPU lane (nearly every item alone), 512 for a CPU call on several "
+        "threads, 8192 on CUDA (service/runtime.py, BATCH_TOKENS).")
     max_items: int = Field(64, ge=1, le=4096, description="Most items (or pairs) in one request.")
     max_chars: int = Field(32_000, ge=16, le=1_000_000, description="Most characters in one "
                            "response, candidate or prompt (all its messages together); longer "
