@@ -51,15 +51,25 @@ BATCH_TOKENS = {"cuda": 8192, "cpu": 512, "cpu, one thread": 64}
 INT8_CPU_LANES = 2
 
 
-def usable_cores() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 quota (a
-    container's CPU limit), which os.cpu_count() ignores."""
-    cores = len(os.sched_getaffinity(0))
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """A container's CPU limit in cores from its cgroup quota (v2's cpu.max, else v1's
+    cpu.cfs_quota_us over cpu.cfs_period_us); None when there is none or it cannot be read."""
     with contextlib.suppress(OSError, ValueError):
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    return cores
+        quota, period = (root / "cpu.max").read_text().split()
+        return None if quota == "max" else int(quota) / int(period)
+    with contextlib.suppress(OSError, ValueError):
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    return None
+
+
+def usable_cores(root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may use: its CPU affinity, capped by a container's CPU limit,
+    which os.cpu_count() ignores (a pod limited to 2 CPUs on a 64-core node has 2)."""
+    cores = len(os.sched_getaffinity(0))
+    limit = cgroup_cpu_limit(root)
+    return cores if limit is None else min(cores, max(1, math.ceil(limit)))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,16 @@ import pytest
 
 from models.artifact import Quantisation
 from models.manifest import Manifest
-from service.runtime import CPU, CUDA, Lanes, RewardRuntime, choose, lanes_for, usable_cores
+from service.runtime import (
+    CPU,
+    CUDA,
+    Lanes,
+    RewardRuntime,
+    cgroup_cpu_limit,
+    choose,
+    lanes_for,
+    usable_cores,
+)
 from service.settings import Graph, Settings
 
 PROMPTS = ["hello", "what is the weather today please", "help me with my card refund " * 6]
@@ -48,6 +57,25 @@ def test_lanes_share_the_cores_and_set_the_token_budget() -> None:
     assert lanes_for(Settings(lanes=3, threads=2, max_batch_tokens=256), fp32, cuda=False,
                      cores=2) == Lanes(3, 2, 256)
     assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+
+
+def test_usable_cores_follow_a_containers_cpu_limit(tmp_path: Path) -> None:
+    """cgroup v2's cpu.max, else v1's quota over period; no limit: the CPU affinity."""
+    affinity = len(os.sched_getaffinity(0))
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    v2.mkdir()
+    (v1 / "cpu").mkdir(parents=True)
+    (v2 / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs
+    assert cgroup_cpu_limit(v2) == 1.5
+    assert usable_cores(v2) == min(affinity, 2)
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(v2) is None and usable_cores(v2) == affinity
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(v1) == 0.5 and usable_cores(v1) == 1
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(v1) is None
+    assert cgroup_cpu_limit(tmp_path / "none") is None
 
 
 def test_score_is_independent_of_batch_company(runtime: RewardRuntime) -> None:
