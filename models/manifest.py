@@ -194,6 +194,12 @@ class Manifest(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict,
                                      description="Library versions that produced the files.")
 
+    @property
+    def temperature(self) -> float | None:
+        """The one temperature calibration fitted (a reward model's, a multiclass one's);
+        None when uncalibrated or calibrated per label."""
+        return self.calibration.temperature if self.calibration else None
+
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
         if self.task is Task.reward and self.labels:

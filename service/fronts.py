@@ -76,8 +76,7 @@ class Front:
         self.manifest = manifest
         self.tag = f"{manifest.name}:{manifest.version}"
         self.encoder = PairEncoder.from_file(directory / TOKENIZER_FILE, manifest.input)
-        calibration = manifest.calibration
-        self.temperature = calibration.temperature if calibration else None
+        self.temperature = manifest.temperature
 
     def prepare_texts(self, texts: Sequence[str]) -> list[EncodedPair]:
         return self.encoder.encode_texts(texts)

@@ -29,8 +29,8 @@ def validation_check(manifest: Manifest, encoder: PairEncoder, data_dir: Path | 
 
         pairs = EncodedPairs.build(encoder, load_reward_data(
             data_dir, other_sources=False).splits["validation"])
-        calibrated = manifest.calibration.temperature if manifest.calibration else None
-        return pairwise_check(pairs.chosen, pairs.rejected, temperature=calibrated or 1.0)
+        return pairwise_check(pairs.chosen, pairs.rejected,
+                              temperature=manifest.temperature or 1.0)
     from training.data.text_sets import OOS_LABEL, load_intent_data, load_moderation_data
 
     if "imported" in manifest.training:

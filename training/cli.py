@@ -376,8 +376,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         manifest, metrics, skipped = evaluate.evaluate_reward_model(
             args.model, args.data, args.data_dir, args.sets, args.skip_invalid, args.max_tokens)
         head = {"model": manifest.name, "version": manifest.version,
-                "temperature": manifest.calibration.temperature if manifest.calibration
-                else None}
+                "temperature": manifest.temperature}
         columns = list(COLUMNS)
     else:
         run = (evaluate.evaluate_moderation_model if args.task == "moderation"

@@ -84,7 +84,7 @@ def evaluate_reward_model(model_dir: Path, files: Sequence[Path] = (),
     from training.data.reward_data import load_reward_data
 
     manifest, encoder, model = load_model(model_dir)
-    temperature = manifest.calibration.temperature if manifest.calibration else None
+    temperature = manifest.temperature
     chosen: dict[str, list[PreferencePair]] = {}
     skipped: dict[str, Any] = {}
     for path in files:
