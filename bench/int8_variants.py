@@ -25,12 +25,11 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from models import store
 from models.artifact import FP32, TOKENIZER_FILE
-from models.calibration import reward_of, sigmoid
+from models.calibration import sigmoid
 from models.inputs import EncodedPair, PairEncoder
 from models.session import open_session, run
-from training.data.reward_data import load_reward_data
-from training.export import ValidationCheck, decide_int8, pairwise_check, quantise_int8
-from training.pairs import EncodedPairs
+from training.checks import validation_check
+from training.export import ValidationCheck, decide_int8, pair_margins, quantise_int8
 
 
 def down_projections(graph: Path) -> list[str]:
@@ -67,10 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     stored = store.get(args.tag)
     encoder = PairEncoder.from_file(stored.path / TOKENIZER_FILE, stored.manifest.input)
-    validation = EncodedPairs.build(encoder, load_reward_data(None).splits["validation"])
-    calibrated = stored.manifest.calibration
-    check_temperature = (calibrated.temperature if calibrated else None) or 1.0
-    check = pairwise_check(validation.chosen, validation.rejected, temperature=check_temperature)
+    check = validation_check(stored.manifest, encoder)  # the export's own
+    check_temperature = stored.manifest.temperature or 1.0
     fp32 = stored.path / FP32
     workdir = Path(tempfile.mkdtemp(prefix="alignserve-int8-"))
     speed = items_per_s(fp32, check.items, encoder.pad_id)
@@ -115,9 +112,8 @@ def check_all_pairs(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray,
     """The share of every scored pair whose order int8 keeps, near-ties included (the gate's
     statistic before 2026-12-04), and where the flipped pairs lie: how far fp32's calibrated
     P(chosen over rejected) is from even."""
-    n = check.examples
-    margin = reward_of(fp32[rows]) - reward_of(fp32[n + rows])
-    margin8 = reward_of(int8[rows]) - reward_of(int8[n + rows])
+    margin = pair_margins(fp32, rows, check.examples)
+    margin8 = pair_margins(int8, rows, check.examples)
     flipped = (margin > 0) != (margin8 > 0)
     p32, p8 = sigmoid(margin / temperature), sigmoid(margin8 / temperature)
     distance = np.abs(p32 - 0.5)

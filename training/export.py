@@ -325,6 +325,12 @@ def bootstrap_drops(check: ValidationCheck, fp32: np.ndarray, int8: np.ndarray,
     return np.array(drops)
 
 
+def pair_margins(out: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """r_chosen - r_rejected of the pairs `rows`, from outputs of n chosen items followed by
+    their n rejected ones (a pairwise check's items)."""
+    return reward_of(out[rows]) - reward_of(out[n + rows])
+
+
 def pairwise_check(chosen: Sequence[EncodedPair], rejected: Sequence[EncodedPair],
                    data: str = "pooled validation", temperature: float = 1.0) -> ValidationCheck:
     """Pairwise accuracy, and the order int8 keeps on the pairs fp32 decides: those whose
@@ -333,11 +339,10 @@ def pairwise_check(chosen: Sequence[EncodedPair], rejected: Sequence[EncodedPair
     n = len(chosen)
 
     def accuracy(out: np.ndarray, rows: np.ndarray) -> float:
-        return float((reward_of(out[rows]) > reward_of(out[n + rows])).mean())
+        return float((pair_margins(out, rows, n) > 0).mean())
 
     def order_kept(fp32: np.ndarray, int8: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        margin = reward_of(fp32[rows]) - reward_of(fp32[n + rows])
-        margin8 = reward_of(int8[rows]) - reward_of(int8[n + rows])
+        margin, margin8 = pair_margins(fp32, rows, n), pair_margins(int8, rows, n)
         decided = np.abs(sigmoid(margin / temperature) - 0.5) >= INT8_DECIDED_MARGIN
         return (margin[decided] > 0) == (margin8[decided] > 0)
 
