@@ -33,7 +33,8 @@ from models import store
 from models.artifact import GRAPH_FILES
 from models.inputs import EncodedPair
 from models.session import open_session, run
-from service.runtime import RewardRuntime, usable_cores
+from service.fronts import RewardFront
+from service.runtime import CPU, choose, usable_cores
 from service.settings import Settings
 
 BUDGETS = (512, 128, 64)
@@ -62,8 +63,8 @@ def main() -> None:
     parser.add_argument("--graph", default="auto", choices=["auto", "fp32", "int8"])
     args = parser.parse_args()
     stored = store.get(args.tag)
-    runtime = RewardRuntime(stored.path, stored.manifest, Settings(graph=args.graph))
-    front, graph = runtime.front, runtime.engine.graph
+    front = RewardFront(stored.path, stored.manifest)
+    graph, _ = choose(stored.path, Settings(graph=args.graph), [CPU])  # each config opens its own
     short = short_pairs(args.pairs, tokenizer(stored.path))
     whole = real_pairs(args.pairs)
     items = front.prepare([p for p, _ in whole], [r for _, r in whole])
