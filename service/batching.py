@@ -93,12 +93,13 @@ class Batcher:
     def __init__(self, engine: Engine, model: str, max_batch_size: int, max_latency_ms: float,
                  max_queued_items: int,
                  max_queue_wait_ms: float = Settings.model_fields["max_queue_wait_ms"].default,
-                 lanes: int = 1) -> None:
+                 lanes: int | None = None) -> None:
+        """`lanes`: batches run side by side; default the engine's own (service/runtime.py)."""
         self.engine, self.model = engine, model
         self.max_batch_size, self.max_wait_s = max_batch_size, max_latency_ms / 1000
         self.max_queued_items = max_queued_items
         self.max_queue_wait_s = max_queue_wait_ms / 1000
-        self.lanes = lanes
+        self.lanes = lanes or engine.lanes.count
         self.jobs: deque[Job] = deque()
         self.queued_items = 0
         self.seconds_per_item = 0.02  # one lane's pace, refined from every batch

@@ -69,7 +69,7 @@ def load_model(role: str, tag: str, settings: Settings) -> ModelBackend:
     if wait_ms is None:
         wait_ms = 5.0 if engine.provider == "cuda" else 0.0
     batcher = Batcher(engine, manifest.name, settings.max_batch_size, wait_ms,
-                      settings.max_queued_items, settings.max_queue_wait_ms, engine.lanes.count)
+                      settings.max_queued_items, settings.max_queue_wait_ms)
     model = ModelBackend(front, engine, batcher)
     announce(model, 1)
     metrics.start_series(manifest)

@@ -71,6 +71,7 @@ def test_lanes_run_batches_side_by_side_and_share_the_expected_wait(
     batcher = Batcher(engine, "tiny", 64, 0, 1000, lanes=2)
     batcher.seconds_per_item = 0.01
     assert batcher.drain_s(300) == pytest.approx(1.5)
+    assert Batcher(engine, "tiny", 64, 0, 1000).lanes == engine.lanes.count  # the default
 
 
 def test_a_full_queue_answers_429_at_once(parts: tuple[RewardFront, Engine]) -> None:
