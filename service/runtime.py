@@ -124,7 +124,6 @@ class Engine:
         self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
                                     self.lanes.threads, settings.cpu_arena)
         self.provider = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
-        self.max_batch_tokens = self.lanes.batch_tokens
         self.problem: str | None = None
         if CUDA in providers and self.provider != "cuda":
             self.problem = ("CUDA was asked for but onnxruntime fell back to the CPU: refusing "
@@ -133,13 +132,13 @@ class Engine:
 
     def core(self, items: Sequence[EncodedPair], on_batch: OnBatch | None = None) -> np.ndarray:
         """Raw outputs, shape (len(items), outputs)."""
-        return run(self.session, items, self.max_batch_tokens, self.pad_id, on_batch)
+        return run(self.session, items, self.lanes.batch_tokens, self.pad_id, on_batch)
 
     def warm_up(self, front: Front) -> None:
         """Run the largest shape the service will see, so the first request pays nothing."""
         length = front.manifest.input.max_length
         count = max(1, min(self.settings.max_batch_size,
-                           self.max_batch_tokens // length))
+                           self.lanes.batch_tokens // length))
         self.core(front.warm_up_items(count))
 
 
