@@ -236,6 +236,8 @@ def main() -> None:
                         "gives each figure's median and range")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
 
     from bench.peer_fastapi import RewardModel  # torch: only this process needs it
 
