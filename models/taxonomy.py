@@ -8,7 +8,7 @@ tried as a `threat` category and could not carry it (test AUPRC 0.11; at its bes
 it flagged 49% of XSTest's safe prompts), so it is left out (README, "Train the
 classifiers"). A source that says nothing about a category leaves it unknown, and the loss and
 metrics mask it rather than reading silence as "no" (training/data/labelled.py states each
-source's rule).
+source's rule). Clean requests (training/data/clean_requests.py) are 0 on every category.
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "ConvAbuse, tested on their held-out splits, HateCheck, XSTest and "
                            "SimpleSafetyTests.")
     _train_flags(moderation, "moderation", "about 10 minutes on 2 CPU cores on 16,000 training "
-                 "texts; full: all ~57,000",
+                 "texts; full: all ~65,000",
                  "Your own JSONL of {text, labels: {CATEGORY: 0|1, ...}} (hate, offensive, "
                  "harassment, sexual_harassment, sexism; a category left out is "
                  "unknown), carved 80/10/10 by text and added to the training data.")

@@ -38,7 +38,8 @@ DEFAULTS = (
     Default("reward", "reward", 489, 52, what="reward model: ~2,400 pooled preference and "
             "contrast pairs, then calibration and every test split"),
     Default("moderation", "moderation", 386, 49, what="moderation classifier: 16,000 labelled "
-            "texts in five categories, thresholds per category, every test split and suite"),
+            "texts and 800 counter-speech ones in five categories, thresholds per category, "
+            "every test split and suite"),
     Default("intent", "intent", 116, 22, ("--dataset", "banking77"),
             what="intent classifier: banking77's 77 customer-service intents"),
 )

@@ -9,6 +9,7 @@ validation.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +22,14 @@ from models.taxonomy import CATEGORIES
 from training import report
 from training.class_metrics import binary_metrics
 from training.config import TrainConfig
-from training.data.text_sets import MODERATION_SOURCES, SUITES, TextData, load_moderation_data
+from training.data.counter_speech import counter_speech
+from training.data.text_sets import (
+    CLEAN_SOURCES,
+    MODERATION_SOURCES,
+    SUITES,
+    TextData,
+    load_moderation_data,
+)
 from training.evaluate import evaluate_moderation, evaluate_suites, moderation_scores
 from training.modeling import ScoringModel
 from training.run import Run, RunResult
@@ -49,6 +57,9 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     data = load_moderation_data(data_dir, train_data, skip_invalid,
                                 exclude=config.excluded(), train_only=train_only)
     train = data.training(config.max_train_texts, config.seed, config.replay)
+    framed = counter_speech(data.train + data.train_whole, round(config.counter_speech *
+                                                                  len(train)), config.seed)
+    train += framed
     model = run.new_model(len(CATEGORIES))
     trained = run.train(model, EncodedTexts.multilabel(run.encoder, train, CATEGORIES), "texts",
                         multilabel_objective(), resume, stop_at)
@@ -79,7 +90,11 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
                           history, write_plots(output, history, scored))
     summary["calibration"] = {"temperatures": temperatures, "thresholds": thresholds,
                               "threshold_goal": THRESHOLD_GOAL}
-    sets = ("validation (T=1)", "validation", *MODERATION_SOURCES, *(p.stem for p in train_data))
+    # texts by where they came from, for those that say (clean requests' origins, framed ones)
+    summary["training_mix"] = {"texts": len(train),
+                               **Counter(e.group for e in train if e.group)}
+    sets = ("validation (T=1)", "validation", *MODERATION_SOURCES, *CLEAN_SOURCES,
+            *(p.stem for p in train_data))
     return run.finish(model, manifest, summary, metrics, [
         (("auprc", "roc_auc", "precision", "recall", "f1", "ece", "flag_rate", "n"),
          [f"{s}/{c}" for s in sets for c in (*CATEGORIES, "any")]),

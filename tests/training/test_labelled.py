@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from training.data import labelled_sets
+from models.taxonomy import CATEGORIES
+from training.data import catalogue, labelled_sets
+from training.data.clean_requests import QUERIES_PER_INTENT_SET
+from training.data.counter_speech import MAX_WORDS, counter_speech
 from training.data.labelled import (
     Labelled,
+    TextExample,
     load_banking77,
     load_clinc150,
     load_convabuse,
@@ -23,7 +28,9 @@ from training.data.labelled import (
     load_tweeteval,
     load_xstest,
 )
+from training.data.preference import group_key
 from training.data.records import DataError
+from training.data.split import split_pairs
 
 
 def write(path: Path, text: str) -> Path:
@@ -186,3 +193,39 @@ def test_the_real_labelled_sets_load_with_their_splits() -> None:
     _, davidson = labelled_sets.load_labelled("davidson")
     train = {e.text.lower() for e in davidson["train"].examples}
     assert not train & {e.text.lower() for e in davidson["test"].examples}
+    assert sum(sizes["clean-requests"].values()) == 9714
+
+
+def test_clean_requests_are_clean_grouped_like_the_reward_data_and_never_red_team() -> None:
+    _, splits = labelled_sets.load_labelled("clean-requests")
+    examples = [e for part in splits.values() for e in part.examples]
+    assert all(e.labels == dict.fromkeys(CATEGORIES, 0) for e in examples)
+    origins = Counter(e.group for e in examples)
+    assert origins["banking77"] == origins["clinc150"] == QUERIES_PER_INTENT_SET
+    assert origins["truthfulqa"] == 817 and not any("harmless" in o for o in origins)
+    # an hh-rlhf opening lands in the split the reward model's pairs with it land in
+    reward = {p.group: part for part, pairs in split_pairs(
+        catalogue.load("hh-rlhf/helpful-base").pairs).items() for p in pairs}
+    # (the reward loader drops a few dialogues whose two sides do not share their prompt)
+    same = [reward[group_key(e.text)] == part for part, labelled in splits.items()
+            for e in labelled.examples
+            if e.group == "hh-rlhf/helpful-base" and group_key(e.text) in reward]
+    assert len(same) > 2000 and all(same)
+
+
+def test_counter_speech_quotes_abuse_and_labels_only_hate_and_sexism() -> None:
+    train = [TextExample("RT @someone: all of THEM are vermin and should leave", {"hate": 1}),
+             TextExample("women belong in the kitchen, not at work", {"sexism": 1}),
+             TextExample("have a lovely day everyone out there", {"hate": 0}),
+             TextExample("too short", {"hate": 1}),
+             TextExample(" ".join(["word"] * (MAX_WORDS + 1)), {"hate": 1})]
+    framed = counter_speech(train, 10, seed=0)
+    assert len(framed) == 2  # only the two quotable abusive texts
+    assert all(e.labels == {"hate": 0, "sexism": 0} and e.group == "counter-speech"
+               for e in framed)
+    texts = " ".join(e.text for e in framed)
+    assert "vermin" in texts and "kitchen" in texts and "@someone" not in texts
+    assert "lovely" not in texts
+    assert counter_speech(train, 0, seed=0) == []
+    assert [e.text for e in counter_speech(train, 2, seed=3)] == \
+        [e.text for e in counter_speech(train, 2, seed=3)]

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.manifest import DataFingerprint
-from training.data import labelled
-from training.data.catalogue import default_data_dir, verify_file
+from training.data import clean_requests, labelled
+from training.data.catalogue import PREFERENCE_SETS, default_data_dir, verify_file
 from training.data.labelled import Labelled
 from training.data.split import split_of
 
@@ -190,6 +190,21 @@ LABELLED_SETS: dict[str, LabelledEntry] = {
         "clinc/oos-eval @828f8093 : data/data_full.json", "CC-BY-3.0", "intent",
         _split_column(labelled.load_clinc150, ("train", "val", "test"))),
 }
+
+
+def _clean_requests_entry() -> LabelledEntry:
+    """Built from files catalogued for other tasks, with their checksums."""
+    intents = {rel: digest for name in ("banking77", "clinc150")
+               for rel, digest in LABELLED_SETS[name].files.items() if "test" not in rel}
+    preference = {PREFERENCE_SETS[name].file: PREFERENCE_SETS[name].sha256
+                  for name in ("truthfulqa", *(f"hh-rlhf/{s}" for s in clean_requests.HH_SUBSETS))}
+    return LabelledEntry(
+        clean_requests.NAME, {**intents, **preference},
+        "requests gathered from banking77, CLINC150, TruthfulQA and hh-rlhf's helpful subsets "
+        "(see their entries)", "per source", "moderation", clean_requests.read)
+
+
+LABELLED_SETS[clean_requests.NAME] = _clean_requests_entry()
 
 
 def load_labelled(name: str, data_dir: Path | None = None, skip_invalid: bool = True
