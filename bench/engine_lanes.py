@@ -3,8 +3,8 @@ share of the cores), and the token budget per call, in one process, on real hh-r
 
     .venv/bin/python -m bench.engine_lanes --tag reward
 
-For each (lanes, threads per lane, token budget), `lanes` threads take the next request from one
-shared list until it is empty, each scoring it as the service does (`models.session.run`:
+For each (lanes, threads per session, token budget), `lanes` threads take the next request from
+one shared list until it is empty, each scoring it as the service does (`models.session.run`:
 sorted by length, cut into calls within the budget), on the stored graph the service loads:
 
 - 1-pair requests (what 16 clients sending one pair each become);
@@ -74,8 +74,10 @@ def main() -> None:
         "best-of-32 requests": [front.prepare([p] * len(rs), rs)
                                 for p, rs in best_of_requests(short)]}
     cores = usable_cores()
+    # ... and two lanes sharing one session's pool of every core (lone calls get every core;
+    # concurrent ones share the pool's threads)
     configs = [(1, cores)] + [(lanes, max(1, cores // lanes)) for lanes in (2, 3)
-                              if lanes <= cores + 1]
+                              if lanes <= cores + 1] + ([(2, cores)] if cores > 1 else [])
     print(f"{store.resolve(args.tag)} ({graph.value}); {machine()}; {cores} usable cores")
     for lanes, threads in configs:
         session = open_session(stored.path / GRAPH_FILES[graph], threads=threads)

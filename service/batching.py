@@ -19,8 +19,11 @@ well. A refused request gets 429 at once with a Retry-After of when that wait wo
 costs next to nothing: the routes ask before tokenising. An admitted request holds its place
 (`reserve`) while it tokenises: the queue counts its items from admission on, so requests
 admitted together cannot overfill it, and no request is tokenised only to be refused afterwards
-(under a flood of 200 clients that was most of the tokenising). A job still waiting when its
-deadline passes is answered 429 instead of being run late. An empty queue admits anything.
+(under a flood of 200 clients that was most of the tokenising). A job that could no longer
+finish by its deadline, even started at once, is answered 429 instead of being run late. The
+deadline counts the request's time in the server before admission and the event loop's lag
+(service/deadline.py). An empty queue admits anything, without a deadline: an idle engine
+starts it at once.
 
 Why not BentoML's batcher (`@bentoml.api(batchable=True)` behind `bentoml.depends`): measured
 with bench/serve.py on the 2-core CPU, its wait estimate learned under load held every later
@@ -45,7 +48,7 @@ import numpy as np
 
 from models.inputs import EncodedPair
 from service import metrics
-from service.deadline import DEADLINE
+from service.deadline import ARRIVED, DEADLINE, LOOP_LAG
 from service.errors import ErrorType, ServiceError
 from service.runtime import Engine
 from service.settings import Settings
@@ -56,7 +59,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Slot:
     """The place an admitted request holds in the queue, from admission until its items are
-    queued: `count` items already counted as queued, and the time by which they must start."""
+    queued: `count` items already counted as queued, and the time by which they must finish."""
     batcher: Batcher
     count: int
     deadline: float  # perf_counter time
@@ -78,7 +81,7 @@ class Slot:
 class Job:
     items: list[EncodedPair]
     future: asyncio.Future[BatchResult]
-    deadline: float  # perf_counter time by which it must have started
+    deadline: float  # perf_counter time by which it must have finished
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -113,17 +116,23 @@ class Batcher:
         return items * self.seconds_per_item / self.lanes
 
     def deadline_s(self) -> float:
-        """How long this request may take in the queue and the engine."""
+        """How long this request may still take in the queue and the engine: its deadline, less
+        the time since it reached the app and twice the event loop's lag (once before the app
+        read it, once more before its answer leaves)."""
         asked = DEADLINE.get()
-        return self.max_queue_wait_s if asked is None else min(asked, self.max_queue_wait_s)
+        budget = self.max_queue_wait_s if asked is None else min(asked, self.max_queue_wait_s)
+        arrived = ARRIVED.get()
+        spent = 0.0 if arrived is None else time.perf_counter() - arrived
+        return budget - spent - 2 * LOOP_LAG.current()
 
     def admit(self, count: int) -> float:
         """Raise ServiceError(overloaded) unless `count` more items would be through the engine
-        within the request's deadline; returns the deadline (seconds from now). Holds nothing:
-        `reserve` is admission that holds a place."""
-        deadline = self.deadline_s()
+        within the request's deadline; returns the deadline (seconds from now; unbounded on an
+        idle engine, which starts it at once). Holds nothing: `reserve` is admission that holds
+        a place."""
         if not self.queued_items:
-            return deadline
+            return math.inf
+        deadline = self.deadline_s()
         wait = self.drain_s(self.queued_items + count)
         if self.queued_items + count > self.max_queued_items:
             why = f"{self.queued_items} items are queued (limit {self.max_queued_items})"
@@ -189,9 +198,11 @@ class Batcher:
         metrics.QUEUED.labels(self.model).set(self.queued_items)
 
     def _expire(self) -> None:
-        """Answer 429 to queued jobs whose deadline has passed: they would be answered late."""
+        """Answer 429 to queued jobs that could no longer finish by their deadline, even
+        started now: they would be answered late."""
         now = time.perf_counter()
-        for job in [j for j in self.jobs if j.deadline < now]:
+        for job in [j for j in self.jobs
+                    if j.deadline < now + self.seconds_per_item * len(j.items)]:
             self.jobs.remove(job)
             self._count(-len(job.items))
             metrics.EXPIRED.labels(self.model).inc()
@@ -202,11 +213,15 @@ class Batcher:
                     retry_after_s=max(1, math.ceil(self.drain_s(self.queued_items)))))
 
     def _take(self) -> list[Job]:
-        """Whole jobs in arrival order up to max_batch_size items (a bigger job goes alone)."""
+        """Whole jobs in arrival order up to max_batch_size items (a bigger job goes alone). A
+        job that would finish past its deadline behind the ones taken already is left for the
+        next free lane, where it goes first (or expires, if it cannot be in time there)."""
         batch = [self.jobs.popleft()]
-        size = len(batch[0].items)
+        size, now = len(batch[0].items), time.perf_counter()
         while self.jobs and size + len(self.jobs[0].items) <= self.max_batch_size:
             size += len(self.jobs[0].items)
+            if self.jobs[0].deadline < now + self.seconds_per_item * size:
+                break
             batch.append(self.jobs.popleft())
         return batch
 

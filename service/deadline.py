@@ -1,19 +1,69 @@
 """X-Deadline-Ms: how long a caller will wait for this request, in milliseconds. The batch
 queue admits the request only if it expects to be done within it (and within
-ALIGNSERVE_MAX_QUEUE_WAIT_MS), and answers 429 at once otherwise, rather than late."""
+ALIGNSERVE_MAX_QUEUE_WAIT_MS), and answers 429 at once otherwise, rather than late.
+
+A deadline is the caller's, so it counts more than the queue and the engine: the time since the
+request reached the app (ARRIVED), and the event loop's lag (LOOP_LAG), which a request also
+waits before the app reads it and again before its answer leaves. Under a flood of refused
+retries the loop runs a few hundred milliseconds late, and admission that ignored it answered
+after the deadline it promised (README, "The service": overload).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from contextvars import ContextVar
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service import metrics
 from service.errors import ErrorType, ServiceError, error_response
 
 HEADER = "x-deadline-ms"
 # The deadline of the request being handled, in seconds; None: the setting alone.
 DEADLINE: ContextVar[float | None] = ContextVar("deadline", default=None)
+# When the request reached the app (time.perf_counter()); None outside a request.
+ARRIVED: ContextVar[float | None] = ContextVar("arrived", default=None)
+
+
+class LoopLag:
+    """How late the event loop runs a task that is due, smoothed: measured every PERIOD_S by a
+    task in the serving loop, started on first use (`start`)."""
+
+    PERIOD_S = 0.05
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """In the running loop; again after that loop is gone (a new server, a test's loop)."""
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.seconds = 0.0
+            self.task = loop.create_task(self._measure(), name="loop-lag")
+
+    def current(self) -> float:
+        """The lag in seconds; 0 until measured in the running loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return 0.0
+        alive = self.task is not None and not self.task.done() and self.task.get_loop() is loop
+        return self.seconds if alive else 0.0
+
+    async def _measure(self) -> None:
+        while True:
+            due = time.perf_counter() + self.PERIOD_S
+            await asyncio.sleep(self.PERIOD_S)
+            late = max(0.0, time.perf_counter() - due)
+            self.seconds = 0.8 * self.seconds + 0.2 * late
+            metrics.LOOP_LAG.set(self.seconds)
+
+
+LOOP_LAG = LoopLag()
 
 
 class Deadline:
@@ -21,7 +71,11 @@ class Deadline:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        given = Headers(scope=scope).get(HEADER) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        ARRIVED.set(time.perf_counter())  # each request runs in its own context
+        LOOP_LAG.start()
+        given = Headers(scope=scope).get(HEADER)
         if given is None:
             return await self.app(scope, receive, send)
         try:

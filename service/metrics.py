@@ -52,7 +52,11 @@ QUEUED = Gauge(f"{PREFIX}queued_items", "Items waiting for or in inference (see 
 QUEUE_LIMIT = Gauge(f"{PREFIX}queued_items_limit", "ALIGNSERVE_MAX_QUEUED_ITEMS: beyond it, "
                     "requests get 429.", ["model"], multiprocess_mode="max")
 EXPIRED = Counter(f"{PREFIX}deadline_expired_total", "Queued requests answered 429 because "
-                  "their deadline passed before the engine reached them.", ["model"])
+                  "they could no longer finish by their deadline.", ["model"])
+# Tens of microseconds when idle; hundreds of milliseconds under a flood of refused retries.
+LOOP_LAG = Gauge(f"{PREFIX}event_loop_lag_seconds", "How late the serving event loop runs a "
+                 "due task, smoothed; admission counts it twice against each request's "
+                 "deadline.", multiprocess_mode="max")
 MODERATED = Counter(f"{PREFIX}moderation_inputs_total", "Texts moderated, the denominator of "
                     "the flag rate.", ["model", "version"])
 FLAGS = Counter(f"{PREFIX}moderation_flags_total", "Texts flagged, by category: a spike in "

@@ -82,6 +82,7 @@ def test_prometheus_scrapes_the_services_own_metrics(server: str, prometheus: st
     query(prometheus, 'alignserve_queue_wait_seconds_bucket{model="tiny-served", le="+Inf"}')
     query(prometheus, 'alignserve_input_tokens_count{model="tiny-served"} >= 15')
     query(prometheus, 'alignserve_queued_items_limit{model="tiny-served"} > 0')
+    query(prometheus, 'alignserve_event_loop_lag_seconds >= 0')  # measured since the first request
     query(prometheus, 'bentoml_service_request_total{endpoint="/v1/reward/score"}')
     (moderated,) = query(prometheus, 'alignserve_moderation_inputs_total >= 4')
     assert moderated["metric"]["model"] == "tiny-moderation"

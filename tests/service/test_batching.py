@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,77 @@ def test_a_job_whose_deadline_passes_in_the_queue_is_answered_not_run_late(
 
     error = asyncio.run(scenario())
     assert error.status == 429 and "past its deadline" in error.message
+
+
+def test_the_deadline_counts_time_in_the_server_and_the_loop_lag(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """A caller's deadline also covers the time since the request reached the app and the event
+    loop's lag, twice (before the app read it, before the answer leaves)."""
+    from service.deadline import ARRIVED, LOOP_LAG
+
+    _, engine = parts
+
+    async def scenario() -> tuple[float, float]:
+        batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
+                          max_queued_items=100_000, max_queue_wait_ms=2000)
+        ARRIVED.set(time.perf_counter() - 0.3)
+        LOOP_LAG.start()
+        await asyncio.sleep(0)
+        time.sleep(0.3)  # a blocked loop: the lag task runs late
+        await asyncio.sleep(0.1)
+        lag = LOOP_LAG.current()
+        return batcher.deadline_s(), lag
+
+    deadline, lag = asyncio.run(scenario())
+    assert lag > 0.01
+    assert 2.0 - 0.3 - 0.4 - 2 * lag - 0.05 < deadline < 2.0 - 0.3 - 0.4 - 2 * lag + 0.01
+
+
+def test_a_job_that_could_not_finish_by_its_deadline_is_expired_before_it_runs(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """Expiry asks whether the job would finish in time if started now, not whether its
+    deadline has passed already."""
+    from service.batching import Job
+
+    front, engine = parts
+
+    async def scenario() -> tuple[bool, bool]:
+        batcher = Batcher(engine, "tiny", 64, 0, 100_000)
+        batcher.seconds_per_item = 0.01
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        late = Job(items(front, 100), loop.create_future(), deadline=now + 0.5)  # needs 1 s
+        timely = Job(items(front, 10), loop.create_future(), deadline=now + 0.5)  # 0.1 s
+        batcher.jobs.extend([late, timely])
+        batcher._count(110)
+        batcher._expire()
+        return late.future.done(), timely.future.done()
+
+    late_done, timely_done = asyncio.run(scenario())
+    assert late_done and not timely_done
+
+
+def test_a_batch_does_not_take_a_job_it_would_finish_late(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """Behind the jobs taken before it, a job would finish later than alone: one that would be
+    late there is left for the next free lane."""
+    from service.batching import Job
+
+    front, engine = parts
+
+    async def scenario() -> tuple[int, int]:
+        batcher = Batcher(engine, "tiny", 64, 0, 100_000)
+        batcher.seconds_per_item = 0.01
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        first = Job(items(front, 10), loop.create_future(), deadline=now + 60)
+        # 0.1 s alone, 0.2 s behind `first`: a deadline of 0.15 s fits only alone
+        tight = Job(items(front, 10), loop.create_future(), deadline=now + 0.15)
+        batcher.jobs.extend([first, tight])
+        taken = batcher._take()
+        return len(taken), len(batcher.jobs)
+
+    assert asyncio.run(scenario()) == (1, 1)
 
 
 def test_an_admitted_request_holds_its_place_until_its_items_are_queued(
