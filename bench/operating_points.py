@@ -22,8 +22,6 @@ import platform
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from models.taxonomy import CATEGORIES
 from training.data.text_sets import SUITES, load_moderation_data
 from training.evaluate import (
@@ -32,7 +30,6 @@ from training.evaluate import (
     load_model,
     moderation_scores,
 )
-from training.texts import UNKNOWN
 
 
 def rule_thresholds(manifest: Any, min_precision: float | None
@@ -48,18 +45,6 @@ def rule_thresholds(manifest: Any, min_precision: float | None
             else:
                 thresholds[category] = picked
     return thresholds, unreached
-
-
-def clean_flag_rate(probs: np.ndarray, targets: np.ndarray, thresholds: dict[str, float]
-                    ) -> tuple[float, int]:
-    """Share of the clean rows (every category the source labels is 0) that one of those
-    categories flags; a category the source is silent on cannot be judged wrong there."""
-    known = targets != UNKNOWN
-    clean = known.any(axis=1) & ((targets == 0) | ~known).all(axis=1)
-    if not clean.any():
-        return float("nan"), 0
-    over = probs >= np.array([thresholds[c] for c in CATEGORIES])
-    return float((over & known)[clean].any(axis=1).mean()), int(clean.sum())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,10 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, (probs, targets) in scored.items():
             if name in SUITES:
                 continue
-            rate, n = clean_flag_rate(probs, targets, thresholds)
             per = evaluate_moderation(probs, targets, thresholds)
+            over = per.get("clean", {"flag_rate": float("nan"), "n": 0})
             row["splits"][name] = {
-                "clean_flagged": rate, "clean_n": n,
+                "clean_flagged": over["flag_rate"], "clean_n": int(over["n"]),
                 **{f"{c}_{m}": per[c][m] for c in CATEGORIES if c in per
                    for m in ("precision", "recall", "f1")}}
         results.append(row)

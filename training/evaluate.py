@@ -120,11 +120,28 @@ def moderation_scores(model: AnyModel, encoder: PairEncoder, examples: list[Text
     return sigmoid(logits / t), targets.reshape(len(examples), len(CATEGORIES))
 
 
+def clean_flag_rate(probs: np.ndarray, targets: np.ndarray, thresholds: dict[str, float]
+                    ) -> tuple[float, int]:
+    """Over-flagging: the share of the clean rows (every category the source labels is 0)
+    that one of those categories flags, and how many clean rows there are; a category the
+    source is silent on cannot be judged wrong there."""
+    known = targets != UNKNOWN
+    clean = known.any(axis=1) & ((targets == 0) | ~known).all(axis=1)
+    if not clean.any():
+        return float("nan"), 0
+    over = probs >= np.array([thresholds[c] for c in CATEGORIES])
+    return float((over & known)[clean].any(axis=1).mean()), int(clean.sum())
+
+
 def evaluate_moderation(probs: np.ndarray, targets: np.ndarray, thresholds: dict[str, float]
                         ) -> dict[str, dict[str, float]]:
-    """Per category on its known labels, and 'any' (max probability against any positive) on
-    the rows whose every category is known."""
+    """Per category on its known labels; 'clean': the over-flagging rate on the clean rows;
+    and 'any' (max probability against any positive) on the rows whose every category is
+    known."""
     out = {}
+    rate, n = clean_flag_rate(probs, targets, thresholds)
+    if n:
+        out["clean"] = {"flag_rate": rate, "n": float(n)}
     for k, category in enumerate(CATEGORIES):
         known = targets[:, k] != UNKNOWN
         if known.any():

@@ -97,7 +97,7 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
             *(p.stem for p in train_data))
     return run.finish(model, manifest, summary, metrics, [
         (("auprc", "roc_auc", "precision", "recall", "f1", "ece", "flag_rate", "n"),
-         [f"{s}/{c}" for s in sets for c in (*CATEGORIES, "any")]),
+         [f"{s}/{c}" for s in sets for c in (*CATEGORIES, "clean", "any")]),
         (("accuracy", "hateful_recall", "non_hateful_flag_rate", "over_flagging_rate",
           "unsafe_flag_rate", "catch_rate", "n"), SUITES)])
 

@@ -74,3 +74,21 @@ def test_length_metrics_by_hand() -> None:
     assert out["length_corr"] == pytest.approx(np.corrcoef(rewards, lengths)[0, 1])
     none_shorter = length_metrics([1.0], [0.0], [9], [3])
     assert "acc_chosen_shorter" not in none_shorter  # absent, not NaN (manifests refuse NaN)
+
+
+def test_moderation_reports_over_flagging_on_the_clean_rows_of_what_a_source_labels() -> None:
+    from models.taxonomy import CATEGORIES
+    from training.evaluate import evaluate_moderation
+    from training.texts import UNKNOWN
+
+    thresholds = dict.fromkeys(CATEGORIES, 0.5)
+    u = UNKNOWN
+    # rows: clean on hate only (flagged by hate: over-flagged), clean on hate (flagged only by
+    # offensive, which its source does not label: not judged), hateful, clean on everything
+    targets = np.array([[0, u, u, u, u], [0, u, u, u, u], [1, u, u, u, u], [0, 0, 0, 0, 0]])
+    probs = np.array([[0.9, 0, 0, 0, 0], [0.1, 0.9, 0, 0, 0], [0.9, 0, 0, 0, 0],
+                      [0, 0, 0, 0, 0.1]])
+    out = evaluate_moderation(probs, targets, thresholds)
+    assert out["clean"] == {"flag_rate": 1 / 3, "n": 3.0}
+    none = evaluate_moderation(probs[2:3], targets[2:3], thresholds)
+    assert "clean" not in none
