@@ -131,7 +131,8 @@ def moderation_run(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory
         {"text": f"you are a {w} person, {i}", "labels": {"offensive": int(w == "terrible")}}
         for i, w in enumerate(["terrible", "good", "great", "awful"] * 25)])
     assert main(["train", "moderation", "--output", str(output), "--backbone",
-                 str(tiny_backbone), "--train-data", str(own), *TINY_CLASSIFIER]) == 0
+                 str(tiny_backbone), "--train-data", str(own), "--counter-speech", "0.05",
+                 *TINY_CLASSIFIER]) == 0
     return output
 
 
