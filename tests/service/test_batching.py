@@ -190,51 +190,36 @@ def test_the_deadline_counts_time_in_the_server_and_the_loop_lag(
     assert 2.0 - 0.3 - 0.4 - 2 * lag - 0.05 < deadline < 2.0 - 0.3 - 0.4 - 2 * lag + 0.01
 
 
-def test_a_job_that_could_not_finish_by_its_deadline_is_expired_before_it_runs(
+def test_queued_jobs_are_judged_by_when_they_would_finish(
         parts: tuple[RewardFront, Engine]) -> None:
-    """Expiry asks whether the job would finish in time if started now, not whether its
-    deadline has passed already."""
+    """A job expires when it could no longer finish in time even started now (not only once
+    its deadline has passed); and a batch leaves out a job that would finish late behind the
+    jobs taken before it, for the next free lane."""
     from service.batching import Job
 
     front, engine = parts
 
-    async def scenario() -> tuple[bool, bool]:
+    async def scenario() -> tuple[bool, bool, int, int]:
         batcher = Batcher(engine, "tiny", 64, 0, 100_000)
         batcher.seconds_per_item = 0.01
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
-        late = Job(items(front, 100), loop.create_future(), deadline=now + 0.5)  # needs 1 s
-        timely = Job(items(front, 10), loop.create_future(), deadline=now + 0.5)  # 0.1 s
+
+        def job(count: int, deadline_s: float) -> Job:
+            return Job(items(front, count), loop.create_future(), deadline=now + deadline_s)
+
+        late, timely = job(100, 0.5), job(10, 0.5)  # they need 1 s and 0.1 s
         batcher.jobs.extend([late, timely])
         batcher._count(110)
         batcher._expire()
-        return late.future.done(), timely.future.done()
-
-    late_done, timely_done = asyncio.run(scenario())
-    assert late_done and not timely_done
-
-
-def test_a_batch_does_not_take_a_job_it_would_finish_late(
-        parts: tuple[RewardFront, Engine]) -> None:
-    """Behind the jobs taken before it, a job would finish later than alone: one that would be
-    late there is left for the next free lane."""
-    from service.batching import Job
-
-    front, engine = parts
-
-    async def scenario() -> tuple[int, int]:
-        batcher = Batcher(engine, "tiny", 64, 0, 100_000)
-        batcher.seconds_per_item = 0.01
-        loop = asyncio.get_running_loop()
-        now = time.perf_counter()
-        first = Job(items(front, 10), loop.create_future(), deadline=now + 60)
-        # 0.1 s alone, 0.2 s behind `first`: a deadline of 0.15 s fits only alone
-        tight = Job(items(front, 10), loop.create_future(), deadline=now + 0.15)
-        batcher.jobs.extend([first, tight])
+        expired = late.future.done(), timely.future.done()
+        batcher.jobs.clear()
+        # 0.1 s alone, 0.2 s behind the first: a deadline of 0.15 s fits only alone
+        batcher.jobs.extend([job(10, 60), job(10, 0.15)])
         taken = batcher._take()
-        return len(taken), len(batcher.jobs)
+        return (*expired, len(taken), len(batcher.jobs))
 
-    assert asyncio.run(scenario()) == (1, 1)
+    assert asyncio.run(scenario()) == (True, False, 1, 1)
 
 
 def test_an_admitted_request_holds_its_place_until_its_items_are_queued(
