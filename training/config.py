@@ -100,6 +100,9 @@ class TrainConfig:
         # Checked here, before any data is read, rather than when training starts.
         if self.device not in DEVICES:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if not 0 <= self.counter_speech <= 1:
+            raise ValueError(f"counter_speech is a share of the training texts, from 0 to 1, "
+                             f"not {self.counter_speech}")
         self.whole_kinds()  # a kind that does not exist is an error now, not a silent no-op
 
     def to_dict(self) -> dict[str, Any]:

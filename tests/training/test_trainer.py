@@ -175,6 +175,8 @@ def test_device_names_are_checked() -> None:
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="auto, cpu or cuda"):
         CONFIG.with_overrides(device="tpu")  # refused with the settings, before any work
+    with pytest.raises(ValueError, match=r"from 0 to 1, not -0\.1"):
+        CONFIG.with_overrides(counter_speech=-0.1)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             resolve_device("cuda")
