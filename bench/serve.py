@@ -98,10 +98,9 @@ def main() -> None:
     pairs = real_pairs(args.pairs)
     items = runtime.front.prepare([p for p, _ in pairs], [r for _, r in pairs])
     tokens = statistics.mean(len(i) for i in items)
-    lanes = runtime.engine.lanes
-    print(f"{tag} ({runtime.engine.graph.value}, {runtime.engine.provider}, {lanes.count} "
-          f"lane(s) x {lanes.threads or 'default'} thread(s), {lanes.batch_tokens}-token calls); "
-          f"{len(pairs)} real hh-rlhf pairs per scenario, mean {tokens:.0f} tokens; {machine()}")
+    print(f"{tag} ({runtime.engine.graph.value}, {runtime.engine.provider}, "
+          f"{runtime.engine.lanes}); {len(pairs)} real hh-rlhf pairs per scenario, mean "
+          f"{tokens:.0f} tokens; {machine()}")
 
     log = Path(tempfile.mkdtemp(prefix="alignserve-bench-")) / "serve.log"
     # The reward model alone: the same model and file as the bare engine, nothing else loaded.

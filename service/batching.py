@@ -197,12 +197,16 @@ class Batcher:
         self.queued_items += delta
         metrics.QUEUED.labels(self.model).set(self.queued_items)
 
+    def _late(self, job: Job, items: int, now: float) -> bool:
+        """Whether `job` would finish past its deadline in a call of `items` items (its own and
+        those run before it) started at `now`, at one lane's pace."""
+        return job.deadline < now + self.seconds_per_item * items
+
     def _expire(self) -> None:
         """Answer 429 to queued jobs that could no longer finish by their deadline, even
         started now: they would be answered late."""
         now = time.perf_counter()
-        for job in [j for j in self.jobs
-                    if j.deadline < now + self.seconds_per_item * len(j.items)]:
+        for job in [j for j in self.jobs if self._late(j, len(j.items), now)]:
             self.jobs.remove(job)
             self._count(-len(job.items))
             metrics.EXPIRED.labels(self.model).inc()
@@ -220,7 +224,7 @@ class Batcher:
         size, now = len(batch[0].items), time.perf_counter()
         while self.jobs and size + len(self.jobs[0].items) <= self.max_batch_size:
             size += len(self.jobs[0].items)
-            if self.jobs[0].deadline < now + self.seconds_per_item * size:
+            if self._late(self.jobs[0], size, now):
                 break
             batch.append(self.jobs.popleft())
         return batch

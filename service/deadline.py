@@ -38,10 +38,13 @@ class LoopLag:
         self.seconds = 0.0
         self.task: asyncio.Task[None] | None = None
 
+    def _measuring(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return self.task is not None and not self.task.done() and self.task.get_loop() is loop
+
     def start(self) -> None:
         """In the running loop; again after that loop is gone (a new server, a test's loop)."""
         loop = asyncio.get_running_loop()
-        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+        if not self._measuring(loop):
             self.seconds = 0.0
             self.task = loop.create_task(self._measure(), name="loop-lag")
 
@@ -51,8 +54,7 @@ class LoopLag:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return 0.0
-        alive = self.task is not None and not self.task.done() and self.task.get_loop() is loop
-        return self.seconds if alive else 0.0
+        return self.seconds if self._measuring(loop) else 0.0
 
     async def _measure(self) -> None:
         while True:

@@ -61,10 +61,8 @@ def load_model(role: str, tag: str, settings: Settings) -> ModelBackend:
     engine = Engine(stored.path, settings, front.encoder.pad_id)
     started = time.perf_counter()
     engine.warm_up(front)
-    lanes = engine.lanes
-    log.info("%s warmed up on %s (%s; %d lane(s) x %s thread(s), %d-token calls) in %.1f s",
-             front.tag, engine.provider, engine.graph.value, lanes.count,
-             lanes.threads or "default", lanes.batch_tokens, time.perf_counter() - started)
+    log.info("%s warmed up on %s (%s; %s) in %.1f s", front.tag, engine.provider,
+             engine.graph.value, engine.lanes, time.perf_counter() - started)
     wait_ms = settings.max_latency_ms
     if wait_ms is None:
         wait_ms = 5.0 if engine.provider == "cuda" else 0.0

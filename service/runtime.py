@@ -80,6 +80,10 @@ class Lanes:
     threads: int | None
     batch_tokens: int
 
+    def __str__(self) -> str:
+        return (f"{self.count} lane(s) x {self.threads or 'default'} thread(s), "
+                f"{self.batch_tokens}-token calls")
+
 
 def lanes_for(settings: Settings, graph: Quantisation, cuda: bool, cores: int) -> Lanes:
     """The settings', else: an int8 graph on a CPU up to INT8_CPU_LANES lanes sharing the
