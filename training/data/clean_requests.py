@@ -80,16 +80,14 @@ def read(files: dict[str, Path], skip: bool) -> dict[str, Labelled]:
     for subset in HH_SUBSETS:
         path = files[f"hh-rlhf/{subset}/test.jsonl.gz"]
         texts += [(path, f"hh-rlhf/{subset}", t) for t in _first_turns(path, whole)]
+    for path, origin, text in texts:
+        whole.keep(path, origin, text, labels=dict(_CLEAN), group=origin)
     splits = {name: Labelled() for name in ("train", "validation", "test")}
     seen: set[str] = set()
-    for path, origin, text in texts:
-        key = group_key(text)
-        if key in seen:
-            continue
-        seen.add(key)
-        before = len(whole.examples)
-        whole.keep(path, origin, text, labels=dict(_CLEAN), group=origin)
-        if len(whole.examples) > before:
-            splits[split_of(key)].examples.append(whole.examples[-1])
+    for example in whole.examples:  # a text asked twice (across sets too) is kept once
+        key = group_key(example.text)
+        if key not in seen:
+            seen.add(key)
+            splits[split_of(key)].examples.append(example)
     splits["train"].skipped = whole.skipped
     return splits
