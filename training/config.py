@@ -33,6 +33,10 @@ class TrainConfig:
                            "batch_size * grad_accum pairs.")
     lr: float = _opt(5e-5, "Peak AdamW learning rate for the encoder; 3e-4 collapses MiniLM "
                    "to a constant reward within 150 steps.")
+    layer_decay: float = _opt(1.0, "Layer-wise learning-rate decay: the encoder's top layer "
+                              "trains at lr, each layer below at this factor times the one "
+                              "above, the embeddings below the lowest; pretrained lower layers "
+                              "change less. 1 gives every layer lr.")
     head_lr: float = _opt(1e-3, "Learning rate for the new scoring head, which starts random.")
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = _opt(0.1, "Share of optimizer steps spent warming up linearly.")
@@ -100,6 +104,8 @@ class TrainConfig:
         # Checked here, before any data is read, rather than when training starts.
         if self.device not in DEVICES:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay is a factor in (0, 1], not {self.layer_decay}")
         if not 0 <= self.counter_speech <= 1:
             raise ValueError(f"counter_speech is a share of the training texts, from 0 to 1, "
                              f"not {self.counter_speech}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import signal
 import threading
 from collections import deque
@@ -103,18 +104,26 @@ def _optimizer(model: ScoringModel, config: TrainConfig, extra: list[nn.Paramete
     if config.freeze_embeddings:
         for parameter in model.encoder.get_input_embeddings().parameters():
             parameter.requires_grad_(False)
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for parameter in model.encoder.parameters():
+    depth = model.encoder.config.num_hidden_layers
+    rates: dict[tuple[float, bool], list[nn.Parameter]] = {}  # (lr, decayed?) -> parameters
+    for name, parameter in model.encoder.named_parameters():
         if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 else decay).append(parameter)
-    groups = [
-        {"params": decay, "lr": config.lr, "weight_decay": config.weight_decay},
-        {"params": no_decay, "lr": config.lr, "weight_decay": 0.0},
-        {"params": list(model.head.parameters()) + extra, "lr": config.head_lr,
-         "weight_decay": 0.0},
-    ]
+            rate = config.lr * config.layer_decay ** (depth - 1 - _layer(name, depth))
+            rates.setdefault((rate, parameter.ndim >= 2), []).append(parameter)
+    groups = [{"params": params, "lr": rate, "weight_decay": config.weight_decay if decay else 0.0}
+              for (rate, decay), params in rates.items()]
+    groups.append({"params": list(model.head.parameters()) + extra, "lr": config.head_lr,
+                   "weight_decay": 0.0})
     return torch.optim.AdamW(groups)
+
+
+def _layer(name: str, depth: int) -> int:
+    """The transformer layer a parameter belongs to (`encoder.layer.3.…` in BERT, RoBERTa and
+    DeBERTa); -1 for the embeddings below them; the top layer for what sits above (a pooler)."""
+    if name.startswith("embeddings."):
+        return -1
+    found = re.search(r"(?:^|\.)layer\.(\d+)\.", name)
+    return int(found.group(1)) if found else depth - 1
 
 
 def _schedule(optimizer: torch.optim.Optimizer, total: int, warmup_ratio: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,39 @@ def test_device_names_are_checked() -> None:
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             resolve_device("cuda")
         assert resolve_device("auto").type == "cpu"
+
+
+def test_layer_decay_gives_lower_layers_smaller_rates(tiny_backbone: Path,
+                                                       tmp_path: Path) -> None:
+    config = replace(CONFIG, layer_decay=0.5, lr=1e-3)
+    trainer, _ = _trainer(tiny_backbone, tmp_path, config)
+    rate = {id(p): g["initial_lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    named = dict(trainer.model.encoder.named_parameters())
+    depth = trainer.model.encoder.config.num_hidden_layers
+    top, bottom = f"encoder.layer.{depth - 1}.output.dense.weight", \
+        "encoder.layer.0.output.dense.weight"
+    assert rate[id(named[top])] == pytest.approx(1e-3)
+    assert rate[id(named[bottom])] == pytest.approx(1e-3 * 0.5 ** (depth - 1))
+    assert rate[id(named["embeddings.word_embeddings.weight"])] == pytest.approx(
+        1e-3 * 0.5 ** depth)
+    assert {rate[id(p)] for p in trainer.model.head.parameters()} == {config.head_lr}
+    # LayerNorm weights and biases keep no weight decay at every rate
+    for group in trainer.optimizer.param_groups:
+        if group["initial_lr"] != config.head_lr:
+            assert {p.ndim >= 2 for p in group["params"]} == {group["weight_decay"] > 0}
+
+
+def test_without_layer_decay_the_groups_are_those_of_before(tiny_backbone: Path,
+                                                            tmp_path: Path) -> None:
+    """Decay, no decay, head: so checkpoints written before layer_decay existed resume."""
+    trainer, _ = _trainer(tiny_backbone, tmp_path)
+    groups = trainer.optimizer.param_groups
+    assert [(g["initial_lr"], g["weight_decay"]) for g in groups] == [
+        (CONFIG.lr, CONFIG.weight_decay), (CONFIG.lr, 0.0), (CONFIG.head_lr, 0.0)]
+
+
+def test_layer_decay_outside_its_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="layer_decay"):
+        TrainConfig(layer_decay=0)
+    with pytest.raises(ValueError, match="layer_decay"):
+        TrainConfig(layer_decay=1.5)
