@@ -171,6 +171,15 @@ def contrast_accuracy(run: dict[str, Any], kinds: set[str]) -> float:
     return sum(run["eval"][k]["accuracy"] * w for k, w in zip(kinds, n, strict=True)) / sum(n)
 
 
+def baseline(results: Path, name: str) -> list[dict[str, Any]]:
+    """The runs of an earlier results.json named `name`, as the final recipe's."""
+    runs = [{**run, "name": FINAL} for run in json.loads(results.read_text())
+            if run["name"] == name]
+    if not runs:
+        raise ValueError(f"{results} has no run named {name!r}")
+    return runs
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     head = "| recipe | seeds | " + " | ".join(COLUMNS) + " | hh longer-wins | hh chosen-shorter " \
            "| hh length corr |"
@@ -236,11 +245,10 @@ def main() -> None:
         first = [(n, s) for n, s in first if n == FINAL or n in args.variants]
     recorded: list[dict[str, Any]] = []
     if args.baseline:
-        path, name = args.baseline
-        recorded = [{**run, "name": FINAL} for run in json.loads(Path(path).read_text())
-                    if run["name"] == name]
-        if not recorded:
-            parser.error(f"{path} has no run named {name!r}")
+        try:
+            recorded = baseline(Path(args.baseline[0]), args.baseline[1])
+        except ValueError as exc:
+            parser.error(str(exc))
         first = [(n, s) for n, s in first if n != FINAL]
 
     def final(name: str) -> bool:

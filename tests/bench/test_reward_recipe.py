@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from bench.reward_recipe import CONTRAST, FINAL, choose
+import pytest
+
+from bench.reward_recipe import CONTRAST, FINAL, baseline, choose
 
 
 def run(name: str, seed: int, pooled: float, hh: float, **kinds: float) -> dict[str, Any]:
@@ -37,3 +41,16 @@ def test_means_over_seeds_decide_and_the_lowest_seed_is_returned() -> None:
             run("final, b", 1, 56, 54, truncation=80), run("final, b", 0, 56, 54, truncation=50)]
     best = choose(runs)
     assert (best["name"], best["seed"]) == ("final, b", 0)
+
+
+def test_a_baseline_read_from_an_earlier_file_stands_for_the_final_recipe(tmp_path: Path
+                                                                          ) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([run("final, restatement 0.2", seed, 56, 54, truncation=62)
+                                   for seed in (0, 1)] + [run("other", 0, 60, 60)]))
+    read = baseline(results, "final, restatement 0.2")
+    assert [(r["name"], r["seed"]) for r in read] == [(FINAL, 0), (FINAL, 1)]
+    runs = [*read, run("final, b", 0, 56, 54, truncation=50)]
+    assert choose(runs)["name"] == FINAL
+    with pytest.raises(ValueError, match="no run named 'missing'"):
+        baseline(results, "missing")
