@@ -218,7 +218,8 @@ class Trainer:
         distributed.sum_gradients(params)  # the whole step's gradient on every process
         totals = distributed.sum_values(totals, self.device)
         totals["grad_norm"] = float(nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
-        totals["lr"] = float(self.scheduler.get_last_lr()[0])
+        # the encoder's top rate (its groups come before the head's, lowest layer first)
+        totals["lr"] = float(max(self.scheduler.get_last_lr()[:-1]))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -198,6 +198,10 @@ def test_layer_decay_gives_lower_layers_smaller_rates(tiny_backbone: Path,
     assert rate[id(named["embeddings.word_embeddings.weight"])] == pytest.approx(
         1e-3 * 0.5 ** depth)
     assert {rate[id(p)] for p in trainer.model.head.parameters()} == {config.head_lr}
+    # the rate a step logs is the top layer's (the lowest layer's group comes first)
+    now = next(g["lr"] for g in trainer.optimizer.param_groups
+               if any(p is named[top] for p in g["params"]))
+    assert trainer._optimizer_step()["lr"] == pytest.approx(now)
     # LayerNorm weights and biases keep no weight decay at every rate
     for group in trainer.optimizer.param_groups:
         if group["initial_lr"] != config.head_lr:
