@@ -138,9 +138,31 @@ async def _routing(request: Request, exc: HTTPException) -> JSONResponse:
                              f"{request.method} is not allowed on {request.url.path}")
     elif exc.status_code == 404:
         error = ServiceError(ErrorType.not_found, f"no endpoint {request.url.path}")
+    elif exc.status_code == 400:  # FastAPI could not read the body as JSON at all
+        error = ServiceError(ErrorType.validation, _unreadable(request, exc.__cause__))
+        log.info("%s %s -> 422: %s", request.method, request.url.path, error.message)
     else:
         error = ServiceError(ErrorType.validation, str(exc.detail))
     return error_response(error)
+
+
+def _unreadable(request: Request, cause: BaseException | None) -> str:
+    """Why a body is not JSON at all, for the failures FastAPI reports only as "There was an
+    error parsing the body": compressed, not UTF-8 (where), or nested past the parser."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return (f"the body is sent with Content-Encoding {encoding}: this service reads "
+                "only uncompressed JSON")
+    if isinstance(cause, UnicodeDecodeError):
+        raw = bytes(cause.object)
+        before = raw[:cause.start]
+        line = before.count(b"\n") + 1
+        column = cause.start - before.rfind(b"\n")
+        return (f"the body is not UTF-8: byte 0x{raw[cause.start]:02x} at line {line}, "
+                f"column {column}")
+    if isinstance(cause, RecursionError):
+        return "invalid JSON: arrays or objects nested too deeply for the parser"
+    return "the body could not be read as JSON"
 
 
 async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -4,6 +4,7 @@ tiny exported reward model on onnxruntime), driven through httpx.ASGITransport. 
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -80,6 +81,21 @@ async def test_bad_requests_get_their_status_and_error_type(
     assert answer.status_code == status, answer.text
     assert answer.json()["error_type"] == error_type
     assert "private" not in answer.json()["error"]  # the customer's text is never echoed
+
+
+@pytest.mark.parametrize(("raw", "headers", "message"), [
+    (b'{"items": [\n {"prompt": "caf\xe9", "response": "b"}]}', {},
+     "the body is not UTF-8: byte 0xe9 at line 2, column 17"),
+    (b"[" * 100_000, {}, "invalid JSON: arrays or objects nested too deeply for the parser"),
+    (gzip.compress(b'{"items": []}'), {"content-encoding": "gzip"},
+     "the body is sent with Content-Encoding gzip: this service reads only uncompressed JSON"),
+], ids=["not utf-8", "nested", "gzip"])
+async def test_a_body_that_is_not_json_at_all_says_why(
+        client: httpx.AsyncClient, raw: bytes, headers: dict[str, str], message: str) -> None:
+    answer = await client.post("/reward/score", content=raw,
+                               headers={"content-type": "application/json", **headers})
+    assert answer.status_code == 422
+    assert answer.json() == {"error": message, "error_type": "validation"}
 
 
 async def test_models_names_what_is_served(client: httpx.AsyncClient) -> None:
