@@ -194,6 +194,7 @@ class Clock:
 def summary(result: Retrained) -> dict[str, Any]:
     return {"promoted": result.decision.promoted, "tag": result.tag,
             "reasons": result.decision.reasons, "metric": result.decision.metric,
+            "feedback_examples_needed": gate.examples_needed(result.decision.sets[0]),
             "sets": {s.name: {"n": s.n, "champion": round(s.champion, 4),
                               "challenger": round(s.challenger, 4),
                               "gain_points": round(s.gain, 1),

@@ -23,6 +23,7 @@ challenger that leans less on length loses there by construction.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,6 +73,16 @@ class SetComparison:
         return (self.challenger - self.champion) * 100
 
 
+def examples_needed(s: SetComparison) -> int | None:
+    """How many examples a set would need for a gain of this size, with this spread per
+    example, to have its interval clear 0 (an interval narrows as 1/sqrt(n)): what more
+    feedback would buy. None when the gain is not positive or its interval already clears 0."""
+    if s.gain <= 0 or s.gain_low > 0:
+        return None
+    half_width = (s.gain_high - s.gain_low) / 2
+    return math.ceil(s.n * (half_width / s.gain) ** 2)
+
+
 def compare(name: str, scored: Scored, gated: bool = True) -> SetComparison:
     n = len(scored.champion)
     everything = np.arange(n)
@@ -99,6 +110,7 @@ class Decision:
     def record(self) -> dict[str, Any]:
         return {"promoted": self.promoted, "reasons": self.reasons, "rule": self.rule,
                 "metric": self.metric, "tolerance_points": self.tolerance,
+                "feedback_examples_needed": examples_needed(self.sets[0]),
                 "sets": [{**asdict(s), "gain": s.gain} for s in self.sets]}
 
 
@@ -112,9 +124,12 @@ def decide(metric: str, feedback: Scored, original: Mapping[str, Scored],
     pool = compare(POOLED, pooled) if pooled is not None else None
     reasons = []
     if not fed.gain_low > 0:
+        needed = examples_needed(fed)
+        more = ("" if needed is None else f"; a gain this size would need about {needed} "
+                f"held-out examples to clear 0, not {fed.n}")
         reasons.append(f"not better on the held-out feedback: gain {fed.gain:+.1f} points, "
                        f"interval [{fed.gain_low:+.1f}, {fed.gain_high:+.1f}] does not lie "
-                       "above 0")
+                       f"above 0{more}")
     if pool is not None and pool.gain < -tolerance:
         reasons.append(f"worse on the original test splits pooled: {pool.gain:+.1f} points "
                        f"(tolerance -{tolerance:g})")

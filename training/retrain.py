@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -302,6 +303,10 @@ def retrain(task: str, tag: str, output: Path, feedback: FeedbackStore,
     gate.plot(decision, output / "gate.png")
     print(gate.table(decision))
     print(("PROMOTED: " if decision.promoted else "REFUSED: ") + "; ".join(decision.reasons))
+    if (needed := gate.examples_needed(decision.sets[0])) is not None:
+        records = math.ceil(needed * used.records / used.held_out)
+        print(f"      more feedback: about {records} {kind} records in all ({used.records} now) "
+              f"would hold out about {needed}, if the gain stays this size")
     print(f"      report: {output / 'gate.json'}, {output / 'gate.png'}")
     if not decision.promoted or not promote:
         return Retrained(decision, challenger, None)

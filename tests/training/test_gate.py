@@ -48,3 +48,24 @@ def test_shown_sets_are_reported_but_never_gate() -> None:
     assert decision.promoted
     far = decision.sets[-1]
     assert far.name == "far" and not far.gated and far.gain < -15
+
+
+
+def test_an_unconfirmed_gain_says_how_much_feedback_would_confirm_it() -> None:
+    fine = outcomes(800, 0.6, 0.6)
+    # 30 examples only the challenger gets right, 20 only the champion: +6.7 points on 150
+    both = np.random.default_rng(0).random(100) < 0.5
+    champion = np.concatenate([np.zeros(30, bool), np.ones(20, bool), both])
+    challenger = np.concatenate([np.ones(30, bool), np.zeros(20, bool), both])
+
+    def feedback(copies: int) -> Scored:  # the same examples again: the same gain
+        return Scored(np.tile(champion, copies), np.tile(challenger, copies), accuracy)
+
+    small = decide("accuracy", feedback(1), {"a": fine}, fine)
+    needed = small.record()["feedback_examples_needed"]
+    assert not small.promoted and f"about {needed} held-out examples" in small.reasons[0]
+    assert 150 < needed < 450
+    assert decide("accuracy", feedback(3), {"a": fine}, fine).promoted  # 450 examples
+    worse = decide("accuracy", Scored(challenger, champion, accuracy), {"a": fine}, fine)
+    assert worse.record()["feedback_examples_needed"] is None
+    assert "would need" not in worse.reasons[0]

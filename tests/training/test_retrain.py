@@ -63,7 +63,8 @@ def test_feedback_that_teaches_is_promoted_with_its_lineage(champion: str, tmp_p
     assert (latest.path / "weights" / "head.safetensors").is_file()  # it can be re-trained
 
 
-def test_noise_is_refused_and_nothing_is_stored(champion: str, tmp_path: Path) -> None:
+def test_noise_is_refused_and_nothing_is_stored(champion: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     from models import store
 
     rng = random.Random(3)
@@ -78,6 +79,9 @@ def test_noise_is_refused_and_nothing_is_stored(champion: str, tmp_path: Path) -
     assert code == 5
     decision = json.loads((tmp_path / "noise" / "gate.json").read_text())
     assert not decision["promoted"] and "held-out feedback" in decision["reasons"][0]
+    # a chance gain above 0 is told how much feedback would confirm it; a loss is not
+    needed = decision["feedback_examples_needed"]
+    assert ("more feedback: about" in capsys.readouterr().out) == (needed is not None)
     assert {tag for tag, _ in store.list_stored()} == before
 
 
