@@ -77,6 +77,10 @@ class TrainConfig:
                                  "inside a rebuke or a denial, labelled not hate and not "
                                  "sexism, as a share of the sampled training texts; 0 disables "
                                  "(training/data/counter_speech.py).")
+    identity_balance: bool = _opt(False, "Moderation: clean texts that name a group swapped "
+                                  "in for clean texts that name none, until naming a group "
+                                  "carries no more hate than naming none; the same number of "
+                                  "texts (training/data/identity.py).")
     length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
                              "response tokens), w learnt, so the linear term absorbs the length "
                              "preference; the service serves r alone.")

@@ -23,6 +23,7 @@ from models.manifest import Manifest
 from models.taxonomy import CATEGORIES, OUT_OF_SCOPE
 from training import modeling
 from training.class_metrics import binary_metrics, multiclass_metrics, out_of_scope_metrics
+from training.data.identity import names_a_group
 from training.data.labelled import TextExample, load_intent_jsonl, load_moderation_jsonl
 from training.data.preference import load_generic
 from training.data.records import Loaded, PreferencePair
@@ -160,6 +161,24 @@ def evaluate_moderation(probs: np.ndarray, targets: np.ndarray, thresholds: dict
     return out
 
 
+def identity_flag_rates(texts: Sequence[str], probs: np.ndarray, targets: np.ndarray,
+                        threshold: float) -> dict[str, float] | None:
+    """Unintended bias (training/data/identity.py): the share of the texts known not to be
+    hate that are flagged as hate, among those that name a group and those that name none;
+    None when the set labels no text as not hate."""
+    k = CATEGORIES.index("hate")
+    clean = targets[:, k] == 0
+    if not clean.any():
+        return None
+    naming = np.array([names_a_group(t) for t in texts], dtype=bool)
+    hate = probs[:, k] >= threshold
+    out = {}
+    for key, rows in (("naming_a_group", clean & naming), ("naming_none", clean & ~naming)):
+        out[f"hate_flag_rate_{key}"] = float(hate[rows].mean()) if rows.any() else float("nan")
+        out[f"n_{key}"] = float(rows.sum())
+    return out
+
+
 def flagged(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     return np.asarray((probs >= np.array([thresholds[c] for c in CATEGORIES])).any(axis=1))
 
@@ -218,6 +237,10 @@ def evaluate_moderation_model(model_dir: Path, files: Sequence[Path] = (),
         if name not in SUITES:
             for key, values in evaluate_moderation(p, targets, manifest.thresholds).items():
                 metrics[f"{name}/{key}"] = values
+        rates = identity_flag_rates([e.text for e in examples], p, targets,
+                                    manifest.thresholds["hate"])
+        if rates is not None:
+            metrics[f"{name}/identity"] = rates
     metrics.update(evaluate_suites(tests, {k: v for k, v in probs.items() if k in SUITES},
                                    manifest.thresholds))
     return finite(metrics)

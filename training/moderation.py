@@ -23,6 +23,7 @@ from training import report
 from training.class_metrics import binary_metrics
 from training.config import TrainConfig
 from training.data.counter_speech import counter_speech
+from training.data.identity import balance_identity
 from training.data.text_sets import (
     CLEAN_SOURCES,
     MODERATION_SOURCES,
@@ -30,7 +31,12 @@ from training.data.text_sets import (
     TextData,
     load_moderation_data,
 )
-from training.evaluate import evaluate_moderation, evaluate_suites, moderation_scores
+from training.evaluate import (
+    evaluate_moderation,
+    evaluate_suites,
+    identity_flag_rates,
+    moderation_scores,
+)
 from training.modeling import ScoringModel
 from training.run import Run, RunResult
 from training.scoring import score
@@ -57,6 +63,9 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     data = load_moderation_data(data_dir, train_data, skip_invalid,
                                 exclude=config.excluded(), train_only=train_only)
     train = data.training(config.max_train_texts, config.seed, config.replay)
+    balance = None
+    if config.identity_balance and config.replay is None:
+        train, balance = balance_identity(train, data.train + data.train_whole, config.seed)
     framed = counter_speech(data.train + data.train_whole, round(config.counter_speech *
                                                                   len(train)), config.seed)
     train += framed
@@ -77,6 +86,10 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
         if set_name not in SUITES:
             for key, values in evaluate_moderation(probs, targets, thresholds).items():
                 metrics[f"{set_name}/{key}"] = values
+        texts = data.validation if set_name == "validation" else data.tests[set_name]
+        rates = identity_flag_rates([e.text for e in texts], probs, targets, thresholds["hate"])
+        if rates is not None:
+            metrics[f"{set_name}/identity"] = rates
     metrics.update(evaluate_suites(data.tests, {k: v[0] for k, v in scored.items()
                                                 if k in SUITES}, thresholds))
     run.lap("evaluate")
@@ -93,13 +106,18 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     # texts by where they came from, for those that say (clean requests' origins, framed ones)
     summary["training_mix"] = {"texts": len(train),
                                **Counter(e.group for e in train if e.group)}
+    if balance is not None:
+        summary["training_mix"]["identity_balance"] = balance.record()
     sets = ("validation (T=1)", "validation", *MODERATION_SOURCES, *CLEAN_SOURCES,
             *(p.stem for p in train_data))
     return run.finish(model, manifest, summary, metrics, [
         (("auprc", "roc_auc", "precision", "recall", "f1", "ece", "flag_rate", "n"),
          [f"{s}/{c}" for s in sets for c in (*CATEGORIES, "clean", "any")]),
         (("accuracy", "hateful_recall", "non_hateful_flag_rate", "over_flagging_rate",
-          "unsafe_flag_rate", "catch_rate", "n"), SUITES)])
+          "unsafe_flag_rate", "catch_rate", "n"), SUITES),
+        (("hate_flag_rate_naming_a_group", "n_naming_a_group", "hate_flag_rate_naming_none",
+          "n_naming_none"), [f"{s}/identity" for s in ("validation", *MODERATION_SOURCES,
+                                                        *CLEAN_SOURCES, *SUITES)])])
 
 
 def calibrate(model: ScoringModel, run: Run, data: TextData

@@ -13,6 +13,7 @@ from models.taxonomy import CATEGORIES
 from training.data import catalogue, labelled_sets
 from training.data.clean_requests import QUERIES_PER_INTENT_SET
 from training.data.counter_speech import MAX_WORDS, counter_speech
+from training.data.identity import _counts, balance_identity, names_a_group
 from training.data.labelled import (
     Labelled,
     TextExample,
@@ -229,3 +230,33 @@ def test_counter_speech_quotes_abuse_and_labels_only_hate_and_sexism() -> None:
     assert counter_speech(train, 0, seed=0) == []
     assert [e.text for e in counter_speech(train, 2, seed=3)] == \
         [e.text for e in counter_speech(train, 2, seed=3)]
+
+
+def texts(n: int, text: str, hate: int, group: str = "") -> list[TextExample]:
+    return [TextExample(f"{text} {i}", {"hate": hate}, group=group) for i in range(n)]
+
+
+def test_identity_balance_makes_naming_a_group_carry_no_more_hate_at_the_same_size() -> None:
+    assert names_a_group("Muslims are welcome here") and names_a_group("my WOMEN colleagues")
+    assert not names_a_group("the weather is lovely") and not names_a_group("transport")
+    # 30 of 60 texts naming a group are hate, 10 of 100 naming none; spare clean ones in the pool
+    sample = (texts(30, "immigrants should go", 1) + texts(30, "immigrants at the fair", 0)
+              + texts(10, "go away, idiot", 1) + texts(80, "nice day", 0)
+              + texts(10, "how do I reset my card", 0, group="banking77")
+              + [TextExample("women at work", {"sexism": 0})])  # hate unknown: not counted
+    pool = sample + texts(500, "refugees cooking dinner", 0)
+    out, balance = balance_identity(sample, pool, seed=0)
+    assert len(out) == len(sample)
+    assert balance.naming_before == 0.5 and balance.copies == 0
+    assert abs(balance.naming_after - balance.others) < 0.01
+    assert _counts(out)[0] == 30 and _counts(out)[2] == 10  # every positive kept
+    assert sum(e.group == "banking77" for e in out) == 10  # texts with an origin stay
+    assert sum(e.group == "identity-balance" for e in out) == balance.swapped
+    assert [e.text for e in out] == [e.text for e in balance_identity(sample, pool, 0)[0]]
+    # too few unused clean texts naming a group: copies
+    _, short = balance_identity(sample, sample + texts(3, "refugees cooking", 0), seed=0)
+    assert short.copies == short.swapped - 3 > 0
+    # no bias to remove: unchanged
+    fair = texts(10, "immigrants should go", 1) + texts(90, "immigrants at the fair", 0) \
+        + texts(10, "idiot", 1) + texts(90, "nice day", 0)
+    assert balance_identity(fair, fair, seed=0)[0] == fair
