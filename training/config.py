@@ -80,7 +80,7 @@ class TrainConfig:
     identity_balance: bool = _opt(False, "Moderation: clean texts that name a group swapped "
                                   "in for clean texts that name none, until naming a group "
                                   "carries no more hate than naming none; the same number of "
-                                  "texts (training/data/identity.py).")
+                                  "texts; not when re-training (training/data/identity.py).")
     length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
                              "response tokens), w learnt, so the linear term absorbs the length "
                              "preference; the service serves r alone.")
