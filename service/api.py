@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from models.taxonomy import OUT_OF_SCOPE
 from service import admin, capture, inference, rl
 from service.deadline import Deadline
-from service.errors import ErrorType, ServiceError, error_response
+from service.errors import ErrorType, ServiceError, error_response, no_endpoint
 from service.fronts import ModerationFront, RewardScore
 from service.guard import Guard
 from service.inference import (
@@ -137,7 +137,7 @@ async def _routing(request: Request, exc: HTTPException) -> JSONResponse:
         error = ServiceError(ErrorType.method_not_allowed,
                              f"{request.method} is not allowed on {request.url.path}")
     elif exc.status_code == 404:
-        error = ServiceError(ErrorType.not_found, f"no endpoint {request.url.path}")
+        error = ServiceError(ErrorType.not_found, no_endpoint(request.url.path))
     elif exc.status_code == 400:  # FastAPI could not read the body as JSON at all
         error = ServiceError(ErrorType.validation, _unreadable(request, exc.__cause__))
         log.info("%s %s -> 422: %s", request.method, request.url.path, error.message)

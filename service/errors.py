@@ -37,6 +37,12 @@ STATUS: dict[ErrorType, int] = {
 }
 
 
+def no_endpoint(path: str) -> str:
+    """A 404's message: the path (cut short) and where the real endpoints are listed."""
+    return (f"no endpoint {path[:200]}; the endpoints are listed at / and in the OpenAPI "
+            "spec at /docs.json")
+
+
 class ServiceError(Exception):
     def __init__(self, error_type: ErrorType, message: str,
                  retry_after_s: int | None = None) -> None:
@@ -80,7 +86,7 @@ class TaxonomyNotFound:
                     .startswith("text/plain")):
                 replaced = True
                 path = scope.get("path", "")
-                error = ServiceError(ErrorType.not_found, f"no endpoint {path[:200]}")
+                error = ServiceError(ErrorType.not_found, no_endpoint(path))
                 return await error_response(error)(scope, receive, send)
             if not replaced:  # the plain body of a replaced answer is dropped
                 await send(message)

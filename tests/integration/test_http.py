@@ -268,10 +268,12 @@ def test_bad_input_gets_its_status_and_a_json_error(server: str, case: str, path
 def test_paths_the_service_does_not_route_are_json_404s(server: str) -> None:
     """Outside /v1, and a /v1 path BentoML's mount cannot match (a newline in it): its own
     router answers those, in the taxonomy too."""
-    for path in ("/nope", "/v1/feedback/a%0Ab", "/v1/nope"):
+    for path in ("/nope", "/docs", "/v1/feedback/a%0Ab", "/v1/nope"):
         answer = httpx.get(f"{server}{path}")
         assert answer.status_code == 404, path
         assert answer.json()["error_type"] == "not_found", path
+        assert "listed at / and in the OpenAPI spec at /docs.json" in answer.json()["error"]
+    assert httpx.get(f"{server}/docs.json").json()["paths"]  # where the 404 points
     assert httpx.get(f"{server}/readyz").status_code == 200  # BentoML's own routes still work
 
 
