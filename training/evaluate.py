@@ -179,6 +179,21 @@ def identity_flag_rates(texts: Sequence[str], probs: np.ndarray, targets: np.nda
     return out
 
 
+def moderation_set_metrics(name: str, examples: Sequence[TextExample], probs: np.ndarray,
+                           targets: np.ndarray, thresholds: dict[str, float]
+                           ) -> dict[str, dict[str, float]]:
+    """One set's entries in a moderation report: per category and over-flagging (a suite's
+    figures come from evaluate_suites instead), and the identity flag rates when it labels
+    hate."""
+    out = {} if name in SUITES else {
+        f"{name}/{key}": values
+        for key, values in evaluate_moderation(probs, targets, thresholds).items()}
+    rates = identity_flag_rates([e.text for e in examples], probs, targets, thresholds["hate"])
+    if rates is not None:
+        out[f"{name}/identity"] = rates
+    return out
+
+
 def flagged(probs: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     return np.asarray((probs >= np.array([thresholds[c] for c in CATEGORIES])).any(axis=1))
 
@@ -234,13 +249,7 @@ def evaluate_moderation_model(model_dir: Path, files: Sequence[Path] = (),
                                        {c: temperatures.get(c, 1.0) for c in CATEGORIES},
                                        max_tokens, f"eval {name}")
         probs[name] = p
-        if name not in SUITES:
-            for key, values in evaluate_moderation(p, targets, manifest.thresholds).items():
-                metrics[f"{name}/{key}"] = values
-        rates = identity_flag_rates([e.text for e in examples], p, targets,
-                                    manifest.thresholds["hate"])
-        if rates is not None:
-            metrics[f"{name}/identity"] = rates
+        metrics.update(moderation_set_metrics(name, examples, p, targets, manifest.thresholds))
     metrics.update(evaluate_suites(tests, {k: v for k, v in probs.items() if k in SUITES},
                                    manifest.thresholds))
     return finite(metrics)

@@ -31,12 +31,7 @@ from training.data.text_sets import (
     TextData,
     load_moderation_data,
 )
-from training.evaluate import (
-    evaluate_moderation,
-    evaluate_suites,
-    identity_flag_rates,
-    moderation_scores,
-)
+from training.evaluate import evaluate_suites, moderation_scores, moderation_set_metrics
 from training.modeling import ScoringModel
 from training.run import Run, RunResult
 from training.scoring import score
@@ -83,13 +78,8 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
         scored[set_name] = moderation_scores(model, run.encoder, examples, temperatures,
                                              config.eval_batch_tokens, f"eval {set_name}")
     for set_name, (probs, targets) in scored.items():
-        if set_name not in SUITES:
-            for key, values in evaluate_moderation(probs, targets, thresholds).items():
-                metrics[f"{set_name}/{key}"] = values
-        texts = data.validation if set_name == "validation" else data.tests[set_name]
-        rates = identity_flag_rates([e.text for e in texts], probs, targets, thresholds["hate"])
-        if rates is not None:
-            metrics[f"{set_name}/identity"] = rates
+        examples = data.validation if set_name == "validation" else data.tests[set_name]
+        metrics.update(moderation_set_metrics(set_name, examples, probs, targets, thresholds))
     metrics.update(evaluate_suites(data.tests, {k: v[0] for k, v in scored.items()
                                                 if k in SUITES}, thresholds))
     run.lap("evaluate")

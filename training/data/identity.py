@@ -106,6 +106,7 @@ def balance_identity(sample: list[TextExample], pool: Sequence[TextExample], see
     leaving = {id(e) for e in rng.sample(replaceable, len(added))}
     kept = [e for e in sample if id(e) not in leaving]
     out = kept + [replace(e, group=NAME) for e in added]
-    hate_naming, clean_naming, hate_none, clean_none = _counts(out)
-    return out, Balance(before, _rate(hate_naming, clean_naming), _rate(hate_none, clean_none),
-                        len(added), copies)
+    # every text in was clean and named a group, every text out clean and named none
+    moved = len(added)
+    return out, Balance(before, _rate(hate_naming, clean_naming + moved),
+                        _rate(hate_none, clean_none - moved), moved, copies)
