@@ -41,13 +41,14 @@ def down_projections(graph: Path) -> list[str]:
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "every supported op, per channel (what export does)": {"per_channel": True},
+    "every supported op, per channel, 8-bit weights (the export before 2026-12-05)": {
+        "per_channel": True},
     "MatMul only, per channel": {"per_channel": True, "op_types_to_quantize": ["MatMul"]},
     "MatMul and Attention, per channel": {"per_channel": True,
                                           "op_types_to_quantize": ["MatMul", "Attention"]},
     "MatMul only, per tensor": {"per_channel": False, "op_types_to_quantize": ["MatMul"]},
-    "every supported op, per channel, 7-bit weights": {"per_channel": True,
-                                                      "reduce_range": True},
+    "every supported op, per channel, 7-bit weights (what export does)": {
+        "per_channel": True, "reduce_range": True},
     "every op but the feed-forward down-projections, per channel": {"per_channel": True,
                                                                     "exclude": "down"},
 }

@@ -168,7 +168,12 @@ def to_fp16(fused: Path, out: Path) -> Path:
     return out
 
 
-def quantise_int8(fused: Path, out: Path) -> Path:
+def quantise_int8(fused: Path, out: Path, reduce_range: bool = True) -> Path:
+    """Dynamic int8: weights per channel, activations per batch. Weights take 7 bits
+    (`reduce_range`) so that the graph scores the same on every x86 CPU: without VNNI,
+    onnxruntime sums pairs of uint8 x int8 products in 16 bits (VPMADDUBSW), which saturates
+    for 8-bit weights, so an int8 graph checked on a VNNI CPU would score otherwise on an
+    AVX2 one (`python -m bench.int8_portability`)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -180,7 +185,8 @@ def quantise_int8(fused: Path, out: Path) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(fused), str(out), per_channel=True, weight_type=QuantType.QInt8,
+        quantize_dynamic(str(fused), str(out), per_channel=True, reduce_range=reduce_range,
+                         weight_type=QuantType.QInt8,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)

@@ -90,6 +90,22 @@ def test_int8_graph_holds_quantised_operators(artifact: tuple[Path, Manifest],
     assert int8_ops["DynamicQuantizeLinear"] >= 1 and "MatMul" not in int8_ops
 
 
+def test_int8_weights_take_7_bits_so_that_every_x86_cpu_scores_alike(
+        artifact: tuple[Path, Manifest], tmp_path: Path) -> None:
+    """Without VNNI, onnxruntime sums pairs of uint8 x int8 products in 16 bits: two products
+    of 7-bit weights fit (2 * 255 * 64 = 32,640), of 8-bit ones they can saturate."""
+    import onnx
+    from onnx import numpy_helper
+
+    out, _ = artifact
+    int8 = export.quantise_int8(out / "model.onnx", tmp_path / "q.onnx")
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(int8)).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8]
+    assert len(weights) >= 12  # every quantised matmul's weights and zero points
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 64
+    assert np.iinfo(np.int16).max >= 2 * 255 * 64
+
+
 def test_int8_is_rejected_and_reported_when_the_metric_drops(
         trained_run: Path, validation: EncodedPairs, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
