@@ -10,7 +10,7 @@ This scores validation pairs of a stored reward model (the first of the export's
 its order) with its fused fp32 graph quantised both ways, here and under QEMU's user-mode
 emulation of a CPU without AVX-512 (`qemu-x86_64 -cpu Haswell-v4`: AVX2 and FMA, no VNNI;
 Debian's `qemu-user`), in the same batches, and says how far each graph's rewards and compare's
-P move between the two CPUs. Emulated AVX2 is slow (about 0.3 items/s on the 2-core machine),
+P move between the two CPUs. Emulated AVX2 is slow (about 0.15 items/s on the 2-core machine),
 so the default is a small sample; fp32 is not emulated (its kernels round the same sums in
 another order, about 1e-6 apart).
 
@@ -60,7 +60,7 @@ def score(workdir: Path, cpu: str, threads: int) -> None:
 def cpu_features() -> str:
     from numpy._core._multiarray_umath import __cpu_features__ as features
 
-    wanted = ("AVX2", "AVX512F", "AVX512_VNNI", "AVX512_SPR")
+    wanted = ("AVX2", "AVX512F", "AVX512VNNI", "AVX_VNNI", "AVX512_SPR")
     return " ".join(f for f in wanted if features.get(f)) or "none of AVX2, AVX-512"
 
 
