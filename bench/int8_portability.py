@@ -43,7 +43,8 @@ ITEMS, OUTPUTS = "items.pkl", "{cpu}.npz"
 
 
 def score(workdir: Path, cpu: str, threads: int) -> None:
-    """The child: every graph in `workdir` on its items, in the service's batches. Imports no
+    """The child: every graph in `workdir` on its items, in the export check's batches (the same
+    on both CPUs: dynamic int8 scales a batch's activations together). Imports no
     torch, so that it starts in minutes under emulation."""
     with open(workdir / ITEMS, "rb") as f:
         items, pad_id = pickle.load(f)

@@ -3,9 +3,9 @@
     alignserve export --checkpoint runs/reward/model --name reward
 
 The artifact directory holds the layout models/artifact.py defines: model.onnx (fused fp32,
-parity-checked against PyTorch), model.int8.onnx (dynamic per-channel, kept only when it passes
-the int8 gate below), model.fp16.onnx (for GPU hosts, parity-checked on the CPU),
-tokenizer.json and a complete manifest.json.
+parity-checked against PyTorch), model.int8.onnx (dynamic per-channel, 7-bit weights, kept only
+when it passes the int8 gate below), model.fp16.onnx (for GPU hosts, parity-checked on the
+CPU), tokenizer.json and a complete manifest.json.
 
 The int8 gate. A point difference in validation accuracy is noise at this size (0.5 points of
 838 pairs is 4 pairs), so the gate asks two questions that have stable answers:
@@ -170,10 +170,10 @@ def to_fp16(fused: Path, out: Path) -> Path:
 
 def quantise_int8(fused: Path, out: Path, reduce_range: bool = True) -> Path:
     """Dynamic int8: weights per channel, activations per batch. Weights take 7 bits
-    (`reduce_range`) so that the graph scores the same on every x86 CPU: without VNNI,
-    onnxruntime sums pairs of uint8 x int8 products in 16 bits (VPMADDUBSW), which saturates
-    for 8-bit weights, so an int8 graph checked on a VNNI CPU would score otherwise on an
-    AVX2 one (`python -m bench.int8_portability`)."""
+    (`reduce_range`) so that no x86 CPU saturates: without VNNI, onnxruntime sums pairs of
+    uint8 x int8 products in 16 bits (VPMADDUBSW), which saturates for 8-bit weights, so an
+    int8 graph checked on a VNNI CPU scored otherwise on an AVX2 one. Rounding still differs
+    between instruction sets, far less (`python -m bench.int8_portability`)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

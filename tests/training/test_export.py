@@ -90,7 +90,7 @@ def test_int8_graph_holds_quantised_operators(artifact: tuple[Path, Manifest],
     assert int8_ops["DynamicQuantizeLinear"] >= 1 and "MatMul" not in int8_ops
 
 
-def test_int8_weights_take_7_bits_so_that_every_x86_cpu_scores_alike(
+def test_int8_weights_take_7_bits_so_that_no_x86_cpu_saturates(
         artifact: tuple[Path, Manifest], tmp_path: Path) -> None:
     """Without VNNI, onnxruntime sums pairs of uint8 x int8 products in 16 bits: two products
     of 7-bit weights fit (2 * 255 * 64 = 32,640), of 8-bit ones they can saturate."""
