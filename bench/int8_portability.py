@@ -44,15 +44,15 @@ ITEMS, OUTPUTS = "items.pkl", "{cpu}.npz"
 
 def score(workdir: Path, cpu: str, threads: int) -> None:
     """The child: every graph in `workdir` on its items, in the export check's batches (the same
-    on both CPUs: dynamic int8 scales a batch's activations together). Imports no
-    torch, so that it starts in minutes under emulation."""
+    on both CPUs: dynamic int8 scales a batch's activations together), and the features of the
+    CPU it runs on. Imports no torch, so that it starts in minutes under emulation."""
     with open(workdir / ITEMS, "rb") as f:
         items, pad_id = pickle.load(f)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"features": cpu_features()}
     for i in range(len(GRAPHS)):
         session = open_session(workdir / f"graph{i}.onnx", threads=threads)
         started = time.perf_counter()
-        out[f"graph{i}"] = reward_of(run(session, items, pad_id=pad_id))
+        out[f"graph{i}"] = run(session, items, pad_id=pad_id)
         print(f"{cpu}: graph {i}, {len(items)} items in {time.perf_counter() - started:.0f} s",
               flush=True)
     np.savez(workdir / OUTPUTS.format(cpu=cpu), **out)
@@ -67,7 +67,7 @@ def cpu_features() -> str:
 
 def prepare(tag: str, pairs: int, workdir: Path) -> tuple[int, float, np.ndarray]:
     """The first `pairs` validation pairs in the gate's order, both int8 graphs, and the fp32
-    graph's rewards of the pairs' items (here: fp32 is the reference the gate compares with)."""
+    graph's outputs on the pairs' items (here: fp32 is the reference the gate compares with)."""
     from models import store
     from models.artifact import FP32, TOKENIZER_FILE
     from models.inputs import PairEncoder
@@ -83,14 +83,8 @@ def prepare(tag: str, pairs: int, workdir: Path) -> tuple[int, float, np.ndarray
         pickle.dump((items, encoder.pad_id), f)
     for i, reduce_range in enumerate(GRAPHS.values()):
         quantise_int8(stored.path / FP32, workdir / f"graph{i}.onnx", reduce_range=reduce_range)
-    fp32 = reward_of(run(open_session(stored.path / FP32), items, pad_id=encoder.pad_id))
+    fp32 = run(open_session(stored.path / FP32), items, pad_id=encoder.pad_id)
     return len(rows), stored.manifest.temperature or 1.0, fp32
-
-
-def order_kept(reference: np.ndarray, other: np.ndarray, n: int, where: np.ndarray) -> int:
-    """Of the pairs `where`, how many `other` orders as `reference` does (n pairs: n chosen
-    items, then their n rejected ones)."""
-    return int(((reference[:n] > reference[n:]) == (other[:n] > other[n:]))[where].sum())
 
 
 def main() -> None:
@@ -109,60 +103,68 @@ def main() -> None:
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
         sys.exit("int8_portability: qemu-x86_64 is missing (Debian: apt-get install qemu-user)")
-    workdir = Path(tempfile.mkdtemp(prefix="alignserve-int8-cpus-"))
-    n, temperature, fp32 = prepare(args.tag, args.pairs, workdir)
-    child = [sys.executable, "-m", "bench.int8_portability", "--score", str(workdir),
-             "--threads", str(args.threads)]
-    subprocess.run([*child, "--as-cpu", "native"], check=True)
-    emulated = subprocess.run([qemu, "-cpu", args.cpu, *child, "--as-cpu", args.cpu],
-                              stderr=subprocess.PIPE, text=True)
-    if emulated.returncode != 0:
-        sys.exit("int8_portability: the emulated run failed:\n" + "\n".join(
-            line for line in emulated.stderr.splitlines() if "TCG doesn't support" not in line))
-    features = subprocess.run([qemu, "-cpu", args.cpu, sys.executable, "-c",
-                               "from bench.int8_portability import cpu_features as f; print(f())"],
-                              capture_output=True, text=True).stdout.strip()
-    from training.export import INT8_DECIDED_MARGIN  # the parent only: it imports torch
+    with tempfile.TemporaryDirectory(prefix="alignserve-int8-cpus-") as tmp:
+        workdir = Path(tmp)
+        n, temperature, fp32 = prepare(args.tag, args.pairs, workdir)
+        child = [sys.executable, "-m", "bench.int8_portability", "--score", str(workdir),
+                 "--threads", str(args.threads)]
+        subprocess.run([*child, "--as-cpu", "native"], check=True)
+        emulated = subprocess.run([qemu, "-cpu", args.cpu, *child, "--as-cpu", args.cpu],
+                                  stderr=subprocess.PIPE, text=True)
+        if emulated.returncode != 0:
+            sys.exit("int8_portability: the emulated run failed:\n" + "\n".join(
+                line for line in emulated.stderr.splitlines()
+                if "TCG doesn't support" not in line))
+        scores = {cpu: dict(np.load(workdir / OUTPUTS.format(cpu=cpu)))
+                  for cpu in ("native", args.cpu)}
+    result = compare(args.tag, args.cpu, n, temperature, fp32, scores)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    scores = {cpu: np.load(workdir / OUTPUTS.format(cpu=cpu)) for cpu in ("native", args.cpu)}
-    p_fp32 = sigmoid((fp32[:n] - fp32[n:]) / temperature)
-    decided = np.abs(p_fp32 - 0.5) >= INT8_DECIDED_MARGIN
-    every = np.ones(n, bool)
+
+def compare(tag: str, cpu: str, n: int, temperature: float, fp32: np.ndarray,
+            scores: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Each graph's rewards, compare's P and pair orders on this CPU against `cpu`'s; printed,
+    and returned for the results file."""
+    from training.export import INT8_DECIDED_MARGIN, pair_margins  # imports torch: not the child
+
+    pairs = np.arange(n)
+    reference = pair_margins(fp32, pairs, n)
+    decided = np.abs(sigmoid(reference / temperature) - 0.5) >= INT8_DECIDED_MARGIN
     result: dict[str, Any] = {
-        "tag": args.tag, "pairs": n, "items": 2 * n, "temperature": temperature,
-        "decided_pairs": int(decided.sum()), "native_cpu": cpu_features(),
-        "emulated_cpu": f"{args.cpu} ({features})", "graphs": {},
-        "rewards": {"fp32 (native)": fp32.round(5).tolist()}}
-    print(f"{n} validation pairs of {args.tag}, {int(decided.sum())} of them decided by fp32 "
+        "tag": tag, "pairs": n, "items": 2 * n, "temperature": temperature,
+        "decided_pairs": int(decided.sum()), "native_cpu": str(scores["native"]["features"]),
+        "emulated_cpu": f"{cpu} ({scores[cpu]['features']})", "graphs": {},
+        "rewards": {"fp32 (native)": reward_of(fp32).round(5).tolist()}}
+    print(f"{n} validation pairs of {tag}, {int(decided.sum())} of them decided by fp32 "
           f"(P at least {INT8_DECIDED_MARGIN} from even); this CPU: {result['native_cpu']}; "
           f"emulated: {result['emulated_cpu']}")
     for i, name in enumerate(GRAPHS):
-        a, b = scores["native"][f"graph{i}"], scores[args.cpu][f"graph{i}"]
-        moved = np.abs(a - b)
-        p_a = sigmoid((a[:n] - a[n:]) / temperature)
-        p_b = sigmoid((b[:n] - b[n:]) / temperature)
-        row: dict[str, Any] = {"reward_moved_max": float(moved.max()),
-               "reward_moved_median": float(np.median(moved)),
-               "compare_p_moved_max": float(np.abs(p_a - p_b).max()),
-               "pairs_ordered_alike": order_kept(a, b, n, every),
-               "decided_pairs_ordered_alike": order_kept(a, b, n, decided),
-               "decided_pairs_order_kept_vs_fp32": {
-                   "native": order_kept(fp32, a, n, decided),
-                   args.cpu: order_kept(fp32, b, n, decided)}}
+        a, b = scores["native"][f"graph{i}"], scores[cpu][f"graph{i}"]
+        margin_a, margin_b = pair_margins(a, pairs, n), pair_margins(b, pairs, n)
+        alike = (margin_a > 0) == (margin_b > 0)
+        moved = np.abs(reward_of(a) - reward_of(b))
+        row: dict[str, Any] = {
+            "reward_moved_max": float(moved.max()),
+            "reward_moved_median": float(np.median(moved)),
+            "compare_p_moved_max": float(np.abs(sigmoid(margin_a / temperature)
+                                                - sigmoid(margin_b / temperature)).max()),
+            "pairs_ordered_alike": int(alike.sum()),
+            "decided_pairs_ordered_alike": int(alike[decided].sum()),
+            "decided_pairs_order_kept_vs_fp32": {
+                label: int(((reference > 0) == (margin > 0))[decided].sum())
+                for label, margin in (("native", margin_a), (cpu, margin_b))}}
         result["graphs"][name] = row
-        result["rewards"][f"{name}: native"] = a.round(5).tolist()
-        result["rewards"][f"{name}: {args.cpu}"] = b.round(5).tolist()
+        result["rewards"][f"{name}: native"] = reward_of(a).round(5).tolist()
+        result["rewards"][f"{name}: {cpu}"] = reward_of(b).round(5).tolist()
         kept = row["decided_pairs_order_kept_vs_fp32"]
         print(f"{name}: rewards moved by up to {row['reward_moved_max']:.3f} (median "
               f"{row['reward_moved_median']:.3f}), compare's P by up to "
               f"{row['compare_p_moved_max']:.3f}; the two CPUs order {row['pairs_ordered_alike']}"
               f" of {n} pairs alike ({row['decided_pairs_ordered_alike']} of the "
               f"{int(decided.sum())} decided); fp32's order of the decided pairs kept: "
-              f"{kept['native']} here, {kept[args.cpu]} on {args.cpu}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    shutil.rmtree(workdir, ignore_errors=True)
-
+              f"{kept['native']} here, {kept[cpu]} on {cpu}")
+    return result
 
 if __name__ == "__main__":
     main()
