@@ -12,8 +12,9 @@ fed 32-pair /v1/reward/score requests of real hh-rlhf pairs:
    request as soon as the last is answered (`at-once`: a retry storm) or, after a 429, once its
    Retry-After has passed (`after`: what the header asks of a client): every status; goodput
    (pairs answered 200 per second) as a share of capacity; the latency of admitted (200)
-   requests, p50 and p99, as the clients saw it; how fast a 429 came back; the Retry-After
-   values it carried; the CPU seconds the load generator itself used;
+   requests, p50 and p99, as the clients saw it and in the server (its Server-Timing total);
+   how fast a 429 came back; the Retry-After values it carried; the CPU seconds the load
+   generator itself used;
 3. recovery: one request once the burst ends, and its latency.
 
 ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000 (the largest it takes) stands for the admission before it
@@ -46,7 +47,8 @@ from service.local import serving
 
 PER_REQUEST = 32
 RETRY_MODES = ("at-once", "after")
-Seen = tuple[int, float, float, str | None]  # (status, started at s, latency s, Retry-After)
+# (status, started at s, latency s, Retry-After, the server's own total s from Server-Timing)
+Seen = tuple[int, float, float, str | None, float | None]
 
 
 def body(pairs: list[Pair], k: int) -> dict[str, Any]:
@@ -76,9 +78,10 @@ async def drive(url: str, pairs: list[Pair], clients: int, seconds: float,
                                          headers=headers) as response:
                         await response.read()
                         status, after = response.status, response.headers.get("retry-after")
+                        server = server_total(response.headers.get("server-timing"))
                 except aiohttp.ClientError:  # a connection reset or refused: status 0
-                    status, after = 0, None
-                seen.append((status, sent - start, time.perf_counter() - sent, after))
+                    status, after, server = 0, None, None
+                seen.append((status, sent - start, time.perf_counter() - sent, after, server))
                 k += clients
                 if retry == "after" and status == 429 and after:
                     await asyncio.sleep(float(after))
@@ -87,15 +90,31 @@ async def drive(url: str, pairs: list[Pair], clients: int, seconds: float,
     return seen, time.process_time() - cpu
 
 
+def server_total(header: str | None) -> float | None:
+    """The `total` of a Server-Timing header, in seconds: the server's own time on the request,
+    from its arrival at the app."""
+    for part in (header or "").split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        if name == "total":
+            return float(duration) / 1000
+    return None
+
+
 def summary(seen: list[Seen], seconds: float, capacity: float | None,
             generator_cpu_s: float) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     for status, *_ in seen:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
-    admitted = [latency for status, _, latency, _ in seen if status == 200]
-    refused = [latency for status, _, latency, _ in seen if status == 429]
-    retry = [float(r) for status, _, _, r in seen if status == 429 and r is not None]
-    wall = max(seconds, max(start + latency for _, start, latency, _ in seen))
+    admitted = [latency for status, _, latency, _, _ in seen if status == 200]
+    refused = [latency for status, _, latency, _, _ in seen if status == 429]
+    retry = [float(r) for status, _, _, r, _ in seen if status == 429 and r is not None]
+    # An admitted request's time in the server (from Server-Timing), and the rest of what its
+    # client waited: the kernel's queue and the event loop before the app read it, the answer's
+    # way back, and the client's own loop.
+    server = [total for status, _, _, _, total in seen if status == 200 and total is not None]
+    outside = [latency - total for status, _, latency, _, total in seen
+               if status == 200 and total is not None]
+    wall = max(seconds, max(start + latency for _, start, latency, _, _ in seen))
     goodput = len(admitted) * PER_REQUEST / wall
 
     def pct(values: list[float], q: float) -> float | None:
@@ -106,6 +125,10 @@ def summary(seen: list[Seen], seconds: float, capacity: float | None,
             "goodput_share_of_capacity": goodput / capacity if capacity else None,
             "admitted_p50_s": pct(admitted, 50), "admitted_p99_s": pct(admitted, 99),
             "admitted_max_s": max(admitted) if admitted else None,
+            "admitted_server_p50_s": pct(server, 50), "admitted_server_p99_s": pct(server, 99),
+            "admitted_server_max_s": max(server) if server else None,
+            "admitted_outside_server_p50_s": pct(outside, 50),
+            "admitted_outside_server_p99_s": pct(outside, 99),
             "refused_p50_ms": (pct(refused, 50) or 0) * 1000 if refused else None,
             "retry_after_s": {"min": min(retry), "median": statistics.median(retry),
                               "max": max(retry)} if retry else None,
@@ -143,6 +166,10 @@ def report(retry: str, burst: dict[str, Any]) -> None:
     admitted = ("nothing admitted" if burst["admitted_p50_s"] is None else
                 f"admitted p50 {burst['admitted_p50_s']:.2f} s, p99 "
                 f"{burst['admitted_p99_s']:.2f} s")
+    if burst["admitted_server_p50_s"] is not None:
+        admitted += (f" (in the server: p50 {burst['admitted_server_p50_s']:.2f} s, p99 "
+                     f"{burst['admitted_server_p99_s']:.2f} s, max "
+                     f"{burst['admitted_server_max_s']:.2f} s)")
     print(f"  overload, retrying {retry}: {burst['requests']} requests {burst['statuses']}; "
           f"goodput {burst['goodput_pairs_per_s']:.1f} pairs/s "
           f"({burst['goodput_share_of_capacity']:.0%} of capacity); {admitted}; 429 in "

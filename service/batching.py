@@ -48,7 +48,7 @@ import numpy as np
 
 from models.inputs import EncodedPair
 from service import metrics
-from service.deadline import ARRIVED, DEADLINE, LOOP_LAG
+from service.deadline import ARRIVED, DEADLINE, LAG_WAITS, LOOP_LAG
 from service.errors import ErrorType, ServiceError
 from service.runtime import Engine
 from service.settings import Settings
@@ -117,13 +117,13 @@ class Batcher:
 
     def deadline_s(self) -> float:
         """How long this request may still take in the queue and the engine: its deadline, less
-        the time since it reached the app and twice the event loop's lag (once before the app
-        read it, once more before its answer leaves)."""
+        the time since it reached the app and the event loop's lag for each of the waits in
+        the loop that the server cannot time (LAG_WAITS)."""
         asked = DEADLINE.get()
         budget = self.max_queue_wait_s if asked is None else min(asked, self.max_queue_wait_s)
         arrived = ARRIVED.get()
         spent = 0.0 if arrived is None else time.perf_counter() - arrived
-        return budget - spent - 2 * LOOP_LAG.current()
+        return budget - spent - LAG_WAITS * LOOP_LAG.current()
 
     def admit(self, count: int) -> float:
         """Raise ServiceError(overloaded) unless `count` more items would be through the engine
@@ -263,7 +263,7 @@ class Batcher:
             finally:
                 self._count(-len(items))
             elapsed = time.perf_counter() - started
-            self.seconds_per_item = 0.9 * self.seconds_per_item + 0.1 * elapsed / len(items)
+            self._learn_pace(elapsed / len(items))
             offset = 0
             for job in batch:
                 wait = started - job.queued_at
@@ -272,6 +272,15 @@ class Batcher:
                     job.future.set_result(BatchResult(
                         outputs[offset:offset + len(job.items)], wait, elapsed))
                 offset += len(job.items)
+
+    def _learn_pace(self, pace: float) -> None:
+        """One batch's seconds per item into the pace the queue plans with. It rises at once
+        when the engine slows (the cores taken by a storm of requests, longer items) and comes
+        back down gradually, so that admission and deadlines err on the side of finishing in
+        time: under a retry storm a batch ran up to 1.5 times the smoothed pace, and admitted
+        requests finished past their deadline (README, overload)."""
+        weight = 0.5 if pace > self.seconds_per_item else 0.1
+        self.seconds_per_item += weight * (pace - self.seconds_per_item)
 
     def _observe(self, count: int, tokens: int, seconds: float) -> None:
         metrics.BATCH_ITEMS.labels(self.model).observe(count)

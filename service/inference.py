@@ -22,6 +22,7 @@ from feedback.store import FeedbackStore
 from models.inputs import EncodedPair, Prompt
 from service import metrics
 from service.batching import Batcher, Slot
+from service.deadline import ARRIVED
 from service.errors import ErrorType, ServiceError
 from service.fronts import (
     Classification,
@@ -113,10 +114,20 @@ def backend_of(request: Request) -> Backend:
 
 @dataclass
 class Timing:
-    """Server-Timing, in milliseconds, for the stages of one request."""
+    """Server-Timing, in milliseconds, for the stages of one request. Inside a request (after
+    service/deadline.py's middleware) it counts from the request's arrival at the app: `read`
+    is the time until the route ran (reading, parsing and checking the body), and `total`
+    covers everything the app did, so that a caller can tell the server's time from the
+    network's and its own."""
 
     started: float = field(default_factory=time.perf_counter)
     stages: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        arrived = ARRIVED.get()
+        if arrived is not None and arrived <= self.started:
+            self.stages["read"] = (self.started - arrived) * 1000
+            self.started = arrived
 
     def finish(self, response: Response, front: Front) -> None:
         self.stages["total"] = (time.perf_counter() - self.started) * 1000

@@ -11,6 +11,7 @@ service reports ready) and a batch queue that merges concurrent requests (servic
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any, cast
@@ -58,7 +59,8 @@ TAGS = _resolve()
 APP = create_app()  # the backend is set once the models are loaded, in AlignServe.__init__
 
 
-@bentoml.service(name="alignserve", workers=1, traffic={"timeout": 120})
+@bentoml.service(name="alignserve", workers=1, traffic={"timeout": 120},
+                 logging={"access": {"enabled": SETTINGS.access_log}})
 @bentoml.asgi_app(APP, path="/v1")
 class AlignServe:
     # One attribute per role in ROLES, at class scope: BentoML finds a service's models among
@@ -68,6 +70,9 @@ class AlignServe:
     intent_model = _model("intent")
 
     def __init__(self) -> None:
+        sys.setswitchinterval(SETTINGS.switch_interval_ms / 1000)
+        log.info("python's thread switch interval: %g ms (ALIGNSERVE_SWITCH_INTERVAL_MS)",
+                 sys.getswitchinterval() * 1000)
         for error_type in ErrorType:  # every failure series exists from the start, at 0
             metrics.FAILURES.labels(error_type.value)
         for kind in KINDS:

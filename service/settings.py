@@ -121,6 +121,19 @@ class Settings(BaseSettings):
                                                   "at start and then hourly); unset: keep it.")
     max_feedback_records: int = Field(256, ge=1, le=10_000, description="Most records in one "
                                       "POST /v1/feedback.")
+    switch_interval_ms: float = Field(0.5, ge=0.05, le=100, description="How long a Python "
+                                      "thread holds the interpreter while another waits for "
+                                      "it (sys.setswitchinterval; CPython's default is 5 ms). "
+                                      "An engine lane needs it back after every onnxruntime "
+                                      "call; while the event loop is busy (a flood of "
+                                      "requests), each wait was up to 5 ms, and a batch of "
+                                      "single-item calls ran 2-4x slower (README, overload).")
+    access_log: bool = Field(False, description="BentoML's access log: one line per request "
+                             "(method, path, status, sizes, latency). Off by default: it took "
+                             "about a sixth of the event loop's time under load (README, "
+                             "overload), and /metrics already counts requests and their "
+                             "latencies by route and status; every answer's X-Request-Id "
+                             "names it in the service's own log lines.")
 
     @property
     def feedback_enabled(self) -> bool:

@@ -74,11 +74,12 @@ def server(stored_tiny: str, stored_classifiers: dict[str, str],
 @pytest.fixture(scope="session")
 def keyed_server(stored_tiny: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The reward model only, an API key set, the graph chosen automatically (int8 on this CPU
-    when it was kept)."""
+    when it was kept), BentoML's access log on."""
     log = tmp_path_factory.mktemp("serve-keyed") / "serve.log"
     with serving(log, ALIGNSERVE_REWARD_MODEL=stored_tiny, ALIGNSERVE_MODERATION_MODEL="",
-                 ALIGNSERVE_INTENT_MODEL="",
+                 ALIGNSERVE_INTENT_MODEL="", ALIGNSERVE_ACCESS_LOG="true",
                  ALIGNSERVE_API_KEY=API_KEY, ALIGNSERVE_MAX_ITEMS="4") as url:
+        LOGS[url] = log
         yield url
 
 

@@ -29,7 +29,10 @@ def test_score_answers_with_model_version_and_timing(server: str) -> None:
     assert response.headers["x-model-version"] == data["model"]
     timing = response.headers["server-timing"]
     stages = {part.split(";")[0].strip() for part in timing.split(",")}
-    assert stages == {"tokenise", "queue", "inference", "total"}
+    assert stages == {"read", "tokenise", "queue", "inference", "total"}
+    ms = {part.split(";dur=")[0].strip(): float(part.split(";dur=")[1])
+          for part in timing.split(",")}
+    assert ms["total"] >= ms["read"] + ms["tokenise"] + ms["queue"] + ms["inference"] - 0.3
     first, second = data["results"]
     assert first["truncated"] == {"prompt": False, "response": False}
     assert second["truncated"]["prompt"] and not second["truncated"]["response"]
@@ -300,6 +303,15 @@ def test_bad_input_is_logged_without_its_text(server: str) -> None:
     log = LOGS[server].read_text()
     assert "-> 422" in log and "-> 413" in log  # the refusals were logged...
     assert secret not in log  # ...without the customer's text
+
+
+def test_the_access_log_is_off_unless_asked_for(server: str, keyed_server: str) -> None:
+    """ALIGNSERVE_ACCESS_LOG: off by default (no line per request), on where the setting asks."""
+    for url in (server, keyed_server):
+        assert httpx.get(f"{url}/v1/models").status_code in (200, 401)
+    time.sleep(0.5)  # let the servers flush their logs
+    assert "path=/v1/models" not in LOGS[server].read_text()
+    assert "path=/v1/models" in LOGS[keyed_server].read_text()
 
 
 def test_odd_but_valid_unicode_is_scored(client: Client) -> None:

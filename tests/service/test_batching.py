@@ -169,8 +169,9 @@ def test_a_job_whose_deadline_passes_in_the_queue_is_answered_not_run_late(
 def test_the_deadline_counts_time_in_the_server_and_the_loop_lag(
         parts: tuple[RewardFront, Engine]) -> None:
     """A caller's deadline also covers the time since the request reached the app and the event
-    loop's lag, twice (before the app read it, before the answer leaves)."""
-    from service.deadline import ARRIVED, LOOP_LAG
+    loop's lag, once for each wait in the loop (LAG_WAITS: before the app reads it, when its
+    tokens and its result wake it, on its answer's way out)."""
+    from service.deadline import ARRIVED, LAG_WAITS, LOOP_LAG
 
     _, engine = parts
 
@@ -187,7 +188,21 @@ def test_the_deadline_counts_time_in_the_server_and_the_loop_lag(
 
     deadline, lag = asyncio.run(scenario())
     assert lag > 0.01
-    assert 2.0 - 0.3 - 0.4 - 2 * lag - 0.05 < deadline < 2.0 - 0.3 - 0.4 - 2 * lag + 0.01
+    waits = LAG_WAITS * lag
+    assert 2.0 - 0.3 - 0.4 - waits - 0.05 < deadline < 2.0 - 0.3 - 0.4 - waits + 0.01
+
+
+def test_the_pace_rises_at_once_and_falls_back_gradually(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """A batch slower than the pace moves it half-way at once; a faster one a tenth of the way,
+    so admission errs on the side of finishing in time."""
+    _, engine = parts
+    batcher = Batcher(engine, "tiny", 64, 0, 100_000)
+    batcher.seconds_per_item = 0.01
+    batcher._learn_pace(0.03)
+    assert batcher.seconds_per_item == pytest.approx(0.02)
+    batcher._learn_pace(0.01)
+    assert batcher.seconds_per_item == pytest.approx(0.019)
 
 
 def test_queued_jobs_are_judged_by_when_they_would_finish(
