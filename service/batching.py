@@ -277,7 +277,7 @@ class Batcher:
         """One batch's seconds per item into the pace the queue plans with. It rises at once
         when the engine slows (the cores taken by a storm of requests, longer items) and comes
         back down gradually, so that admission and deadlines err on the side of finishing in
-        time: under a retry storm a batch ran up to 1.5 times the smoothed pace, and admitted
+        time: under a retry storm a batch ran 1.5 to 4 times the pace at rest, and admitted
         requests finished past their deadline (README, overload)."""
         weight = 0.5 if pace > self.seconds_per_item else 0.1
         self.seconds_per_item += weight * (pace - self.seconds_per_item)

@@ -127,7 +127,8 @@ class Settings(BaseSettings):
                                       "An engine lane needs it back after every onnxruntime "
                                       "call; while the event loop is busy (a flood of "
                                       "requests), each wait was up to 5 ms, and a batch of "
-                                      "single-item calls ran 2-4x slower (README, overload).")
+                                      "single-item calls ran up to 4x slower (README, "
+                                      "overload).")
     access_log: bool = Field(False, description="BentoML's access log: one line per request "
                              "(method, path, status, sizes, latency). Off by default: it took "
                              "about a sixth of the event loop's time under load (README, "

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from service.local import serving
+from tests.integration.conftest import LOGS
 
 DEADLINE_MS = 100
-LOGS: dict[int, Path] = {}  # the tight server's log, by its deadline
 CLIENTS, SECONDS = 24, 4.0  # at most ~24 requests in flight, for 4 seconds
 
 
@@ -30,10 +29,10 @@ def body(n: int) -> dict[str, object]:
 def tight_server(stored_tiny: str, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[str]:
     log = tmp_path_factory.mktemp("serve-overload") / "serve.log"
-    LOGS[DEADLINE_MS] = log
     with serving(log, ALIGNSERVE_REWARD_MODEL=stored_tiny, ALIGNSERVE_MODERATION_MODEL="",
                  ALIGNSERVE_INTENT_MODEL="", ALIGNSERVE_MAX_QUEUE_WAIT_MS=str(DEADLINE_MS),
                  ALIGNSERVE_MAX_QUEUED_ITEMS="100000") as url:
+        LOGS[url] = log
         yield url
 
 
@@ -69,7 +68,7 @@ def test_a_burst_past_capacity_is_shed_at_once_and_admitted_work_stays_on_time(
     assert time.perf_counter() - started < 2  # recovered at once
     # Refusals are counted, not logged one by one (a storm sends hundreds a second); the
     # server says which thread switch interval it runs with.
-    log = LOGS[DEADLINE_MS].read_text()
+    log = LOGS[tight_server].read_text()
     assert "-> 429" not in log and "thread switch interval: 0.5 ms" in log
 
 
