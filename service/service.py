@@ -59,8 +59,13 @@ TAGS = _resolve()
 APP = create_app()  # the backend is set once the models are loaded, in AlignServe.__init__
 
 
+# Tracing off means every URL excluded: BentoML's OpenTelemetry middleware then hands each
+# request straight on, instead of wrapping it (and every send) in a span nothing exports.
+TRACING: dict[str, Any] = {} if SETTINGS.tracing else {"tracing": {"excluded_urls": [".*"]}}
+
+
 @bentoml.service(name="alignserve", workers=1, traffic={"timeout": 120},
-                 logging={"access": {"enabled": SETTINGS.access_log}})
+                 logging={"access": {"enabled": SETTINGS.access_log}}, **TRACING)
 @bentoml.asgi_app(APP, path="/v1")
 class AlignServe:
     # One attribute per role in ROLES, at class scope: BentoML finds a service's models among
@@ -71,8 +76,9 @@ class AlignServe:
 
     def __init__(self) -> None:
         sys.setswitchinterval(SETTINGS.switch_interval_ms / 1000)
-        log.info("python's thread switch interval: %g ms (ALIGNSERVE_SWITCH_INTERVAL_MS)",
-                 sys.getswitchinterval() * 1000)
+        log.info("python's thread switch interval: %g ms (ALIGNSERVE_SWITCH_INTERVAL_MS); "
+                 "request tracing %s (ALIGNSERVE_TRACING)", sys.getswitchinterval() * 1000,
+                 "on" if SETTINGS.tracing else "off")
         for error_type in ErrorType:  # every failure series exists from the start, at 0
             metrics.FAILURES.labels(error_type.value)
         for kind in KINDS:

@@ -70,6 +70,7 @@ def test_a_burst_past_capacity_is_shed_at_once_and_admitted_work_stays_on_time(
     # server says which thread switch interval it runs with.
     log = LOGS[tight_server].read_text()
     assert "-> 429" not in log and "thread switch interval: 0.5 ms" in log
+    assert "request tracing off" in log
 
 
 def test_the_deadline_header_is_honoured_and_checked(tight_server: str) -> None:
