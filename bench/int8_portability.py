@@ -166,5 +166,6 @@ def compare(tag: str, cpu: str, n: int, temperature: float, fp32: np.ndarray,
               f"{kept['native']} here, {kept[cpu]} on {cpu}")
     return result
 
+
 if __name__ == "__main__":
     main()

@@ -43,6 +43,7 @@ import numpy as np
 
 from bench.http_load import machine
 from bench.serve import Pair, real_pairs
+from service.client import server_timing
 from service.local import serving
 
 PER_REQUEST = 32
@@ -78,7 +79,8 @@ async def drive(url: str, pairs: list[Pair], clients: int, seconds: float,
                                          headers=headers) as response:
                         await response.read()
                         status, after = response.status, response.headers.get("retry-after")
-                        server = server_total(response.headers.get("server-timing"))
+                        total = server_timing(response.headers.get("server-timing")).get("total")
+                        server = None if total is None else total / 1000
                 except aiohttp.ClientError:  # a connection reset or refused: status 0
                     status, after, server = 0, None, None
                 seen.append((status, sent - start, time.perf_counter() - sent, after, server))
@@ -88,16 +90,6 @@ async def drive(url: str, pairs: list[Pair], clients: int, seconds: float,
 
         await asyncio.gather(*(client(c) for c in range(clients)))
     return seen, time.process_time() - cpu
-
-
-def server_total(header: str | None) -> float | None:
-    """The `total` of a Server-Timing header, in seconds: the server's own time on the request,
-    from its arrival at the app."""
-    for part in (header or "").split(","):
-        name, _, duration = part.strip().partition(";dur=")
-        if name == "total":
-            return float(duration) / 1000
-    return None
 
 
 def summary(seen: list[Seen], seconds: float, capacity: float | None,

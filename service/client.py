@@ -18,6 +18,7 @@ OpenRLHF's `--remote_rm_url` calls.
 `AsyncClient` has the same methods, awaited. Bodies are checked with the service's own schemas
 before sending (a malformed one raises pydantic's ValidationError); an error answer raises
 `AlignServeError` with the service's error type, message, HTTP status and Retry-After.
+`server_timing` reads an answer's Server-Timing header: the server's own time per stage.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ class AlignServeError(Exception):
         super().__init__(f"{status} {error_type}: {message}")
         self.status, self.error_type, self.message = status, error_type, message
         self.retry_after_s = retry_after_s
+
+
+def server_timing(header: str | None) -> dict[str, float]:
+    """A Server-Timing header as {stage: milliseconds} (`read`, `tokenise`, `queue`,
+    `inference`, `total`; service/inference.py's Timing writes it); {} without one."""
+    stages = {}
+    for part in (header or "").split(","):
+        name, found, duration = part.strip().partition(";dur=")
+        if found:
+            stages[name] = float(duration)
+    return stages
 
 
 def _raise_for(response: httpx.Response) -> None:

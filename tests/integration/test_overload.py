@@ -7,12 +7,14 @@ burst ends."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from service.client import server_timing
 from service.local import serving
 from tests.integration.conftest import LOGS
 
@@ -42,9 +44,8 @@ def test_a_burst_past_capacity_is_shed_at_once_and_admitted_work_stays_on_time(
                      seen: list[tuple[int, float, str | None]]) -> None:
         while time.perf_counter() < until:
             response = await http.post("/v1/reward/score", json=body(64))
-            timing = dict(part.split(";dur=") for part in
-                          response.headers.get("server-timing", "").split(", ") if part)
-            seen.append((response.status_code, float(timing.get("queue", "nan")) / 1000,
+            timing = server_timing(response.headers.get("server-timing"))
+            seen.append((response.status_code, timing.get("queue", math.nan) / 1000,
                          response.headers.get("retry-after")))
 
     async def burst() -> list[tuple[int, float, str | None]]:
