@@ -82,7 +82,14 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # substitution pairs are the only label-free signal aimed at it, so twice and
                 # three times their share, at the same 2,400-pair budget.
                 ("final, substitution 0.2", {"substitution": "0.2"}),
-                ("final, substitution 0.3", {"substitution": "0.3"})],
+                ("final, substitution 0.3", {"substitution": "0.3"}),
+                # 2026-12-05 (evening), against the default of that afternoon (substitution
+                # 0.3, read from bench/results/reward-default-cpu-v7.json with --baseline):
+                # MiniLM's dropout (0.1) draws chosen and rejected under different masks, so
+                # its noise lands on the difference the loss reads; reward trainers commonly
+                # turn it off (TRL's RewardConfig does by default). Off, and at half.
+                ("final, dropout off", {"dropout": "0"}),
+                ("final, dropout 0.05", {"dropout": "0.05"})],
 }
 # Choosing among final candidates, on validation only, on each candidate's mean over its seeds
 # (--candidate-seeds; one seed's validation figures vary by 3-4 points): the hh-rlhf part must

@@ -47,6 +47,11 @@ class TrainConfig:
     max_train_texts: int | None = _opt(None, "Classifiers: use at most this many training "
                                        "texts, sampled with the seed; None uses them all.")
     max_grad_norm: float = _opt(1.0, "Gradient clipping threshold (global L2 norm).")
+    dropout: float | None = _opt(None, "Dropout inside the encoder while training; None keeps "
+                                 "the backbone's (0.1 for MiniLM), 0 turns it off, as reward "
+                                 "trainers commonly do (TRL's RewardConfig disables it by "
+                                 "default): chosen and rejected pass under different masks, so "
+                                 "its noise lands on the very difference the loss reads.")
     center_rewards: float = _opt(0.01, "Weight of the mean((r_chosen + r_rejected)^2) term that "
                                  "keeps rewards centred on zero (0 disables).")
     use_margin: bool = _opt(True, "Subtract each pair's 'margin' inside the Bradley-Terry loss.")
@@ -110,6 +115,8 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay is a factor in (0, 1], not {self.layer_decay}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout is a probability in [0, 1), not {self.dropout}")
         if not 0 <= self.counter_speech <= 1:
             raise ValueError(f"counter_speech is a share of the training texts, from 0 to 1, "
                              f"not {self.counter_speech}")

@@ -68,6 +68,17 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def set_dropout(encoder: PreTrainedModel, p: float) -> None:
+    """Every dropout in the encoder at probability p (BERT's attention reads its module's p
+    too), and its config saying so."""
+    for module in encoder.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if hasattr(encoder.config, name):
+            setattr(encoder.config, name, p)
+
+
 class ScoringModel(nn.Module):
     def __init__(self, encoder: PreTrainedModel, num_outputs: int = 1) -> None:
         super().__init__()

@@ -27,7 +27,7 @@ from models.inputs import PairEncoder
 from models.manifest import DataFingerprint, InputFormat, Manifest, file_digests, library_versions
 from training import report
 from training.config import TrainConfig
-from training.modeling import ScoringModel, export_tokenizer, resolve_backbone
+from training.modeling import ScoringModel, export_tokenizer, resolve_backbone, set_dropout
 from training.trainer import Batchable, Objective, Trainer, run_training
 
 
@@ -98,8 +98,11 @@ class Run:
             if outputs != num_outputs:
                 raise ValueError(f"{self.config.init_from} has {outputs} outputs; this run "
                                  f"needs {num_outputs} (its labels differ)")
-            return model
-        return ScoringModel.from_backbone(self.backbone, num_outputs)
+        else:
+            model = ScoringModel.from_backbone(self.backbone, num_outputs)
+        if self.config.dropout is not None:
+            set_dropout(model.encoder, self.config.dropout)
+        return model
 
     def train(self, model: ScoringModel, data: Batchable, unit: str, objective: Objective,
               resume: bool, stop_at: int | None

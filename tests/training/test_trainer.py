@@ -15,7 +15,7 @@ from models.manifest import InputFormat
 from tests.conftest import synthetic_pairs
 from training.config import TrainConfig
 from training.data.records import PreferencePair
-from training.modeling import ScoringModel
+from training.modeling import ScoringModel, set_dropout
 from training.pairs import EncodedPairs, RewardObjective, bradley_terry_loss, score_pairs
 from training.trainer import Trainer, plan_batches
 
@@ -222,3 +222,26 @@ def test_layer_decay_outside_its_range_is_refused() -> None:
         TrainConfig(layer_decay=0)
     with pytest.raises(ValueError, match="layer_decay"):
         TrainConfig(layer_decay=1.5)
+
+
+def test_dropout_off_makes_training_passes_deterministic(tiny_backbone: Path) -> None:
+    """--dropout 0: two passes in training mode agree (no mask noise on a pair's difference);
+    the backbone's own dropout (None) still draws masks; the encoder's config records it."""
+    inputs = {"input_ids": torch.tensor([[2, 60, 61, 62, 3]]),
+              "attention_mask": torch.ones(1, 5, dtype=torch.long),
+              "token_type_ids": torch.tensor([[0, 0, 1, 1, 1]])}
+    kept = ScoringModel.from_backbone(tiny_backbone).train()
+    assert kept.config.hidden_dropout_prob > 0
+    torch.manual_seed(0)
+    assert not torch.equal(kept(**inputs), kept(**inputs))
+
+    off = ScoringModel.from_backbone(tiny_backbone).train()
+    set_dropout(off.encoder, 0.0)
+    assert torch.equal(off(**inputs), off(**inputs))
+    assert off.config.hidden_dropout_prob == off.config.attention_probs_dropout_prob == 0.0
+
+
+def test_dropout_outside_its_range_is_refused() -> None:
+    for p in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="dropout"):
+            TrainConfig(dropout=p)
