@@ -24,6 +24,15 @@ def test_the_best_contrast_average_wins_when_nothing_else_is_lost() -> None:
     assert choose(runs)["name"] == "final, more restatement"
 
 
+def test_a_lead_inside_the_noise_keeps_the_final_recipe() -> None:
+    """MIN_GAIN: one standard error of the difference of two three-seed means."""
+    runs = [run(FINAL, 0, 56, 54, truncation=62, restatement=66),
+            run("final, dropout off", 0, 56, 54, truncation=63, restatement=67)]
+    assert choose(runs)["name"] == FINAL
+    runs[1] = run("final, dropout off", 0, 56, 54, truncation=65, restatement=67)
+    assert choose(runs)["name"] == "final, dropout off"
+
+
 def test_a_candidate_that_loses_one_kind_is_out_however_much_it_gains_on_another() -> None:
     runs = [run(FINAL, 0, 56, 54, truncation=62, restatement=66),
             run("final, whole restatements", 0, 56, 54, truncation=54, restatement=90)]
