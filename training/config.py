@@ -51,8 +51,8 @@ class TrainConfig:
                                  "the backbone's (0.1 for MiniLM), 0 turns it off, as reward "
                                  "trainers commonly do (TRL's RewardConfig disables it by "
                                  "default): chosen and rejected pass under different masks, so "
-                                 "its noise lands on the very difference the loss reads. Measured on the "
-                                 "CPU default, off and at 0.05: inside the noise (README).")
+                                 "its noise lands on the very difference the loss reads. On the "
+                                 "CPU default, off and 0.05 were inside the noise (README).")
     center_rewards: float = _opt(0.01, "Weight of the mean((r_chosen + r_rejected)^2) term that "
                                  "keeps rewards centred on zero (0 disables).")
     use_margin: bool = _opt(True, "Subtract each pair's 'margin' inside the Bradley-Terry loss.")
