@@ -227,6 +227,10 @@ def main() -> None:
     parser.add_argument("--capture-only", action="store_true",
                         help="Serve the champion, send the feedback and report its live "
                              "agreement; no re-training. Results: ...-capture-cpu.json.")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="Where to write the results (default: bench/results/"
+                             "feedback-loop-<task>[-capture]-cpu.json, which a rerun replaces: "
+                             "name another file to keep an earlier one).")
     parser.add_argument("--smoke", action="store_true",
                         help="A few minutes on tiny settings, to check the plumbing; writes "
                              "no results.")
@@ -245,9 +249,9 @@ def main() -> None:
     if args.smoke:
         print(json.dumps(results, indent=2))
         return
-    RESULTS.mkdir(exist_ok=True)
     suffix = "-capture" if args.capture_only else ""
-    path = RESULTS / f"feedback-loop-{args.task}{suffix}-cpu.json"
+    path = args.results or RESULTS / f"feedback-loop-{args.task}{suffix}-cpu.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: results[k] for k in ("champion", "feedback", "timings")}, indent=2))
     print(f"results in {path}")
