@@ -47,7 +47,7 @@ class TrainConfig:
     max_train_texts: int | None = _opt(None, "Classifiers: use at most this many training "
                                        "texts, sampled with the seed; None uses them all.")
     max_grad_norm: float = _opt(1.0, "Gradient clipping threshold (global L2 norm).")
-    dropout: float | None = _opt(None, "Dropout inside the encoder while training; None keeps "
+    dropout: float | None = _opt(None, "Dropout inside the encoder while training; unset keeps "
                                  "the backbone's (0.1 for MiniLM), 0 turns it off, as reward "
                                  "trainers commonly do (TRL's RewardConfig disables it by "
                                  "default): chosen and rejected pass under different masks, so "
