@@ -242,6 +242,10 @@ def main() -> None:
         champion_args = [*champion_args, *SMOKE[args.task]]
         count, out = 100, args.out / f"{args.task}-smoke"
     out.mkdir(parents=True, exist_ok=True)
+    suffix = "-capture" if args.capture_only else ""
+    path = args.results or RESULTS / f"feedback-loop-{args.task}{suffix}-cpu.json"
+    if not args.smoke:  # a results path that cannot be written fails now, not after the run
+        path.parent.mkdir(parents=True, exist_ok=True)
     results = loop(args.task, out, [*champion_args, "--seed", str(args.seed)],
                    make_feedback(count, args.seed), {"seed": args.seed}, settings,
                    args.capture_only)
@@ -249,9 +253,6 @@ def main() -> None:
     if args.smoke:
         print(json.dumps(results, indent=2))
         return
-    suffix = "-capture" if args.capture_only else ""
-    path = args.results or RESULTS / f"feedback-loop-{args.task}{suffix}-cpu.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: results[k] for k in ("champion", "feedback", "timings")}, indent=2))
     print(f"results in {path}")
