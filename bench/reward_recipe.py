@@ -103,7 +103,7 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
 # about 100 validation pairs, so one seed's figure has a binomial sd near 5 points and a mean
 # of three near 3). The target it guards is the behavioural suite's "70% on each
 # functionality", which an average cannot see. Added on 2026-11-28 after two candidates had
-# won the average by losing 8-12 points of truncation (README, "Tried ...").
+# won the average by losing 8-12 points of truncation (docs/measurements.md, "Tried ...").
 # Nor may it buy contrast accuracy with real preferences: its pooled validation accuracy (the
 # 1,694 real pairs of every source; a binomial sd near 1.2 points a seed, so about 1 point for
 # the difference of two three-seed means) may not fall more than POOLED_SLACK points below the
@@ -111,10 +111,10 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
 # kind had won on that kind's own validation pairs, which come from the same generator.
 # And a change must be more than noise: the winner replaces the final recipe only when its
 # mean validation contrast accuracy is at least MIN_GAIN points above the final recipe's. One
-# seed's contrast accuracy varies by about 2 points (the sds of the candidates in the README's
-# table), so a three-seed mean by about 1.15 and the difference of two by about 1.6: MIN_GAIN
-# is one standard error of that difference. Added on the evening of 2026-12-05, after the
-# dropout candidates' runs: the rule then picked dropout off by 0.9 points (README), as it had
+# seed's contrast accuracy varies by about 2 points (the sds of the candidates in the tables of
+# docs/measurements.md), so a three-seed mean by about 1.15 and the difference of two by about
+# 1.6: MIN_GAIN is one standard error of that difference. Added on the evening of 2026-12-05,
+# after the dropout candidates' runs: the rule then picked dropout off by 0.9 points, as it had
 # picked the two defaults before by 0.3 and 0.8; it decides candidates from now on.
 HH_SLACK = 7.2
 KIND_SLACK = 5.0

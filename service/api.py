@@ -99,7 +99,7 @@ def create_app(backend: Backend | None = None) -> FastAPI:
 async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
     # A refusal under overload is counted (alignserve_failures_total) rather than logged at
     # INFO: in a retry storm there are hundreds a second, and a log line each took a tenth of
-    # the event loop's time (README, overload).
+    # the event loop's time (docs/measurements.md, overload).
     level = logging.DEBUG if exc.error_type is ErrorType.overloaded else logging.INFO
     log.log(level, "%s %s -> %s: %s", request.method, request.url.path, exc.status, exc.message)
     return error_response(exc)

@@ -278,7 +278,7 @@ class Batcher:
         when the engine slows (the cores taken by a storm of requests, longer items) and comes
         back down gradually, so that admission and deadlines err on the side of finishing in
         time: under a retry storm a batch ran 1.5 to 4 times the pace at rest, and admitted
-        requests finished past their deadline (README, overload)."""
+        requests finished past their deadline (docs/measurements.md, overload)."""
         weight = 0.5 if pace > self.seconds_per_item else 0.1
         self.seconds_per_item += weight * (pace - self.seconds_per_item)
 

@@ -6,8 +6,8 @@ A deadline is the caller's, so it counts more than the queue and the engine: the
 request reached the app (ARRIVED), and the event loop's lag (LOOP_LAG), which a request also
 waits before the app reads it, when its tokens and its result wake it, and on its answer's way
 out (LAG_WAITS). Under a flood of refused retries the loop runs a few hundred milliseconds late,
-and admission that ignored it answered after the deadline it promised (README, "The service":
-overload).
+and admission that ignored it answered after the deadline it promised (docs/measurements.md,
+"The service").
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ LOOP_LAG = LoopLag()
 # The waits in the event loop that a request's deadline must also cover, each about one lag:
 # before the app reads the request, when its tokenising thread hands it back, when its batch's
 # result wakes it up, and its answer's way out. Under a retry storm each took about as long as
-# the lag (about 200-250 ms on 2 cores; README, overload), and admission that kept back two of
-# them answered past the deadline.
+# the lag (about 200-250 ms on 2 cores; docs/measurements.md, overload), and admission that
+# kept back two of them answered past the deadline.
 LAG_WAITS = 4
 
 

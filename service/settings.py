@@ -127,17 +127,17 @@ class Settings(BaseSettings):
                                       "An engine lane needs it back after every onnxruntime "
                                       "call; while the event loop is busy (a flood of "
                                       "requests), each wait was up to 5 ms, and a batch of "
-                                      "single-item calls ran up to 4x slower (README, "
-                                      "overload).")
+                                      "single-item calls ran up to 4x slower (docs/"
+                                      "measurements.md).")
     tracing: bool = Field(False, description="BentoML's OpenTelemetry span for every request "
                           "(export them by configuring BentoML's tracing, e.g. an OTLP "
                           "exporter). Off by default: BentoML wraps every request in a span "
                           "even when nothing exports it, and leaving it out served 12% more "
-                          "single-pair requests (README, overload).")
+                          "single-pair requests (docs/measurements.md).")
     access_log: bool = Field(False, description="BentoML's access log: one line per request "
                              "(method, path, status, sizes, latency). Off by default: it took "
-                             "about a sixth of the event loop's time under load (README, "
-                             "overload), and /metrics already counts requests and their "
+                             "about a sixth of the event loop's time under load (docs/"
+                             "measurements.md), and /metrics already counts requests and their "
                              "latencies by route and status; every answer's X-Request-Id "
                              "names it in the service's own log lines.")
 

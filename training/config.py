@@ -52,7 +52,8 @@ class TrainConfig:
                                  "trainers commonly do (TRL's RewardConfig disables it by "
                                  "default): chosen and rejected pass under different masks, so "
                                  "its noise lands on the very difference the loss reads. On the "
-                                 "CPU default, off and 0.05 were inside the noise (README).")
+                                 "CPU default, off and 0.05 were inside the noise "
+                                 "(docs/measurements.md).")
     center_rewards: float = _opt(0.01, "Weight of the mean((r_chosen + r_rejected)^2) term that "
                                  "keeps rewards centred on zero (0 disables).")
     use_margin: bool = _opt(True, "Subtract each pair's 'margin' inside the Bradley-Terry loss.")
@@ -78,7 +79,7 @@ class TrainConfig:
                                "name swapped for another reply's, as a share; 0 disables.")
     contrast_whole: str = _opt("", "Reward: contrast kinds (comma-separated, or 'all') built "
                                "only from pairs the model reads whole, neither side cut by "
-                               "max_length; empty: none (README, 'Tried ...').")
+                               "max_length; empty: none (docs/measurements.md).")
     counter_speech: float = _opt(0.0, "Moderation: hateful or sexist training texts quoted "
                                  "inside a rebuke or a denial, labelled not hate and not "
                                  "sexism, as a share of the sampled training texts; 0 disables "
@@ -156,17 +157,17 @@ PRESETS: dict[str, TrainConfig] = {
     # validation contrast pairs against 61% for 150 steps of 16) at the same cost, with
     # substitution pairs (72.8% against 70.8%), and with twice the restatement pairs (76.2%
     # against 72.9%, no kind more than 3.7 points lower), over 3 seeds each
-    # (bench/reward_recipe.py --finals --candidate-seeds 3; README). Since 2026-12-05, lr 1e-4
-    # with layer-wise decay 0.8 (the top layer at 1e-4, the lowest at 3.3e-5): the rule's
-    # choice among three, by a margin within noise (76.5% against 76.2%; README). Since the
-    # same day's afternoon, substitution pairs at three times the share (0.3): the rule's
-    # choice over 0.2 and 0.1 (77.3% against 76.5% and 76.5%, again within noise; README).
+    # (bench/reward_recipe.py --finals --candidate-seeds 3; docs/measurements.md). Since
+    # 2026-12-05, lr 1e-4 with layer-wise decay 0.8 (the top layer at 1e-4, the lowest at
+    # 3.3e-5): the rule's choice among three, by a margin within noise (76.5% against 76.2%).
+    # Since the same day's afternoon, substitution pairs at three times the share (0.3): the
+    # rule's choice over 0.2 and 0.1 (77.3% against 76.5% and 76.5%, again within noise).
     "default": TrainConfig(max_train_pairs=2400, batch_size=8, grad_accum=1, restatement=0.2,
                            substitution=0.3, lr=1e-4, layer_decay=0.8),
     # Every pooled training pair and its contrast pairs (~15,900), twice, at 256 tokens: about
     # 70 s of training on one H200 (--device cuda), hours on 2 CPU cores. Chosen on hh-rlhf
     # validation accuracy among lr 1e-4 / 3e-5, 1 / 2 epochs and 256 / 512 tokens
-    # (bench/reward_recipe.py; the README has the table).
+    # (bench/reward_recipe.py; docs/measurements.md has the table).
     # Restatement, courtesy and substitution pairs came later, measured on the default preset
     # only (no GPU since): off here until the full preset is re-measured with them.
     "full": TrainConfig(max_length=256, min_prompt_tokens=64, lr=1e-4, epochs=2.0,
@@ -181,7 +182,7 @@ MODERATION_PRESETS: dict[str, TrainConfig] = {
     # data lengths`). 16,000 of the ~65,000 training texts (ConvAbuse's 2,501 whole, the rest
     # sampled) keep training, calibration and every evaluation within about 10 minutes on 2
     # cores. Counter-speech at 5% of the texts: 0.05 was set before any run; 0.1 was measured
-    # too and lost validation hate AUPRC (0.537 against 0.582, seed 0; README).
+    # too and lost validation hate AUPRC (0.537 against 0.582, seed 0; docs/measurements.md).
     "default": TrainConfig(max_length=96, batch_size=32, grad_accum=1, lr=5e-5,
                            max_train_texts=16_000, checkpoint_every=100, counter_speech=0.05),
     "full": TrainConfig(max_length=128, batch_size=32, grad_accum=1, lr=4e-5,

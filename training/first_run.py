@@ -29,11 +29,12 @@ class Default:
     what: str = ""
 
 
-# Stage times of the first `make serve` on a fresh clone, 2-core CPU, 2026-11-28 (README,
-# "Measured figures": 19 min 36 s to ready; the same CPU model ran about a quarter slower on
-# other days). Since 2026-12-04 the reward export's int8 check reads every validation pair with
-# int8 alone (fp32's scores come from training; it used to stop after 256-512 pairs on a
-# rejection): 27 s against 23 s on that day's CPU, so the 44 s of then scaled by as much.
+# Stage times of the first `make serve` on a fresh clone, 2-core CPU, 2026-11-28
+# (docs/measurements.md, "First run and test suite": 19 min 36 s to ready; the same CPU model
+# ran about a quarter slower on other days). Since 2026-12-04 the reward export's int8 check
+# reads every validation pair with int8 alone (fp32's scores come from training; it used to
+# stop after 256-512 pairs on a rejection): 27 s against 23 s on that day's CPU, so the 44 s
+# of then scaled by as much.
 # Since 2026-12-05 the moderation classifier trains on 800 counter-speech texts more and
 # evaluates clean requests too: 3 min 48 s against 3 min 24 s on that day's CPU, so 386 s * 1.12.
 DEFAULTS = (

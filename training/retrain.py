@@ -47,7 +47,7 @@ MIN_RECORDS = 20
 # Continued training forgets what it is not shown: twice as many replayed original records as
 # feedback records, at half the parent's learning rate (it starts from a trained model, not a
 # fresh head). Chosen once, after a first run at 1x and the parent's rate lost 16 points on
-# UKPConvArg and was refused by the gate (README, "The loop on real data").
+# UKPConvArg and was refused by the gate (docs/measurements.md, "The feedback loop on real data").
 REPLAY = 2.0
 LR_FACTOR = 0.5
 

@@ -19,7 +19,7 @@ any test suite's list.
 
 Measured over two seeds (`python -m bench.identity_balance`) it halved that bias but cost 0.024
 validation hate AUPRC and hateful recall with it, so it is off by default (`--identity-balance`;
-README, "Naming a group").
+docs/measurements.md, "Naming a group").
 """
 
 from __future__ import annotations
