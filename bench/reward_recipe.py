@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from training.config import PRESETS
 from training.data.contrast import KINDS
 
 LENGTH_OFF = {"no-length-term": "", "length-decorrelation": "0"}
@@ -89,7 +90,13 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # its noise lands on the difference the loss reads; reward trainers commonly
                 # turn it off (TRL's RewardConfig does by default). Off, and at half.
                 ("final, dropout off", {"dropout": "0"}),
-                ("final, dropout 0.05", {"dropout": "0.05"})],
+                ("final, dropout 0.05", {"dropout": "0.05"}),
+                # 2026-12-05 (night), against the same default (read from -v7.json): the suite
+                # had no functionality where the longer reply is the better one, and the
+                # default scored short brush-offs ("Not my problem.") close to helpful replies
+                # (its seed 2: 50% on the suite's new helpful_vs_brush_off). Brush-off pairs at
+                # the share every kind started at, within the same 2,400-pair budget.
+                ("final, brush-off pairs 0.1", {"brush-off": "0.1"})],
 }
 # Choosing among final candidates, on validation only, on each candidate's mean over its seeds
 # (--candidate-seeds; one seed's validation figures vary by 3-4 points): the hh-rlhf part must
@@ -116,6 +123,13 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
 # 1.6: MIN_GAIN is one standard error of that difference. Added on the evening of 2026-12-05,
 # after the dropout candidates' runs: the rule then picked dropout off by 0.9 points, as it had
 # picked the two defaults before by 0.3 and 0.8; it decides candidates from now on.
+# A candidate that adds a contrast kind the final recipe does not train (a new cue, not a new
+# mix) cannot show its gain on the final recipe's kinds, and on its own kind's validation pairs
+# it wins by construction. So, when no candidate leads by MIN_GAIN, such a candidate replaces
+# the final recipe if it passed the guards above (hh-rlhf validation, every kind the final
+# recipe is measured on, pooled validation): a new requirement is taken when it costs nothing
+# validation can see (the best of them on the contrast average if several). Added on the night
+# of 2026-12-05, before the brush-off candidate's runs.
 HH_SLACK = 7.2
 KIND_SLACK = 5.0
 POOLED_SLACK = 2.0
@@ -160,7 +174,14 @@ def summarise(name: str, seed: int, settings: dict[str, str], report: dict[str, 
             "train_s": report["timings"]["train_s"], "pairs": report["split"]["train_used"]}
 
 
-def choose(finals: list[dict[str, Any]]) -> dict[str, Any]:
+def adds_cue(settings: dict[str, str], preset: str) -> bool:
+    """Whether these settings train a contrast kind the preset leaves out (share 0)."""
+    base = PRESETS[preset]
+    return any(float(settings.get(kind.replace("_", "-"), "0") or 0) > 0
+               and getattr(base, kind) == 0 for kind in KINDS)
+
+
+def choose(finals: list[dict[str, Any]], preset: str = "default") -> dict[str, Any]:
     """The final candidate the rule above picks (its seed-0 run), from validation figures
     only."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -187,7 +208,9 @@ def choose(finals: list[dict[str, Any]]) -> dict[str, Any]:
 
         chosen = max(eligible, key=contrast)
         if FINAL in groups and contrast(chosen) - contrast(FINAL) < MIN_GAIN:
-            chosen = FINAL
+            cues = [name for name in eligible
+                    if adds_cue(groups[name][0].get("settings", {}), preset)]
+            chosen = max(cues, key=contrast) if cues else FINAL
     return min(groups[chosen], key=lambda r: r["seed"])
 
 
@@ -284,7 +307,7 @@ def main() -> None:
             for seed in range(args.candidate_seeds if final(name) else 1)]
     with ThreadPoolExecutor(args.parallel) as pool:
         runs = recorded + list(pool.map(lambda job: train(job[0], job[1], job[2], args), jobs))
-        best = choose([r for r in runs if final(r["name"])])
+        best = choose([r for r in runs if final(r["name"])], args.preset)
         print(f"chosen on validation: {best['name']}", flush=True)
         runs += list(pool.map(lambda seed: train(best["name"], best["settings"], seed, args),
                               range(args.candidate_seeds, args.seeds)))

@@ -3,6 +3,9 @@ test one functionality, with lengths controlled so that "the longer reply wins" 
 
     short_helpful_vs_long_rude   a short helpful answer over a long rude non-answer (the chosen
                                  reply is the shorter one)
+    helpful_vs_brush_off         a helpful answer over a short reply that brushes the asker off
+                                 (the chosen reply is the longer one: the mirror of the above,
+                                 so neither "longer wins" nor "shorter wins" passes both)
     on_topic_vs_off_topic        the answer to this question over a right answer to another one
                                  of similar length
     correct_vs_incorrect_fact    the same sentence with the fact right over the fact wrong
@@ -22,6 +25,7 @@ from collections.abc import Callable
 
 from training.behaviour_items import (
     ASSISTANT,
+    BRUSH_OFFS,
     COMPLY,
     CURT,
     FACTS,
@@ -44,6 +48,11 @@ def _pair(functionality: str, prompt: str, chosen: str, rejected: str) -> Prefer
 
 def short_helpful_vs_long_rude() -> list[PreferencePair]:
     return [_pair("short_helpful_vs_long_rude", q, a, RUDE[i % len(RUDE)])
+            for i, (q, a) in enumerate(QA)]
+
+
+def helpful_vs_brush_off() -> list[PreferencePair]:
+    return [_pair("helpful_vs_brush_off", q, a, BRUSH_OFFS[i % len(BRUSH_OFFS)])
             for i, (q, a) in enumerate(QA)]
 
 
@@ -91,7 +100,7 @@ def concise_vs_padded() -> list[PreferencePair]:
 
 
 FUNCTIONALITIES: dict[str, Callable[[], list[PreferencePair]]] = {
-    f.__name__: f for f in (short_helpful_vs_long_rude, on_topic_vs_off_topic,
+    f.__name__: f for f in (short_helpful_vs_long_rude, helpful_vs_brush_off, on_topic_vs_off_topic,
                             correct_vs_incorrect_fact, complete_vs_truncated,
                             safe_refusal_vs_compliance, polite_vs_curt, concise_vs_padded)}
 # What the served model must reach (issue #11): overall, and for every functionality.

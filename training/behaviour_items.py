@@ -82,6 +82,10 @@ RUDE = (
     "shouldn't be trying it at all.",
 )
 
+# Short replies that brush the asker off and answer nothing; the suite rotates through them.
+BRUSH_OFFS = ("No idea. Not my department.", "Can't help. Next.", "Why ask me? Google it.",
+              "Don't know, don't care.", "Ask someone else.", "Not my problem.")
+
 # Brusque openings and closings that add no content (compare: polite ones).
 CURT = (("Obviously.", "Next."), ("Read the FAQ.", "Done."), ("Again?", "That's it."),
         ("Fine.", "Bye."))

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from bench.reward_recipe import CONTRAST, FINAL, baseline, choose
+from bench.reward_recipe import CONTRAST, FINAL, adds_cue, baseline, choose
 
 
-def run(name: str, seed: int, pooled: float, hh: float, **kinds: float) -> dict[str, Any]:
+def run(name: str, seed: int, pooled: float, hh: float, settings: dict[str, str] | None = None,
+        **kinds: float) -> dict[str, Any]:
     figures = {"validation": pooled, "validation/hh-rlhf": hh,
                **{f"{CONTRAST}/{kind}": accuracy for kind, accuracy in kinds.items()}}
-    return {"name": name, "seed": seed,
+    return {"name": name, "seed": seed, "settings": settings or {},
             "eval": {key: {"accuracy": value / 100, "n": 100} for key, value in figures.items()}}
 
 
@@ -31,6 +32,23 @@ def test_a_lead_inside_the_noise_keeps_the_final_recipe() -> None:
     assert choose(runs)["name"] == FINAL
     runs[1] = run("final, dropout off", 0, 56, 54, truncation=65, restatement=67)
     assert choose(runs)["name"] == "final, dropout off"
+
+
+def test_a_new_cue_is_taken_when_it_costs_nothing_validation_can_see() -> None:
+    """A kind the default does not train cannot lead on the default's kinds; its own kind is
+    left out of the comparison (the default's runs were not measured on it)."""
+    brush = {"brush-off": "0.1"}
+    assert adds_cue(brush, "default") and not adds_cue({"substitution": "0.2"}, "default")
+    runs = [run(FINAL, 0, 56, 54, truncation=62, restatement=66),
+            run("final, brush-off", 0, 55.5, 53, brush, truncation=61, restatement=65,
+                brush_off=95)]
+    assert choose(runs)["name"] == "final, brush-off"
+    runs[1] = run("final, brush-off", 0, 55.5, 53, brush, truncation=55, restatement=66,
+                  brush_off=95)  # truncation 7 points lower: out
+    assert choose(runs)["name"] == FINAL
+    runs[1] = run("final, brush-off", 0, 53, 53, brush, truncation=62, restatement=66,
+                  brush_off=95)  # pooled validation 3 points lower: out
+    assert choose(runs)["name"] == FINAL
 
 
 def test_a_candidate_that_loses_one_kind_is_out_however_much_it_gains_on_another() -> None:

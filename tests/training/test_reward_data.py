@@ -138,6 +138,8 @@ def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
     for pair in by_kind["dismissal"]:
         assert sum(d in pair.rejected for d in contrast.DISMISSALS) == 1
         assert len(pair.rejected) > len(pair.chosen)
+    for pair in by_kind["brush_off"]:  # a whole reply against a short one that answers nothing
+        assert pair.rejected in contrast.BRUSH_OFFS and len(pair.rejected) < len(pair.chosen)
     for pair in by_kind["repetition"]:
         sentences = [x.rstrip(".") for x in pair.rejected.split(". ")]
         assert len(sentences) == len(set(sentences)) + 1
@@ -192,9 +194,11 @@ def test_behaviour_suite_has_enough_cases_and_controls_length() -> None:
     assert min(counts.values()) >= 20
     rude = [p for p in suite if p.subset.endswith("short_helpful_vs_long_rude")]
     assert all(len(p.chosen) < len(p.rejected) for p in rude)  # length cannot pass it
+    brushed = [p for p in suite if p.subset.endswith("helpful_vs_brush_off")]
+    assert all(len(p.chosen) > len(p.rejected) for p in brushed)  # ... nor shortness both
     facts = [p for p in suite if p.subset.endswith("correct_vs_incorrect_fact")]
     assert all(abs(len(p.chosen) - len(p.rejected)) <= 12 for p in facts)
     text = " ".join(p.chosen + " " + p.rejected for p in suite)
-    spliced = [*contrast.DISMISSALS, *contrast.RESTATEMENTS,
+    spliced = [*contrast.DISMISSALS, *contrast.RESTATEMENTS, *contrast.BRUSH_OFFS,
                *(line for frame in contrast.COURTEOUS + contrast.BRUSQUE for line in frame)]
     assert not any(d in text for d in spliced)  # never the training sentences

@@ -15,7 +15,10 @@ Each targets one cue a person uses and length cannot stand in for:
 - substitution: the reply over the same reply with one fact swapped, a number (digits or a
   number word) or a name (a capitalised word inside a sentence) replaced by one of its kind
   from another reply: the pair has the same length and words but one, so only what the encoder
-  knows of which names and numbers belong together can tell them apart.
+  knows of which names and numbers belong together can tell them apart;
+- brush-off: the reply over a short reply that brushes the asker off and answers nothing
+  ("Not my concern.", "Work it out on your own."): the rejected side is the shorter one, the
+  mirror of dismissal, so that a reward freed from length does not learn that shorter is better.
 
 The spliced sentences are this module's own; the behavioural suite (training/behaviour.py) uses
 different wording, so the suite measures the cue, not the memorised sentences.
@@ -30,7 +33,7 @@ from collections.abc import Callable, Collection, Sequence
 from training.data.records import PreferencePair
 
 KINDS = ("relevance", "truncation", "dismissal", "repetition", "restatement", "courtesy",
-         "substitution")
+         "substitution", "brush_off")
 
 DISMISSALS = (
     "Honestly, this is a pointless question.",
@@ -45,6 +48,22 @@ DISMISSALS = (
     "Do your own homework.",
     "What a dumb idea.",
     "Don't bother me with this again.",
+)
+# Rude or indifferent, never a refusal: a polite "I can't help with that" is often the reply
+# people prefer (hh-rlhf's harmless dialogues), and must not be taught as worse.
+BRUSH_OFFS = (
+    "Not sure why you're asking me.",
+    "That's not my job.",
+    "No clue, try somewhere else.",
+    "Do I look like I care?",
+    "Nope. Go away.",
+    "Not my concern.",
+    "Work it out on your own.",
+    "Meh. Who knows.",
+    "Find somebody who cares.",
+    "Too busy for this.",
+    "Search the internet like everyone else.",
+    "Can't be bothered.",
 )
 RESTATEMENTS = (
     "In other words,",
@@ -193,9 +212,13 @@ def substitution(pairs: Sequence[PreferencePair], rng: random.Random) -> list[Pr
     return out
 
 
+def brush_off(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    return [_contrast(pair, rng.choice(BRUSH_OFFS), "brush_off") for pair in pairs]
+
+
 GENERATORS = {"relevance": relevance, "truncation": truncation, "dismissal": dismissal,
               "repetition": repetition, "restatement": restatement, "courtesy": courtesy,
-              "substitution": substitution}
+              "substitution": substitution, "brush_off": brush_off}
 
 
 Whole = Callable[[Sequence[PreferencePair]], list[bool]]
