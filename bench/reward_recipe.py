@@ -96,7 +96,15 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # default scored short brush-offs ("Not my problem.") close to helpful replies
                 # (its seed 2: 50% on the suite's new helpful_vs_brush_off). Brush-off pairs at
                 # the share every kind started at, within the same 2,400-pair budget.
-                ("final, brush-off pairs 0.1", {"brush-off": "0.1"})],
+                ("final, brush-off pairs 0.1", {"brush-off": "0.1"}),
+                # The rule kept the default over it (bench/results/reward-default-cpu-v9.json):
+                # repetition's validation pairs fell 68.3 -> 54.3%, past KIND_SLACK; brush-offs
+                # (the shorter side worse) and repetitions (the longer side worse) pull apart.
+                # So the same brush-off pairs with twice the repetition pairs, and at half the
+                # share.
+                ("final, brush-off pairs 0.1, repetition 0.2",
+                 {"brush-off": "0.1", "repetition": "0.2"}),
+                ("final, brush-off pairs 0.05", {"brush-off": "0.05"})],
 }
 # Choosing among final candidates, on validation only, on each candidate's mean over its seeds
 # (--candidate-seeds; one seed's validation figures vary by 3-4 points): the hh-rlhf part must
