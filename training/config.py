@@ -77,9 +77,11 @@ class TrainConfig:
                            "a brusque one of about the same length, as a share; 0 disables.")
     substitution: float = _opt(0.1, "Reward: the reply over the same reply with one number or "
                                "name swapped for another reply's, as a share; 0 disables.")
-    brush_off: float = _opt(0.0, "Reward: the reply over a short reply that brushes the asker "
-                            "off and answers nothing (the shorter side is the worse one), as a "
-                            "share; 0 disables.")
+    brush_off: float = _opt(0.0, "Reward: the reply over a short rude reply that brushes the "
+                            "asker off and answers nothing (the shorter side is the worse one), "
+                            "as a share; 0 disables. Off because on the CPU default (at 0.05 "
+                            "and 0.1) it cost repetition's validation pairs 7-14 points "
+                            "(docs/measurements.md).")
     contrast_whole: str = _opt("", "Reward: contrast kinds (comma-separated, or 'all') built "
                                "only from pairs the model reads whole, neither side cut by "
                                "max_length; empty: none (docs/measurements.md).")
