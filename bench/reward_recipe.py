@@ -37,14 +37,16 @@ LENGTH_OFF = {"no-length-term": "", "length-decorrelation": "0"}
 
 
 def without(*kinds: str) -> dict[str, str]:
-    return dict.fromkeys(kinds, "0")
+    return dict.fromkeys((kind.replace("_", "-") for kind in kinds), "0")
 
 
+# The kinds some preset trains, in the order the ladder adds them (brush-off is off in both).
+TRAINED = tuple(k for k in KINDS if any(getattr(p, k) > 0 for p in PRESETS.values()))
 LADDER: list[tuple[str, dict[str, str]]] = [
     ("present recipe (hh-rlhf only)", {"no-pool": "", **without(*KINDS), **LENGTH_OFF}),
     ("+ pooled sources", {**without(*KINDS), **LENGTH_OFF}),
-    *[(f"+ {kind} pairs", {**without(*KINDS[i + 1:]), **LENGTH_OFF})
-      for i, kind in enumerate(KINDS)],
+    *[(f"+ {kind} pairs", {**without(*TRAINED[i + 1:]), **LENGTH_OFF})
+      for i, kind in enumerate(TRAINED)],
     ("+ length term (final recipe)", {}),
 ]
 FINAL = "+ length term (final recipe)"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench.reward_recipe import CONTRAST, FINAL, adds_cue, baseline, choose
+from bench.reward_recipe import CONTRAST, FINAL, LADDER, adds_cue, baseline, choose, flags
 
 
 def run(name: str, seed: int, pooled: float, hh: float, settings: dict[str, str] | None = None,
@@ -32,6 +32,16 @@ def test_a_lead_inside_the_noise_keeps_the_final_recipe() -> None:
     assert choose(runs)["name"] == FINAL
     runs[1] = run("final, dropout off", 0, 56, 54, truncation=65, restatement=67)
     assert choose(runs)["name"] == "final, dropout off"
+
+
+def test_every_ladder_step_is_a_flag_the_trainer_knows() -> None:
+    from training.cli import build_parser
+
+    parser = build_parser()
+    for name, settings in LADDER:
+        args = parser.parse_args(["train", "reward", "--output", "x", *flags(settings)])
+        assert args.task == "reward", name
+    assert len({tuple(sorted(s.items())) for _, s in LADDER}) == len(LADDER)  # no step twice
 
 
 def test_a_new_cue_is_taken_when_it_costs_nothing_validation_can_see() -> None:
