@@ -36,8 +36,13 @@ from training.data.contrast import KINDS
 LENGTH_OFF = {"no-length-term": "", "length-decorrelation": "0"}
 
 
+def option(field: str) -> str:
+    """A setting's name as the trainer's flag spells it (brush_off: brush-off)."""
+    return field.replace("_", "-")
+
+
 def without(*kinds: str) -> dict[str, str]:
-    return dict.fromkeys((kind.replace("_", "-") for kind in kinds), "0")
+    return dict.fromkeys(map(option, kinds), "0")
 
 
 # The kinds some preset trains, in the order the ladder adds them (brush-off is off in both).
@@ -187,8 +192,8 @@ def summarise(name: str, seed: int, settings: dict[str, str], report: dict[str, 
 def adds_cue(settings: dict[str, str], preset: str) -> bool:
     """Whether these settings train a contrast kind the preset leaves out (share 0)."""
     base = PRESETS[preset]
-    return any(float(settings.get(kind.replace("_", "-"), "0") or 0) > 0
-               and getattr(base, kind) == 0 for kind in KINDS)
+    return any(float(settings.get(option(kind)) or 0) > 0 and getattr(base, kind) == 0
+               for kind in KINDS)
 
 
 def choose(finals: list[dict[str, Any]], preset: str = "default") -> dict[str, Any]:
@@ -218,8 +223,7 @@ def choose(finals: list[dict[str, Any]], preset: str = "default") -> dict[str, A
 
         chosen = max(eligible, key=contrast)
         if FINAL in groups and contrast(chosen) - contrast(FINAL) < MIN_GAIN:
-            cues = [name for name in eligible
-                    if adds_cue(groups[name][0].get("settings", {}), preset)]
+            cues = [name for name in eligible if adds_cue(groups[name][0]["settings"], preset)]
             chosen = max(cues, key=contrast) if cues else FINAL
     return min(groups[chosen], key=lambda r: r["seed"])
 
