@@ -127,6 +127,12 @@ class TrainConfig:
         if not 0 <= self.counter_speech <= 1:
             raise ValueError(f"counter_speech is a share of the training texts, from 0 to 1, "
                              f"not {self.counter_speech}")
+        from training.data.contrast import KINDS
+
+        for kind in KINDS:  # a negative share used to switch a kind off, one over 1 to mean 1
+            if not 0 <= getattr(self, kind) <= 1:
+                raise ValueError(f"{kind} is a share of the real training pairs, from 0 to 1, "
+                                 f"not {getattr(self, kind)}")
         self.whole_kinds()  # a kind that does not exist is an error now, not a silent no-op
 
     def to_dict(self) -> dict[str, Any]:
