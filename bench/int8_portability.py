@@ -36,6 +36,7 @@ import numpy as np
 from models.calibration import reward_of, sigmoid
 from models.inputs import EncodedPair
 from models.session import open_session, run
+from training.int8_gate import BOOTSTRAP_SEED, INT8_DECIDED_MARGIN, pair_margins
 
 GRAPHS = {"8-bit weights (the export before 2026-12-05)": False,
           "7-bit weights (reduce_range, the export now)": True}
@@ -72,7 +73,7 @@ def prepare(tag: str, pairs: int, workdir: Path) -> tuple[int, float, np.ndarray
     from models.artifact import FP32, TOKENIZER_FILE
     from models.inputs import PairEncoder
     from training.checks import validation_check
-    from training.export import BOOTSTRAP_SEED, quantise_int8
+    from training.export import quantise_int8
 
     stored = store.get(tag)
     encoder = PairEncoder.from_file(stored.path / TOKENIZER_FILE, stored.manifest.input)
@@ -126,8 +127,6 @@ def compare(tag: str, cpu: str, n: int, temperature: float, fp32: np.ndarray,
             scores: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
     """Each graph's rewards, compare's P and pair orders on this CPU against `cpu`'s; printed,
     and returned for the results file."""
-    from training.export import INT8_DECIDED_MARGIN, pair_margins  # imports torch: not the child
-
     pairs = np.arange(n)
     reference = pair_margins(fp32, pairs, n)
     decided = np.abs(sigmoid(reference / temperature) - 0.5) >= INT8_DECIDED_MARGIN

@@ -6,7 +6,7 @@ int8 check (the same validation pairs, order, early stops and decision as `align
 
 The gate asks int8 to keep the order of at least 99% of the validation pairs fp32 decides (its
 calibrated P at least 0.05 from even) and to lose at most 2 points of accuracy (95% paired
-bootstrap interval); see training/export.py. Each variant is also timed on the same pairs
+bootstrap interval); see training/int8_gate.py. Each variant is also timed on the same pairs
 against the fp32 graph, one session each, in this process.
 """
 
@@ -29,7 +29,8 @@ from models.calibration import sigmoid
 from models.inputs import EncodedPair, PairEncoder
 from models.session import open_session, run
 from training.checks import validation_check
-from training.export import ValidationCheck, decide_int8, pair_margins, quantise_int8
+from training.export import quantise_int8
+from training.int8_gate import ValidationCheck, decide_int8, pair_margins
 
 
 def down_projections(graph: Path) -> list[str]:

@@ -100,7 +100,7 @@ def tiny_artifact(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -
     """The tiny trained model exported (fused fp32, fp16, int8 if accurate) with a manifest."""
     from models.inputs import PairEncoder
     from models.manifest import Manifest
-    from training import export
+    from training import export, int8_gate
     from training.data.reward_data import load_reward_data
     from training.pairs import EncodedPairs
 
@@ -111,7 +111,7 @@ def tiny_artifact(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -
         other_sources=False).splits["validation"][:200])
     out = tmp_path_factory.mktemp("artifact")
     export.export_checkpoint(checkpoint, out, "tiny-reward",
-                             export.pairwise_check(validation.chosen, validation.rejected)
+                             int8_gate.pairwise_check(validation.chosen, validation.rejected)
                              ).save(out)
     return out
 

@@ -1,4 +1,4 @@
-"""The validation metric each task's int8 graph must hold at export (see export.py's gate).
+"""The validation metric each task's int8 graph must hold at export (see int8_gate.py).
 
 reward: pairwise accuracy on the pooled validation split (and the share of the pairs fp32
 decides, at the model's calibrated temperature, whose order int8 keeps); moderation: mean
@@ -17,7 +17,7 @@ import numpy as np
 from models.inputs import EncodedPair, PairEncoder
 from models.manifest import Manifest, Task
 from training.class_metrics import average_precision
-from training.export import ValidationCheck, pairwise_check
+from training.int8_gate import ValidationCheck, pairwise_check
 from training.texts import UNKNOWN, EncodedTexts
 
 

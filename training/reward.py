@@ -35,7 +35,7 @@ from training.data.reward_data import (
 )
 from training.data.split import sample
 from training.evaluate import SetResult, evaluate_sets
-from training.export import save_validation_scores
+from training.int8_gate import save_validation_scores
 from training.metrics import pairwise_metrics
 from training.modeling import AnyModel
 from training.pairs import EncodedPairs, RewardObjective, score_pairs
