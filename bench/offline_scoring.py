@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service import offline
+from service import offline, shards
 from training.data.reward_data import HH, load_reward_data
 
 
@@ -51,7 +51,7 @@ def main() -> None:
         for mode, workers, tokens in (
                 ("local", 0, None), ("local, 16,384-token batches (before)", 0, 16384),
                 ("ray, 1 worker", 1, None), ("ray, 2 workers", 2, None)):
-            plan = offline.plan(source, Path(tmp) / f"run{len(runs)}", args.shard_size)
+            plan = shards.plan(source, Path(tmp) / f"run{len(runs)}", args.shard_size)
             plan.output.mkdir()
             started = time.perf_counter()
             if workers:
@@ -59,7 +59,7 @@ def main() -> None:
             else:
                 offline.run_local(args.model, plan, batch_tokens=tokens)
             seconds = time.perf_counter() - started
-            scores[mode] = [r["reward"] for r in offline.merged(plan)]
+            scores[mode] = [r["reward"] for r in shards.merged(plan)]
             runs[mode] = {"seconds": round(seconds, 1),
                           "records_per_second": round(len(records) / seconds, 1)}
             print(f"{mode}: {len(records)} records in {seconds:.1f} s "

@@ -9,10 +9,11 @@ Records, by the model's task (one JSON object per line, or Parquet columns of th
     intent        {"text"}  -> label, probability, out_of_scope
 Every other field of a record is kept as it is.
 
-The input is cut into shards of `shard_size` records. Each shard is scored (length-sorted under
-a token budget, as in the service) and written to OUT/part-NNNNN.jsonl (or .parquet) in one
-atomic rename, with the records it could not score in OUT/rejected-NNNNN.jsonl (line or row,
-and why): reported, counted and kept out, never silently dropped. A job run again skips every
+The input is cut into shards of `shard_size` records (service/shards.py). Each shard is scored
+(length-sorted under a token budget, as in the service) and written to OUT/part-NNNNN.jsonl (or
+.parquet) in one atomic rename, with the records it could not score in
+OUT/rejected-NNNNN.jsonl (line or row, and why): reported, counted and kept out, never
+silently dropped. A job run again skips every
 shard whose part is written, so an interrupted job resumes where it stopped. Locally, shards
 run one after another on all cores; with `--ray`, on Ray Data actors (one per worker, the
 cores split between them) that read their shards from the input themselves, so the same
@@ -21,13 +22,11 @@ command scales to a Ray cluster (with the input and OUT on storage every node se
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -39,8 +38,7 @@ from service.fronts import IntentFront, ModerationFront, RewardFront
 from service.runtime import Engine
 from service.schemas import ComparePair, ScoreItem
 from service.settings import Graph, Settings
-
-FORMATS = (".jsonl", ".parquet")
+from service.shards import Plan, count_lines, read_shard, write_jsonl, write_part
 
 
 class TextRecord(BaseModel):
@@ -159,88 +157,6 @@ def _reason(exc: Exception) -> str:
     return str(exc)
 
 
-# --- shards ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How the input is cut: shard i holds records [i * size, (i + 1) * size)."""
-
-    input: Path
-    output: Path
-    size: int
-    shards: int
-    offsets: tuple[int, ...] = ()  # JSONL: the byte offset where each shard starts
-
-    @property
-    def suffix(self) -> str:
-        return self.input.suffix
-
-    def part(self, shard: int) -> Path:
-        return self.output / f"part-{shard:05d}{self.suffix}"
-
-    def rejected(self, shard: int) -> Path:
-        return self.output / f"rejected-{shard:05d}.jsonl"
-
-    def pending(self) -> list[int]:
-        return [i for i in range(self.shards) if not self.part(i).exists()]
-
-
-def plan(input: Path, output: Path, size: int) -> Plan:
-    if input.suffix not in FORMATS:
-        raise ValueError(f"{input}: the input must be .jsonl or .parquet")
-    if size < 1:
-        raise ValueError("--shard-size must be at least 1")
-    if input.suffix == ".parquet":
-        rows = _parquet(input).metadata.num_rows
-        return Plan(input, output, size, -(-rows // size))
-    offsets, position, lines = [], 0, 0
-    with input.open("rb") as stream:
-        for line in stream:
-            if lines % size == 0:
-                offsets.append(position)
-            position += len(line)
-            lines += 1
-    return Plan(input, output, size, len(offsets), tuple(offsets))
-
-
-def _parquet(path: Path) -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ImportError("Parquet needs pyarrow: pip install 'alignserve[batch]'") from exc
-    return pq.ParquetFile(path)
-
-
-def read_shard(plan: Plan, shard: int) -> tuple[list[Any], list[int]]:
-    """The shard's records (a JSONL line that is not JSON stays a string, to be rejected) and
-    the line (1-based) or row (0-based) of each."""
-    first = shard * plan.size
-    if plan.suffix == ".parquet":
-        rows: list[Any] = []
-        for batch in _parquet(plan.input).iter_batches(batch_size=plan.size):
-            if len(rows) + batch.num_rows > first:
-                rows += batch.to_pylist()
-            else:
-                rows += [None] * batch.num_rows
-            if len(rows) >= first + plan.size:
-                break
-        records = rows[first:first + plan.size]
-        return records, list(range(first, first + len(records)))
-    records = []
-    with plan.input.open("rb") as stream:
-        stream.seek(plan.offsets[shard])
-        for _ in range(plan.size):
-            line = stream.readline()
-            if not line:
-                break
-            try:
-                records.append(json.loads(line))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                records.append(f"not JSON: {exc}")
-    return records, list(range(first + 1, first + 1 + len(records)))
-
-
 def score_shard(scorer: Scorer, plan: Plan, shard: int) -> ShardResult:
     """Score one shard and write its part (atomically) and its rejected records."""
     started = time.perf_counter()
@@ -250,29 +166,9 @@ def score_shard(scorer: Scorer, plan: Plan, shard: int) -> ShardResult:
     scored, rejected = scorer.score([r for _, r in usable])
     unit = "row" if plan.suffix == ".parquet" else "line"
     reasons = bad + [(usable[i][0], why) for i, why in rejected]
-    _write_jsonl(plan.rejected(shard), [{unit: w, "error": why} for w, why in sorted(reasons)])
-    _write_part(plan.part(shard), scored)  # last: its presence marks the shard done
+    write_jsonl(plan.rejected(shard), [{unit: w, "error": why} for w, why in sorted(reasons)])
+    write_part(plan.part(shard), scored)  # last: its presence marks the shard done
     return ShardResult(shard, len(scored), len(reasons), time.perf_counter() - started)
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w") as stream:
-        for row in rows:
-            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
-
-
-def _write_part(path: Path, rows: list[dict[str, Any]]) -> None:
-    if path.suffix != ".parquet":
-        _write_jsonl(path, rows)
-        return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    temporary = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.Table.from_pylist(rows), temporary)
-    os.replace(temporary, path)
 
 
 # --- running --------------------------------------------------------------------------------
@@ -345,7 +241,7 @@ def summary(plan: Plan, tag: str, results: list[ShardResult], seconds: float,
             mode: str) -> dict[str, Any]:
     """Totals over every shard written so far (earlier runs included), and this run's pace."""
     written = [i for i in range(plan.shards) if plan.part(i).exists()]
-    rejected = sum(_count_lines(plan.rejected(i)) for i in written)
+    rejected = sum(count_lines(plan.rejected(i)) for i in written)
     scored_now = sum(r.scored for r in results)
     return {"model": tag, "input": str(plan.input), "output": str(plan.output), "mode": mode,
             "shards": plan.shards, "shards_done": len(written),
@@ -354,23 +250,3 @@ def summary(plan: Plan, tag: str, results: list[ShardResult], seconds: float,
             "seconds": round(seconds, 2),
             "records_per_second": round((scored_now + sum(r.rejected for r in results))
                                         / seconds, 1) if seconds > 0 and results else None}
-
-
-def _count_lines(path: Path) -> int:
-    if not path.exists():
-        return 0
-    with path.open("rb") as stream:
-        return sum(1 for _ in stream)
-
-
-def merged(plan: Plan) -> Iterator[dict[str, Any]]:
-    """Every scored record, shard by shard (for tests and small jobs)."""
-    for shard in range(plan.shards):
-        part = plan.part(shard)
-        if part.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            yield from pq.read_table(part).to_pylist()
-        else:
-            with part.open() as stream:
-                yield from (json.loads(line) for line in stream)

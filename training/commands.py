@@ -200,9 +200,9 @@ def _promote(tag: str, url: str) -> int:
 def _score(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from service import offline
+    from service import offline, shards
 
-    plan = offline.plan(args.input, args.output, args.shard_size)
+    plan = shards.plan(args.input, args.output, args.shard_size)
     args.output.mkdir(parents=True, exist_ok=True)
     pending = plan.pending()
     print(f"{args.input}: {plan.shards} shards of up to {plan.size:,} records; "

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from models.taxonomy import CATEGORIES
-from service import offline
+from service import shards
 from training.cli import main
 from training.data import catalogue
 
@@ -61,8 +61,8 @@ def test_scores_match_the_service_and_bad_records_are_reported(
     summary = score(stored_tiny, input_file, tmp_path / "out")
     assert summary["shards"] == 4 and summary["shards_this_run"] == 4
     assert summary["scored_this_run"] == 28 and summary["rejected_total"] == 3
-    plan = offline.plan(input_file, tmp_path / "out", 8)
-    rows = list(offline.merged(plan))
+    plan = shards.plan(input_file, tmp_path / "out", 8)
+    rows = list(shards.merged(plan))
     assert [r["id"] for r in rows] == [i for i in range(31) if i not in (3, 7, 11)]
     rejected = [json.loads(line) for i in range(4)
                 for line in plan.rejected(i).read_text().splitlines()]
@@ -83,7 +83,7 @@ def test_an_interrupted_job_resumes_without_rescoring(stored_tiny: str, input_fi
                                                        tmp_path: Path) -> None:
     out = tmp_path / "out"
     score(stored_tiny, input_file, out)
-    plan = offline.plan(input_file, out, 8)
+    plan = shards.plan(input_file, out, 8)
     before = plan.part(2).read_text()
     plan.part(2).unlink()  # as if the job had stopped while writing shard 2
     (out / "part-00003.jsonl").touch()  # a finished shard is never opened again
@@ -103,8 +103,8 @@ def test_parquet_in_parquet_out(stored_tiny: str, records: list[dict[str, Any]],
     write_jsonl(tmp_path / "hh.jsonl", [json.dumps(r) for r in flat])
     score(stored_tiny, tmp_path / "hh.parquet", tmp_path / "pq")
     score(stored_tiny, tmp_path / "hh.jsonl", tmp_path / "js")
-    from_parquet = list(offline.merged(offline.plan(tmp_path / "hh.parquet", tmp_path / "pq", 8)))
-    from_jsonl = list(offline.merged(offline.plan(tmp_path / "hh.jsonl", tmp_path / "js", 8)))
+    from_parquet = list(shards.merged(shards.plan(tmp_path / "hh.parquet", tmp_path / "pq", 8)))
+    from_jsonl = list(shards.merged(shards.plan(tmp_path / "hh.jsonl", tmp_path / "js", 8)))
     assert [r["reward"] for r in from_parquet] == pytest.approx(
         [r["reward"] for r in from_jsonl], abs=1e-6)
 
@@ -115,10 +115,10 @@ def test_the_classifiers_score_texts(stored_classifiers: dict[str, str],
         json.dumps({"text": t}) for t in ["thanks, that fixed it", "where is my card",
                                           "you are a terrible awful person " * 40]])
     score(stored_classifiers["moderation"], texts, tmp_path / "moderation")
-    rows = list(offline.merged(offline.plan(texts, tmp_path / "moderation", 8)))
+    rows = list(shards.merged(shards.plan(texts, tmp_path / "moderation", 8)))
     assert set(rows[0]["categories"]) == set(CATEGORIES) and rows[2]["windows"] > 1
     score(stored_classifiers["intent"], texts, tmp_path / "intent")
-    rows = list(offline.merged(offline.plan(texts, tmp_path / "intent", 8)))
+    rows = list(shards.merged(shards.plan(texts, tmp_path / "intent", 8)))
     assert all(isinstance(r["label"], str) and 0 < r["probability"] <= 1 for r in rows)
 
 
