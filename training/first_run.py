@@ -37,10 +37,8 @@ class Default:
 # of then scaled by as much.
 # Since 2026-12-05 the moderation classifier trains on 800 counter-speech texts more and
 # evaluates clean requests too: 3 min 48 s against 3 min 24 s on that day's CPU, so 386 s * 1.12.
-# Since the night of 2026-12-05 the reward model trains 450 steps, not 300: training was 298 of
-# the stage's 405 s on that night's CPU, so 489 s * (1 + 0.5 * 298 / 405).
 DEFAULTS = (
-    Default("reward", "reward", 669, 52, what="reward model: ~3,600 pooled preference and "
+    Default("reward", "reward", 489, 52, what="reward model: ~2,400 pooled preference and "
             "contrast pairs, then calibration and every test split"),
     Default("moderation", "moderation", 432, 49, what="moderation classifier: 16,000 labelled "
             "texts and 800 counter-speech ones in five categories, thresholds per category, "

@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
-from bench.reward_recipe import CONTRAST, FINAL, LADDER, adds_cue, baseline, choose, flags
+from bench.reward_recipe import (
+    CONTRAST,
+    FINAL,
+    LADDER,
+    adds_cue,
+    baseline,
+    choose,
+    confirm,
+    flags,
+    run_dir,
+)
 
 
 def run(name: str, seed: int, pooled: float, hh: float, settings: dict[str, str] | None = None,
@@ -91,3 +101,28 @@ def test_a_baseline_read_from_an_earlier_file_stands_for_the_final_recipe(tmp_pa
     assert choose(runs)["name"] == FINAL
     with pytest.raises(ValueError, match="no run named 'missing'"):
         baseline(results, "missing")
+
+
+def test_a_winner_whose_int8_graph_the_gate_rejects_does_not_replace_the_final_recipe(
+        tmp_path: Path) -> None:
+    """What `make serve` builds is served as its int8 graph on a CPU: the export's gate on the
+    winner's seed-0 model has the last word, and its decision is kept in the run."""
+    runs = [run(FINAL, 1, 56, 54, truncation=62), run(FINAL, 0, 56, 54, truncation=62),
+            run("final, 3,600 pairs", 0, 57, 53, truncation=66)]
+    best = choose(runs)
+    asked: list[Path] = []
+
+    def gate(accepted: str) -> Any:
+        def decide(model: Path) -> dict[str, Any]:
+            asked.append(model)
+            return {"accepted": accepted, "metric": "pairwise_accuracy", "fp32": 0.578,
+                    "int8": 0.560, "drop_low_points": 0.65, "drop_high_points": 3.13}
+        return decide
+
+    assert confirm(best, runs, tmp_path, gate("yes")) is best
+    assert asked == [run_dir(tmp_path, "final, 3,600 pairs", 0) / "model"]
+    kept = confirm(best, runs, tmp_path, gate("no"))
+    assert kept["name"] == FINAL and kept["seed"] == 0
+    assert best["int8"]["accepted"] == "no"  # recorded in the winner's run, for results.json
+    asked.clear()
+    assert confirm(kept, runs, tmp_path, gate("no")) is kept and not asked  # nothing to replace
