@@ -1,4 +1,5 @@
-"""The rule that picks the reward recipe's default among candidates, on validation figures."""
+"""The rule that picks the reward recipe's default among candidates (bench/recipe_rule.py), and
+the ladder's steps and baselines (bench/reward_recipe.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,8 @@ from typing import Any
 
 import pytest
 
-from bench.reward_recipe import (
-    CONTRAST,
-    FINAL,
-    LADDER,
-    adds_cue,
-    baseline,
-    choose,
-    confirm,
-    flags,
-    run_dir,
-)
+from bench.recipe_rule import CONTRAST, FINAL, adds_cue, choose, confirm
+from bench.reward_recipe import LADDER, baseline, flags, run_dir
 
 
 def run(name: str, seed: int, pooled: float, hh: float, settings: dict[str, str] | None = None,
@@ -119,10 +111,11 @@ def test_a_winner_whose_int8_graph_the_gate_rejects_does_not_replace_the_final_r
                     "int8": 0.560, "drop_low_points": 0.65, "drop_high_points": 3.13}
         return decide
 
-    assert confirm(best, runs, tmp_path, gate("yes")) is best
-    assert asked == [run_dir(tmp_path, "final, 3,600 pairs", 0) / "model"]
-    kept = confirm(best, runs, tmp_path, gate("no"))
+    model = run_dir(tmp_path, "final, 3,600 pairs", 0) / "model"
+    assert confirm(best, runs, model, gate("yes")) is best
+    assert asked == [model]
+    kept = confirm(best, runs, model, gate("no"))
     assert kept["name"] == FINAL and kept["seed"] == 0
     assert best["int8"]["accepted"] == "no"  # recorded in the winner's run, for results.json
     asked.clear()
-    assert confirm(kept, runs, tmp_path, gate("no")) is kept and not asked  # nothing to replace
+    assert confirm(kept, runs, model, gate("no")) is kept and not asked  # nothing to replace
