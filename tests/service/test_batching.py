@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.manifest import Manifest
-from service.batching import Batcher
+from service.batching import PACE_WINDOW, Batcher
 from service.errors import ErrorType, ServiceError
 from service.fronts import RewardFront
 from service.runtime import Engine
@@ -192,17 +192,26 @@ def test_the_deadline_counts_time_in_the_server_and_the_loop_lag(
     assert 2.0 - 0.3 - 0.4 - waits - 0.05 < deadline < 2.0 - 0.3 - 0.4 - waits + 0.01
 
 
-def test_the_pace_rises_at_once_and_falls_back_gradually(
+def test_the_queue_plans_with_a_slow_recent_batch_not_a_typical_one(
         parts: tuple[RewardFront, Engine]) -> None:
-    """A batch slower than the pace moves it half-way at once; a faster one a tenth of the way,
-    so admission errs on the side of finishing in time."""
+    """The trend moves half-way to a slower batch at once and a tenth of the way to a faster
+    one; the queue plans with it or, when higher, the 90th percentile of the recent batches, so
+    one slow batch in eight is what admission and deadlines expect."""
     _, engine = parts
     batcher = Batcher(engine, "tiny", 64, 0, 100_000)
-    batcher.seconds_per_item = 0.01
+    batcher.pace_trend = 0.01
     batcher._learn_pace(0.03)
-    assert batcher.seconds_per_item == pytest.approx(0.02)
+    assert batcher.pace_trend == pytest.approx(0.02)
+    assert batcher.seconds_per_item == pytest.approx(0.03)  # the one batch seen
     batcher._learn_pace(0.01)
-    assert batcher.seconds_per_item == pytest.approx(0.019)
+    assert batcher.pace_trend == pytest.approx(0.019)
+    for _ in range(PACE_WINDOW):  # the slow batch leaves the window; the trend comes down
+        batcher._learn_pace(0.01)
+    assert batcher.seconds_per_item == pytest.approx(batcher.pace_trend)
+    assert batcher.pace_trend < 0.011
+    for i in range(PACE_WINDOW):  # every eighth batch three times slower
+        batcher._learn_pace(0.03 if i % 8 == 7 else 0.01)
+    assert batcher.seconds_per_item > 0.025 > batcher.pace_trend
 
 
 def test_queued_jobs_are_judged_by_when_they_would_finish(
