@@ -174,7 +174,7 @@ PRESETS: dict[str, TrainConfig] = {
     # Since the same day's afternoon, substitution pairs at three times the share (0.3): the
     # rule's choice over 0.2 and 0.1 (77.3% against 76.5% and 76.5%, again within noise).
     # 3,600 pairs in 450 steps won on validation that night (79.5% against 77.3%) and was not
-    # taken: its int8 graph failed the export's gate, and fp32 serves at half the speed.
+    # taken: its int8 graph failed the export's gate, and fp32 serves at less than half the speed.
     "default": TrainConfig(max_train_pairs=2400, batch_size=8, grad_accum=1, restatement=0.2,
                            substitution=0.3, lr=1e-4, layer_decay=0.8),
     # Every pooled training pair and its contrast pairs (~15,900), twice, at 256 tokens: about
