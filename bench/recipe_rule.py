@@ -123,17 +123,10 @@ Int8Decide = Callable[[Path], dict[str, Any]]
 def int8_decision(model: Path) -> dict[str, Any]:
     """What the export's int8 gate decides for a trained model on this CPU (its graphs built in
     a temporary directory; nothing is stored): the manifest's int8 record."""
-    from models.artifact import TOKENIZER_FILE
-    from models.inputs import PairEncoder
-    from models.manifest import Manifest
-    from training.checks import validation_check
     from training.export import export_checkpoint
 
-    manifest = Manifest.load(model)
-    encoder = PairEncoder.from_file(model / TOKENIZER_FILE, manifest.input)
     with tempfile.TemporaryDirectory() as tmp:
-        exported = export_checkpoint(model, Path(tmp), "reward",
-                                     validation_check(manifest, encoder))
+        exported = export_checkpoint(model, Path(tmp), "reward")
     return dict(exported.quantisation["int8"])
 
 

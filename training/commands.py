@@ -110,16 +110,9 @@ def _import(args: argparse.Namespace) -> int:
 def _export_to_store(checkpoint: Path, output: Path, name: str, data_dir: Path | None,
                      store: bool) -> int:
     from models import store as model_store
-    from models.artifact import TOKENIZER_FILE
-    from models.inputs import PairEncoder
-    from models.manifest import Manifest
-    from training.checks import validation_check
     from training.export import export_checkpoint
 
-    manifest = Manifest.load(checkpoint)
-    encoder = PairEncoder.from_file(checkpoint / TOKENIZER_FILE, manifest.input)
-    check = validation_check(manifest, encoder, data_dir)
-    exported = export_checkpoint(checkpoint, output, name, check)
+    exported = export_checkpoint(checkpoint, output, name, data_dir=data_dir)
     exported.save(output)
     int8 = exported.quantisation["int8"]
     print(f"artifact {exported.name}:{exported.version} in {output}")

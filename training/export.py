@@ -160,19 +160,26 @@ def keep_weights(checkpoint: Path, weights: Path) -> None:
         shutil.copy(checkpoint / name, weights / name)
 
 
-def export_checkpoint(checkpoint: Path, output: Path, name: str, check: ValidationCheck,
-                      opset: int = OPSET, say: Callable[[str], None] | None = None) -> Manifest:
-    """Build the artifact in `output`; raises ParityError when a graph disagrees. `say` hears
-    what each step is doing (the int8 check is the long one: every validation item scored by
-    both graphs); by default, stdout at once."""
+def export_checkpoint(checkpoint: Path, output: Path, name: str,
+                      check: ValidationCheck | None = None, opset: int = OPSET,
+                      say: Callable[[str], None] | None = None,
+                      data_dir: Path | None = None) -> Manifest:
+    """Build the artifact in `output`; raises ParityError when a graph disagrees. `check`: what
+    the int8 graph must hold; by default the task's own metric on its validation split, read
+    from `data_dir` (training/checks.py). `say` hears what each step is doing (the int8 check is
+    the long one: every validation item scored by both graphs); by default, stdout at once."""
     if say is None:
         def say(line: str) -> None:
             print(line, flush=True)
 
     manifest = Manifest.load(checkpoint)
     Manifest.model_validate({**manifest.model_dump(), "name": name})  # refuse a bad name first
-    model = load_model(checkpoint)
     encoder = PairEncoder.from_file(checkpoint / TOKENIZER_FILE, manifest.input)
+    if check is None:
+        from training.checks import validation_check
+
+        check = validation_check(manifest, encoder, data_dir)
+    model = load_model(checkpoint)
     probe = sorted(check.items[:64], key=len)[::4]  # real inputs of mixed lengths
     output.mkdir(parents=True, exist_ok=True)
     shutil.copy(checkpoint / TOKENIZER_FILE, output / TOKENIZER_FILE)

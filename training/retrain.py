@@ -341,14 +341,10 @@ def _train(task: str, config: TrainConfig, output: Path, data_dir: Path | None,
 
 def _export(challenger: Path, artifact: Path, parent: Manifest, lineage: Lineage,
             data_dir: Path | None) -> str:
-    from training.checks import validation_check
     from training.export import export_checkpoint
 
-    manifest = Manifest.load(challenger)
-    if manifest.labels != parent.labels:
+    if Manifest.load(challenger).labels != parent.labels:
         raise RetrainError(f"the challenger's labels differ from {lineage.parent}'s")
-    encoder = PairEncoder.from_file(challenger / TOKENIZER_FILE, manifest.input)
-    exported = export_checkpoint(challenger, artifact, parent.name,
-                                 validation_check(manifest, encoder, data_dir))
+    exported = export_checkpoint(challenger, artifact, parent.name, data_dir=data_dir)
     exported.model_copy(update={"lineage": lineage, "backbone": parent.backbone}).save(artifact)
     return store.save(artifact)

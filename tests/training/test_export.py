@@ -125,6 +125,11 @@ def test_bad_name_or_directory_is_refused_before_any_work(trained_run: Path,
         export.export_checkpoint(trained_run / "model", tmp_path, "Bad Name",
                                  int8_gate.pairwise_check([], []))
     assert not any(tmp_path.iterdir())
+    # with the task's own check (the default), before its validation data is read
+    with pytest.raises(ValidationError, match="pattern"):
+        export.export_checkpoint(trained_run / "model", tmp_path, "Bad Name",
+                                 data_dir=tmp_path / "no-data")
+    assert not any(tmp_path.iterdir())
     with pytest.raises(FileNotFoundError, match="not a trained model or artifact directory"):
         export.export_checkpoint(tmp_path / "nope", tmp_path, "x",
                                  int8_gate.pairwise_check([], []))
