@@ -37,6 +37,10 @@ class TrainConfig:
                               "trains at lr, each layer below at this factor times the one "
                               "above, the embeddings below the lowest; pretrained lower layers "
                               "change less. 1 gives every layer lr.")
+    average_tail: float = _opt(0.0, "Weight averaging over the end of the run: the weights "
+                               "served are the mean of the weights after each of the last "
+                               "share of optimizer steps (uniform, as in stochastic weight "
+                               "averaging), not the last step's; 0 serves the last step's.")
     head_lr: float = _opt(1e-3, "Learning rate for the new scoring head, which starts random.")
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = _opt(0.1, "Share of optimizer steps spent warming up linearly.")
@@ -122,6 +126,9 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay is a factor in (0, 1], not {self.layer_decay}")
+        if not 0 <= self.average_tail <= 1:
+            raise ValueError(f"average_tail is a share of the optimizer steps, from 0 to 1, "
+                             f"not {self.average_tail}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout is a probability in [0, 1), not {self.dropout}")
         if not 0 <= self.counter_speech <= 1:

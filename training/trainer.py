@@ -1,8 +1,8 @@
 """The training loop shared by every task: one loop, the objective plugged in.
 
 Repeatable and resumable: the batch plan is a pure function of the seed, and a checkpoint holds
-model, optimizer, scheduler, the step and the torch RNG state (dropout), so `resume` continues an
-interrupted run to the same weights as an uninterrupted one.
+model, optimizer, scheduler, the step, the torch RNG state (dropout) and the running weight
+average, so `resume` continues an interrupted run to the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -173,6 +173,9 @@ class Trainer:
         self.optimizer = _optimizer(self.model, self.config, extra)
         self.scheduler = _schedule(self.optimizer, self.total_steps, self.config.warmup_ratio)
         self.step = 0
+        # Weight averaging: the running mean of the weights after each step past this one.
+        self.average_from = self.total_steps - round(self.total_steps * self.config.average_tail)
+        self.average: dict[str, torch.Tensor] = {}
 
     def fit(self, resume: bool = False, stop_at: int | None = None) -> list[dict[str, float]]:
         """Train to the end of the plan, or until optimizer step `stop_at` (then checkpoint)."""
@@ -187,6 +190,7 @@ class Trainer:
                                              disable=not self.main) as bar:
             while self.step < end:
                 record = self._optimizer_step()
+                self._update_average()
                 self.history.append(record)
                 recent.append(record)
                 bar.update(1)
@@ -200,8 +204,25 @@ class Trainer:
                     if self.main:
                         bar.write(f"interrupted: checkpoint saved at step {self.step}")
                     break
+        if self.step == self.total_steps and self.average:
+            self.model.load_state_dict(self.average, strict=False)
         self.model.eval()
         return self.history
+
+    def _update_average(self) -> None:
+        """Fold the weights after this step into the running mean of the averaged tail (floating
+        tensors only: integer buffers such as position ids do not move)."""
+        count = self.step - self.average_from
+        if count <= 0:
+            return
+        with torch.no_grad():
+            for name, value in self.model.state_dict().items():
+                if not value.is_floating_point():
+                    continue
+                if count == 1:
+                    self.average[name] = value.detach().clone()
+                else:
+                    self.average[name].add_(value - self.average[name], alpha=1 / count)
 
     def _optimizer_step(self) -> dict[str, float]:
         accum = self.config.grad_accum
@@ -236,6 +257,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": torch.get_rng_state(),
             "history": self.history,
+            "average": self.average,
         }
 
     def _save(self) -> None:
@@ -251,8 +273,10 @@ class Trainer:
         if not path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}")
         state = torch.load(path, weights_only=False, map_location=self.device)
+        # A setting the checkpoint predates had its default then.
+        defaults = TrainConfig().to_dict()
         changed = sorted(k for k, v in self.config.to_dict().items()
-                         if k not in WHERE_SETTINGS and state["config"].get(k) != v)
+                         if k not in WHERE_SETTINGS and state["config"].get(k, defaults[k]) != v)
         if changed:
             raise ValueError(f"--resume: the checkpoint was made with other settings: {changed}")
         self.model.load_state_dict(state["model"])
@@ -261,6 +285,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"].cpu())
         self.step, self.history = state["step"], state["history"]
+        self.average = state.get("average", {})
 
 
 class Batchable(Protocol):

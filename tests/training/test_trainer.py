@@ -248,3 +248,51 @@ def test_dropout_outside_its_range_is_refused() -> None:
     for p in (-0.1, 1.0):
         with pytest.raises(ValueError, match="dropout"):
             TrainConfig(dropout=p)
+
+
+def test_average_tail_serves_the_mean_of_the_last_steps_weights(tiny_backbone: Path,
+                                                                tmp_path: Path) -> None:
+    """The weights a run ends with are the mean of the weights after each of its last steps;
+    the last step's own weights are not what is served."""
+    config = CONFIG.with_overrides(epochs=1.0, average_tail=0.5)
+    trainer, _ = _trainer(tiny_backbone, tmp_path, config, n=64)
+    assert (trainer.total_steps, trainer.average_from) == (8, 4)
+    snapshots: list[dict[str, torch.Tensor]] = []
+    one_step = trainer._optimizer_step
+
+    def recorded() -> dict[str, float]:
+        record = one_step()
+        snapshots.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+        return record
+
+    trainer._optimizer_step = recorded  # type: ignore[method-assign]
+    trainer.fit()
+    served = trainer.model.state_dict()
+    for key, value in served.items():
+        if value.is_floating_point():
+            mean = torch.stack([s[key] for s in snapshots[4:]]).mean(0)
+            assert torch.allclose(value, mean, atol=1e-6), key
+        else:
+            assert torch.equal(value, snapshots[-1][key]), key
+    assert not torch.equal(served["head.weight"], snapshots[-1]["head.weight"])
+
+
+def test_resume_with_averaging_equals_an_uninterrupted_run(tiny_backbone: Path,
+                                                           tmp_path: Path) -> None:
+    """The running average is in the checkpoint: a run stopped inside the averaged tail and
+    resumed ends with the same averaged weights as one that was never stopped."""
+    config = CONFIG.with_overrides(epochs=1.0, average_tail=0.5, checkpoint_every=100)
+    whole, _ = _trainer(tiny_backbone, tmp_path / "a", config, n=64)
+    whole.fit()
+    interrupted, _ = _trainer(tiny_backbone, tmp_path / "b", config, n=64)
+    interrupted.fit(stop_at=6)
+    resumed, _ = _trainer(tiny_backbone, tmp_path / "b", config, n=64)
+    resumed.fit(resume=True)
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_average_tail_outside_its_range_is_refused() -> None:
+    for share in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="average_tail"):
+            TrainConfig(average_tail=share)
