@@ -40,7 +40,9 @@ class TrainConfig:
     average_tail: float = _opt(0.0, "Weight averaging over the end of the run: the weights "
                                "served are the mean of the weights after each of the last "
                                "share of optimizer steps (uniform, as in stochastic weight "
-                               "averaging), not the last step's; 0 serves the last step's.")
+                               "averaging), not the last step's; 0 serves the last step's. "
+                               "Off: at 0.5 on the reward's CPU default the recipe rule kept "
+                               "the default on validation (docs/measurements.md).")
     head_lr: float = _opt(1e-3, "Learning rate for the new scoring head, which starts random.")
     weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to biases and LayerNorm).")
     warmup_ratio: float = _opt(0.1, "Share of optimizer steps spent warming up linearly.")
