@@ -17,7 +17,7 @@ from training.config import TrainConfig
 from training.data.records import PreferencePair
 from training.modeling import ScoringModel, set_dropout
 from training.pairs import EncodedPairs, RewardObjective, bradley_terry_loss, score_pairs
-from training.trainer import Trainer, plan_batches
+from training.trainer import CHECKPOINT, Trainer, plan_batches
 
 CONFIG = TrainConfig(max_length=48, min_prompt_tokens=8, batch_size=8, grad_accum=1, lr=3e-3,
                      head_lr=3e-3, epochs=3.0, warmup_ratio=0.1, center_rewards=0.0,
@@ -138,6 +138,25 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tiny_backbone: Pat
                             CONFIG.with_overrides(epochs=1.0, threads=1, device="cpu"))
     elsewhere.fit(resume=True)  # where a run computes is not what it computes
     assert elsewhere.step == elsewhere.total_steps
+
+
+def test_a_checkpoint_older_than_a_setting_resumes_at_its_default(tiny_backbone: Path,
+                                                                 tmp_path: Path) -> None:
+    """A checkpoint written before a setting existed ran with that setting's default: it
+    resumes a run at the default and refuses one that asks for another value."""
+    config = CONFIG.with_overrides(epochs=1.0)
+    trainer, _ = _trainer(tiny_backbone, tmp_path, config)
+    trainer.fit(stop_at=2)
+    path = tmp_path / CHECKPOINT
+    state = torch.load(path, weights_only=False)
+    del state["config"]["average_tail"], state["average"]
+    torch.save(state, path)
+    other, _ = _trainer(tiny_backbone, tmp_path, config.with_overrides(average_tail=0.5))
+    with pytest.raises(ValueError, match=r"other settings: \['average_tail'\]"):
+        other.fit(resume=True)
+    same, _ = _trainer(tiny_backbone, tmp_path, config)
+    same.fit(resume=True)
+    assert same.step == same.total_steps
 
 
 def test_length_term_learns_the_length_preference_and_stays_out_of_the_reward() -> None:
