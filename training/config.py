@@ -105,6 +105,14 @@ class TrainConfig:
     length_decorrelation: float = _opt(0.1, "Reward: weight of the squared in-batch "
                                        "correlation of r and log length added to the loss, so "
                                        "r does not encode length anyway; 0 disables.")
+    contrast_in_length_terms: bool = _opt(True, "Reward: the length term and the length "
+                                          "decorrelation read the contrast pairs as well as "
+                                          "the human-labelled ones; off, only the human ones: "
+                                          "a contrast pair's length difference is built in "
+                                          "with the cue it teaches (a whole reply is longer "
+                                          "than its cut, a restated one longer than the "
+                                          "reply), so penalising the reward's correlation "
+                                          "with length there fights that cue.")
     exclude: str | None = _opt(None, "Comma-separated sources or subsets (e.g. "
                                "hh-rlhf/harmless-base, tweeteval-hate) left out of training but "
                                "still evaluated: a model that has never seen them.")

@@ -31,18 +31,24 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor,
     return loss
 
 
+CONTRAST_SUBSET = "contrast/"  # training/data/contrast.py's pairs: labelled by construction
+
+
 @dataclass(frozen=True)
 class EncodedPairs:
     chosen: list[EncodedPair]
     rejected: list[EncodedPair]
     margin: np.ndarray
+    human: np.ndarray  # 1.0 where people labelled the pair, 0.0 for a contrast pair
 
     @classmethod
     def build(cls, encoder: PairEncoder, pairs: Sequence[PreferencePair]) -> EncodedPairs:
         prompts = [p.prompt for p in pairs]
         return cls(encoder.encode_batch(prompts, [p.chosen for p in pairs]),
                    encoder.encode_batch(prompts, [p.rejected for p in pairs]),
-                   np.array([p.margin for p in pairs], dtype=np.float32))
+                   np.array([p.margin for p in pairs], dtype=np.float32),
+                   np.array([not p.subset.startswith(CONTRAST_SUBSET) for p in pairs],
+                            dtype=np.float32))
 
     def lengths(self) -> list[int]:
         return [max(len(c), len(r)) for c, r in zip(self.chosen, self.rejected, strict=True)]
@@ -52,13 +58,23 @@ class EncodedPairs:
         items = [self.chosen[i] for i in indices] + [self.rejected[i] for i in indices]
         batch = to_torch(pad_batch(items, pad_id))
         batch["margin"] = torch.from_numpy(self.margin[indices])
+        batch["human"] = torch.from_numpy(self.human[indices])
         return batch
+
+
+def model_inputs(batch: Batch) -> Batch:
+    """The tensors the model reads: a pair batch also carries each pair's margin and whether
+    people labelled it."""
+    return {k: v for k, v in batch.items() if k not in ("margin", "human")}
 
 
 def response_log_length(batch: Batch) -> torch.Tensor:
     """log(1 + response tokens) of each input: segment B, without the closing [SEP]."""
     tokens = (batch["token_type_ids"] * batch["attention_mask"]).sum(dim=1) - 1
     return torch.log1p(tokens.clamp(min=0).float())
+
+
+MIN_CORRELATED = 4  # items: a correlation over fewer says nothing
 
 
 def squared_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -73,25 +89,36 @@ class RewardObjective(nn.Module):
     linear term absorbs the share of the preference that length explains, so r need not.
     `decorrelation` times the squared in-batch correlation of r and log length keeps r from
     encoding length anyway. The service serves r alone (w lives here, not in the model); w
-    trains at the head's learning rate."""
+    trains at the head's learning rate. Without `contrast_in_length_terms`, both read only the
+    human-labelled pairs (a batch's "human"), where length is a bias of the labels; a
+    contrast pair's length difference comes with the cue it teaches."""
 
     def __init__(self, use_margin: bool, center: float, length_term: bool = False,
-                 decorrelation: float = 0.0) -> None:
+                 decorrelation: float = 0.0, contrast_in_length_terms: bool = True) -> None:
         super().__init__()
         self.use_margin, self.center = use_margin, center
         self.length_term, self.decorrelation = length_term, decorrelation
+        self.contrast_in_length_terms = contrast_in_length_terms
         self.length_weight = nn.Parameter(torch.zeros(()), requires_grad=length_term)
 
     def forward(self, model: ScoringModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = {k: v for k, v in batch.items() if k != "margin"}
+        inputs = model_inputs(batch)
         rewards = model(**inputs).squeeze(-1).float()
         length = response_log_length(inputs)
-        scores = rewards + self.length_weight * length if self.length_term else rewards
+        read = torch.ones_like(rewards)  # the items the length terms read
+        if not self.contrast_in_length_terms and "human" in batch:
+            read = batch["human"].float().repeat(2)  # chosen, then rejected
+        scores = rewards + self.length_weight * length * read if self.length_term else rewards
         chosen, rejected = scores.chunk(2)
         loss = bradley_terry_loss(chosen, rejected,
                                   batch["margin"] if self.use_margin else None, self.center)
         if self.decorrelation:
-            loss = loss + self.decorrelation * squared_correlation(rewards, length)
+            kept = read > 0
+            if bool(kept.all()):
+                loss = loss + self.decorrelation * squared_correlation(rewards, length)
+            elif int(kept.sum()) >= MIN_CORRELATED:
+                loss = loss + self.decorrelation * squared_correlation(rewards[kept],
+                                                                       length[kept])
         served_chosen, served_rejected = rewards.detach().chunk(2)
         diff = served_chosen - served_rejected
         return loss, {"accuracy": (diff > 0).float().mean().item(),

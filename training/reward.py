@@ -76,7 +76,7 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
 
     model = run.new_model()
     objective = RewardObjective(config.use_margin, config.center_rewards, config.length_term,
-                                config.length_decorrelation)
+                                config.length_decorrelation, config.contrast_in_length_terms)
     trained = run.train(model, encoded, "pairs", objective, resume, stop_at)
     if trained is None:
         return None

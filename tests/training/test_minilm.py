@@ -11,7 +11,7 @@ from models.inputs import PairEncoder
 from models.manifest import InputFormat
 from training.data import catalogue
 from training.modeling import ScoringModel, resolve_backbone
-from training.pairs import EncodedPairs, RewardObjective
+from training.pairs import EncodedPairs, RewardObjective, model_inputs
 from training.scoring import to_torch
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def test_real_pairs_train_and_token_types_matter(minilm: Path, tmp_path: Path) -
     torch.manual_seed(0)
     model = ScoringModel.from_backbone(minilm).eval()
     batch = encoded.collate(list(range(8)), encoder.pad_id)
-    inputs = {k: v for k, v in batch.items() if k != "margin"}
+    inputs = model_inputs(batch)
     with torch.no_grad():
         rewards = model(**inputs)
         without_types = model(**{**inputs, "token_type_ids": torch.zeros_like(

@@ -189,6 +189,40 @@ def test_length_term_learns_the_length_preference_and_stays_out_of_the_reward() 
     assert stats["length_weight"] == 0.0  # it starts at zero; the gradient above raises it
 
 
+def test_length_terms_can_leave_the_contrast_pairs_out(tiny_backbone: Path) -> None:
+    """A contrast pair's length difference comes with its cue: without
+    contrast_in_length_terms the length weight and the decorrelation read the human pairs
+    only, and with it a contrast pair that prefers the shorter reply cancels a human pair that
+    prefers the longer one."""
+    class Constant(torch.nn.Module):  # every reply scores the same learnable value
+        head = torch.nn.Linear(1, 1)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.value = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, input_ids: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+            return self.value.expand(len(input_ids), 1)
+
+    encoder = PairEncoder.from_file(tiny_backbone / "tokenizer.json",
+                                    InputFormat(max_length=32, min_prompt_tokens=4))
+    long, short = "hello there how are you today my friend", "hi"
+    pairs = [PreferencePair("q", long, short, subset="helpful-base"),
+             PreferencePair("q", short, long, subset="contrast/restatement")]
+    encoded = EncodedPairs.build(encoder, pairs)
+    assert encoded.human.tolist() == [1.0, 0.0]
+    batch = encoded.collate([0, 1], encoder.pad_id)
+    grads = {}
+    for contrast_in in (True, False):
+        objective = RewardObjective(use_margin=False, center=0.0, length_term=True,
+                                    decorrelation=1.0, contrast_in_length_terms=contrast_in)
+        loss, _ = objective(Constant(), batch)  # type: ignore[arg-type]
+        loss.backward()
+        grads[contrast_in] = float(objective.length_weight.grad)
+    assert grads[True] == pytest.approx(0.0, abs=1e-6)  # the two pairs pull w apart
+    assert grads[False] < 0  # the human pair alone: longer preferred, so w rises
+
+
 def test_device_names_are_checked() -> None:
     from training.trainer import resolve_device
 
