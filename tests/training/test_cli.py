@@ -160,6 +160,22 @@ def test_every_setting_is_a_typed_flag() -> None:
                                                                               "cpu")
 
 
+def test_every_command_prints_its_help() -> None:
+    """argparse formats help text with %: a setting's help that carries a bare one (a
+    figure in per cent) breaks --help for its whole command."""
+    import argparse
+
+    from training.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return [parser, *(p for a in subs for child in a.choices.values()
+                          for p in parsers(child))]
+
+    for parser in parsers(build_parser()):
+        assert parser.format_help()
+
+
 def test_a_bad_training_file_names_the_flag_that_skips_it(
         tiny_backbone: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "chosen": "a"}])
