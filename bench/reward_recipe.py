@@ -131,7 +131,11 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # Here the length term and the decorrelation read the human-labelled pairs
                 # only, where length is a bias of the labels.
                 ("final, length terms on human pairs only",
-                 {"no-contrast-in-length-terms": ""})],
+                 {"no-contrast-in-length-terms": ""}),
+                # 2026-12-06, after it, against the same default: that run showed the
+                # decorrelation over the contrast items is what makes the reward learn their
+                # cues rather than their lengths, so the other direction: three times its weight.
+                ("final, length decorrelation 0.3", {"length-decorrelation": "0.3"})],
 }
 # The rule kept the default over it (bench/results/reward-default-cpu-v13.json): every contrast
 # kind fell on validation (72.7 against 77.3%); the decorrelation over the contrast items is
