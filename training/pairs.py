@@ -105,18 +105,21 @@ class RewardObjective(nn.Module):
         inputs = model_inputs(batch)
         rewards = model(**inputs).squeeze(-1).float()
         length = response_log_length(inputs)
-        read = torch.ones_like(rewards)  # the items the length terms read
-        if not self.contrast_in_length_terms and "human" in batch:
-            read = batch["human"].float().repeat(2)  # chosen, then rejected
-        scores = rewards + self.length_weight * length * read if self.length_term else rewards
+        # Each item's weight in the length terms (chosen, then rejected): None reads them all.
+        human = (None if self.contrast_in_length_terms or "human" not in batch
+                 else batch["human"].float().repeat(2))
+        if self.length_term:
+            scored_length = length if human is None else length * human
+            scores = rewards + self.length_weight * scored_length
+        else:
+            scores = rewards
         chosen, rejected = scores.chunk(2)
         loss = bradley_terry_loss(chosen, rejected,
                                   batch["margin"] if self.use_margin else None, self.center)
         if self.decorrelation:
-            kept = read > 0
-            if bool(kept.all()):
+            if human is None:
                 loss = loss + self.decorrelation * squared_correlation(rewards, length)
-            elif int(kept.sum()) >= MIN_CORRELATED:
+            elif int((kept := human > 0).sum()) >= MIN_CORRELATED:
                 loss = loss + self.decorrelation * squared_correlation(rewards[kept],
                                                                        length[kept])
         served_chosen, served_rejected = rewards.detach().chunk(2)
