@@ -135,7 +135,14 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # 2026-12-06, after it, against the same default: that run showed the
                 # decorrelation over the contrast items is what makes the reward learn their
                 # cues rather than their lengths, so the other direction: three times its weight.
-                ("final, length decorrelation 0.3", {"length-decorrelation": "0.3"})],
+                ("final, length decorrelation 0.3", {"length-decorrelation": "0.3"}),
+                # 2026-12-06 (a new session), against the same default: brush-off pairs taught
+                # helpful over a brush-off (the suite's functionality 71 -> 96-100%) and lost
+                # repetition's pairs (68 -> 54-61%), since their worse side was the shorter one
+                # and repetition's the longer. A string of brush-offs as long as the reply
+                # leaves only what is said: at the brush-off share, and twice it.
+                ("final, long brush-off pairs 0.1", {"long-brush-off": "0.1"}),
+                ("final, long brush-off pairs 0.2", {"long-brush-off": "0.2"})],
 }
 # The rule kept the default over the length terms on human pairs only
 # (bench/results/reward-default-cpu-v13.json): every contrast kind fell on validation (72.7

@@ -140,6 +140,10 @@ def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
         assert len(pair.rejected) > len(pair.chosen)
     for pair in by_kind["brush_off"]:  # a whole reply against a short one that answers nothing
         assert pair.rejected in contrast.BRUSH_OFFS and len(pair.rejected) < len(pair.chosen)
+    for pair in by_kind["long_brush_off"]:  # distinct brush-offs, as many words as the reply
+        assert _strung(pair.rejected, contrast.BRUSH_OFFS)
+        surplus = len(pair.rejected.split()) - len(pair.chosen.split())
+        assert 0 <= surplus < max(len(b.split()) for b in contrast.BRUSH_OFFS)
     for pair in by_kind["repetition"]:
         sentences = [x.rstrip(".") for x in pair.rejected.split(". ")]
         assert len(sentences) == len(set(sentences)) + 1
@@ -158,6 +162,24 @@ def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
     for pair in by_kind["substitution"]:  # "five" is the one number word these replies have
         changed = _changed_words(pair)
         assert len(changed) == 1 and changed[0][0].strip(".") == "five"
+
+
+def _strung(text: str, parts: tuple[str, ...]) -> bool:
+    """Whether `text` is some of `parts`, each at most once, joined by spaces."""
+    if not text:
+        return True
+    return any(text.startswith(part) and _strung(text[len(part):].lstrip(), tuple(
+        q for q in parts if q != part)) for part in parts)
+
+
+def test_long_brush_offs_reach_their_share_past_replies_too_long_to_match() -> None:
+    pairs = _replies(40)
+    for i in range(0, 40, 2):  # every other reply longer than all the brush-offs together
+        pairs[i] = PreferencePair(pairs[i].prompt, pairs[i].chosen * 5, "worse",
+                                  group=pairs[i].group)
+    made = contrast.contrast_pairs(pairs, {"long_brush_off": 0.25}, seed=2)
+    assert len(made) == 10
+    assert all(len(p.chosen.split()) <= len(p.rejected.split()) for p in made)
 
 
 def _changed_words(pair: PreferencePair) -> list[tuple[str, str]]:

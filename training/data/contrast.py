@@ -18,7 +18,11 @@ Each targets one cue a person uses and length cannot stand in for:
   knows of which names and numbers belong together can tell them apart;
 - brush-off: the reply over a short reply that brushes the asker off and answers nothing
   ("Not my concern.", "Work it out on your own."): the rejected side is the shorter one, the
-  mirror of dismissal, so that a reward freed from length does not learn that shorter is better.
+  mirror of dismissal, so that a reward freed from length does not learn that shorter is better;
+- long brush-off: the reply over a run of those brush-offs about as long as the reply (at least
+  as many words, at most one sentence more), so that the only difference left is that one
+  answers and the other refuses to: brush-off pairs taught "shorter is worse" with the cue and
+  pulled against repetition's "longer is worse" (docs/measurements.md).
 
 The spliced sentences are this module's own; the behavioural suite (training/behaviour.py) uses
 different wording, so the suite measures the cue, not the memorised sentences.
@@ -33,7 +37,7 @@ from collections.abc import Callable, Collection, Sequence
 from training.data.records import PreferencePair
 
 KINDS = ("relevance", "truncation", "dismissal", "repetition", "restatement", "courtesy",
-         "substitution", "brush_off")
+         "substitution", "brush_off", "long_brush_off")
 
 DISMISSALS = (
     "Honestly, this is a pointless question.",
@@ -216,9 +220,31 @@ def brush_off(pairs: Sequence[PreferencePair], rng: random.Random) -> list[Prefe
     return [_contrast(pair, rng.choice(BRUSH_OFFS), "brush_off") for pair in pairs]
 
 
+def long_brush_off(pairs: Sequence[PreferencePair], rng: random.Random
+                   ) -> list[PreferencePair]:
+    """Brush-offs in a random order, strung together until they have as many words as the
+    reply; a reply longer than all of them together is skipped (`contrast_pairs` draws on)."""
+    out = []
+    for pair in pairs:
+        wanted, said, words = len(pair.chosen.split()), [], 0
+        for sentence in rng.sample(BRUSH_OFFS, len(BRUSH_OFFS)):
+            if words >= wanted:
+                break
+            said.append(sentence)
+            words += len(sentence.split())
+        if words >= wanted:
+            out.append(_contrast(pair, " ".join(said), "long_brush_off"))
+    return out
+
 GENERATORS = {"relevance": relevance, "truncation": truncation, "dismissal": dismissal,
               "repetition": repetition, "restatement": restatement, "courtesy": courtesy,
-              "substitution": substitution, "brush_off": brush_off}
+              "substitution": substitution, "brush_off": brush_off,
+              "long_brush_off": long_brush_off}
+# Kinds whose generator skips the replies it cannot use by design: their share is reached by
+# drawing on through the sample, as for pairs read whole. (Truncation skips replies too short to
+# cut, about a fifth, and has always been left under its share: drawing on would change the
+# default's training pairs.)
+DRAWN_ON = frozenset({"long_brush_off"})
 
 
 Whole = Callable[[Sequence[PreferencePair]], list[bool]]
@@ -236,20 +262,24 @@ def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], se
     contrast is about: the cut-off tail of a "whole" reply reads as truncated, a restatement is
     cut mid-way (so it is learnt as truncation, not repetition), a swapped fact or a spliced
     insult past the window leaves two identical inputs. At 128 tokens that was a quarter to a
-    half of every kind."""
+    half of every kind. The kinds in DRAWN_ON are drawn on in the same way, past the replies
+    their generator skips."""
     out: list[PreferencePair] = []
     for kind, share in shares.items():
-        if share <= 0:
+        wanted = min(len(pairs), round(share * len(pairs)))
+        if wanted <= 0:
             continue
         rng = random.Random(f"{seed}:{kind}")
-        wanted = min(len(pairs), round(share * len(pairs)))
-        if whole is None or kind not in whole_kinds:
+        keep = whole if kind in whole_kinds else None
+        if keep is None and kind not in DRAWN_ON:
             out += GENERATORS[kind](rng.sample(list(pairs), wanted), rng)
             continue
         order, made = rng.sample(list(pairs), len(pairs)), []
         for start in range(0, len(order), wanted):
             built = GENERATORS[kind](order[start:start + wanted], rng)
-            made += [pair for pair, seen in zip(built, whole(built), strict=True) if seen]
+            if keep is not None:
+                built = [pair for pair, seen in zip(built, keep(built), strict=True) if seen]
+            made += built
             if len(made) >= wanted:
                 break
         out += made[:wanted]
