@@ -144,6 +144,9 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 ("final, long brush-off pairs 0.1", {"long-brush-off": "0.1"}),
                 ("final, long brush-off pairs 0.2", {"long-brush-off": "0.2"})],
 }
+# The rule kept the default over both long brush-off candidates (-v15.json): repetition's
+# validation pairs fell 9.6 and 10.0 points with the lengths matched too, past KIND_SLACK; read
+# after, harmless-base fell 54.5 -> 48.6% at 0.1 (its preferred replies are often refusals).
 # The rule kept the default over the length terms on human pairs only
 # (bench/results/reward-default-cpu-v13.json): every contrast kind fell on validation (72.7
 # against 77.3%); the decorrelation over the contrast items is what makes the reward learn their

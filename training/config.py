@@ -90,7 +90,9 @@ class TrainConfig:
                             "(docs/measurements.md).")
     long_brush_off: float = _opt(0.0, "Reward: the reply over a string of brush-offs about as "
                                  "long as the reply (so only what it says differs, not its "
-                                 "length), as a share; 0 disables.")
+                                 "length), as a share; 0 disables. Off because on the CPU "
+                                 "default (at 0.1 and 0.2) it cost repetition's validation "
+                                 "pairs 10 points too (docs/measurements.md).")
     contrast_whole: str = _opt("", "Reward: contrast kinds (comma-separated, or 'all') built "
                                "only from pairs the model reads whole, neither side cut by "
                                "max_length; empty: none (docs/measurements.md).")
