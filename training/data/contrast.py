@@ -237,6 +237,7 @@ def long_brush_off(pairs: Sequence[PreferencePair], rng: random.Random
             out.append(_contrast(pair, " ".join(said), "long_brush_off"))
     return out
 
+
 GENERATORS = {"relevance": relevance, "truncation": truncation, "dismissal": dismissal,
               "repetition": repetition, "restatement": restatement, "courtesy": courtesy,
               "substitution": substitution, "brush_off": brush_off,
