@@ -12,6 +12,12 @@ model scores each text once; only the thresholds change between rules. Rows: ove
 (XSTest's safe prompts flagged by any category; HateCheck's non-hateful cases flagged as hate;
 the clean side of each test split, flagged by a category the source labels 0), what
 is still caught (HateCheck's hateful cases, each split's positives per category) and F1.
+
+Last, HateCheck's own curve, a diagnostic rather than an operating point: the ROC-AUC of the
+hate probability on its cases, and the share of its hateful cases caught by the hate threshold
+that flags a given share of its non-hateful ones (`--hatecheck-flag-rates`; #13's goal is
+17.5%). That threshold is chosen on HateCheck itself, so it says what no threshold can reach,
+not what the model would do.
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.taxonomy import CATEGORIES
+from training.class_metrics import roc_auc
+from training.data.labelled import TextExample
 from training.data.text_sets import SUITES, load_moderation_data
 from training.evaluate import (
     evaluate_moderation,
@@ -47,11 +57,28 @@ def rule_thresholds(manifest: Any, min_precision: float | None
     return thresholds, unreached
 
 
+def hatecheck_curve(examples: list[TextExample], probs: np.ndarray, flag_rates: list[float]
+                    ) -> dict[str, Any]:
+    """The hate probability's ROC-AUC on HateCheck and, for each share of the non-hateful
+    cases flagged, the hateful cases caught by the threshold that flags that share."""
+    hate = probs[:, CATEGORIES.index("hate")]
+    hateful = np.array([e.labels["hate"] == 1 for e in examples])
+    caught = {}
+    for rate in flag_rates:
+        threshold = float(np.quantile(hate[~hateful], 1 - rate, method="higher"))
+        caught[f"{rate:g}"] = {"threshold": threshold,
+                               "non_hateful_flagged": float((hate[~hateful] >= threshold).mean()),
+                               "hateful_caught": float((hate[hateful] >= threshold).mean())}
+    return {"roc_auc": roc_auc(hate, hateful.astype(float)), "at_non_hateful_flagged": caught}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="a trained model directory")
     parser.add_argument("--min-precision", type=float, nargs="*",
                         default=[0.5, 0.6, 0.7, 0.8, 0.9])
+    parser.add_argument("--hatecheck-flag-rates", type=float, nargs="*", default=[0.175],
+                        help="shares of HateCheck's non-hateful cases flagged, for its curve")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
@@ -107,11 +134,19 @@ def main(argv: list[str] | None = None) -> None:
             cells = [f"{c} {split[f'{c}_precision']:.2f}/{split[f'{c}_recall']:.2f}/"
                      f"{split[f'{c}_f1']:.2f}" for c in CATEGORIES if f"{c}_f1" in split]
             print(f"    {name:<24} " + "; ".join(cells))
+    curve = hatecheck_curve(tests["hatecheck"], scored["hatecheck"][0],
+                            args.hatecheck_flag_rates)
+    print(f"\nHateCheck's own curve (thresholds chosen on HateCheck: a diagnostic): ROC-AUC of "
+          f"the hate probability {curve['roc_auc']:.3f}")
+    for point in curve["at_non_hateful_flagged"].values():
+        print(f"  {point['non_hateful_flagged']:.1%} of the non-hateful flagged: "
+              f"{point['hateful_caught']:.1%} of the hateful caught (hate >= "
+              f"{point['threshold']:.3f})")
     if args.out:
         args.out.write_text(json.dumps({
             "model": str(args.model), "version": manifest.version,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "rules": results}, indent=1) + "\n")
+            "rules": results, "hatecheck_curve": curve}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,25 @@
+"""HateCheck's own curve in bench.operating_points: the recall a threshold chosen for a share
+of non-hateful cases flagged would give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.operating_points import hatecheck_curve
+from models.taxonomy import CATEGORIES
+from training.data.labelled import TextExample
+
+
+def test_hatecheck_curve_reads_recall_where_a_share_of_the_clean_cases_is_flagged() -> None:
+    hate = [0.1, 0.2, 0.3, 0.4, 0.9, 0.35, 0.5, 0.6, 0.7, 0.8]  # five clean, five hateful
+    examples = [TextExample(f"case {i}", labels={"hate": int(i >= 5)}) for i in range(10)]
+    probs = np.zeros((10, len(CATEGORIES)))
+    probs[:, CATEGORIES.index("hate")] = hate
+    curve = hatecheck_curve(examples, probs, [0.2, 0.4])
+    point = curve["at_non_hateful_flagged"]["0.2"]  # the threshold is a clean case's score
+    assert point["threshold"] == 0.9 and point["non_hateful_flagged"] == pytest.approx(0.2)
+    assert point["hateful_caught"] == 0.0  # none of the hateful reach 0.9
+    point = curve["at_non_hateful_flagged"]["0.4"]  # 0.9 and 0.4 flagged
+    assert point["threshold"] == 0.4 and point["hateful_caught"] == pytest.approx(0.8)
+    assert curve["roc_auc"] == pytest.approx(19 / 25)  # pairs ranked right, of 25
