@@ -45,6 +45,14 @@ graph would cut the service's throughput by more than half for a gain within noi
 Added later that night, after the rule had chosen 3,600 pairs and a fresh clone's first run
 rejected its seed-0 int8 graph (pooled validation 57.79 -> 55.96%, interval of the drop [0.65,
 3.13] points; docs/measurements.md).
+
+Which runs of the final recipe a candidate is measured against: from 2026-12-06, all six seeds
+of the default (`--baseline bench/results/reward-default-cpu-v16.json "+ length term (final
+recipe)"`), not the three it was chosen on. Those three were a favourable draw: on repetition
+they scored 68.3% and three fresh seeds 58.7% (one seed's sd is 8.9 points there), so
+KIND_SLACK had been measuring candidates against a good draw. Set after the long brush-off
+candidates (which that baseline would have let through, and which stay out) and before any
+candidate measured against it.
 """
 
 from __future__ import annotations

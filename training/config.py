@@ -85,14 +85,14 @@ class TrainConfig:
                                "name swapped for another reply's, as a share; 0 disables.")
     brush_off: float = _opt(0.0, "Reward: the reply over a short rude reply that brushes the "
                             "asker off and answers nothing (the shorter side is the worse one), "
-                            "as a share; 0 disables. Off because on the CPU default (at 0.05 "
-                            "and 0.1) it cost repetition's validation pairs 7-14 points "
-                            "(docs/measurements.md).")
+                            "as a share; 0 disables. Off: on the CPU default (at 0.1) it cost "
+                            "hh-rlhf harmless-base 3.5 points, whose preferred replies are "
+                            "often refusals (docs/measurements.md).")
     long_brush_off: float = _opt(0.0, "Reward: the reply over a string of brush-offs about as "
                                  "long as the reply (so only what it says differs, not its "
-                                 "length), as a share; 0 disables. Off because on the CPU "
-                                 "default (at 0.1 and 0.2) it cost repetition's validation "
-                                 "pairs 10 points too (docs/measurements.md).")
+                                 "length), as a share; 0 disables. Off: on the CPU default "
+                                 "(at 0.1) it cost hh-rlhf harmless-base 5.6 points "
+                                 "(docs/measurements.md).")
     contrast_whole: str = _opt("", "Reward: contrast kinds (comma-separated, or 'all') built "
                                "only from pairs the model reads whole, neither side cut by "
                                "max_length; empty: none (docs/measurements.md).")

@@ -21,9 +21,9 @@ Each targets one cue a person uses and length cannot stand in for:
   mirror of dismissal, so that a reward freed from length does not learn that shorter is better;
 - long brush-off: the reply over a run of those brush-offs about as long as the reply (at least
   as many words, at most one sentence more), so that the only difference left is that one
-  answers and the other refuses to. Both brush-off kinds are off in every preset: on the CPU
-  default each cost repetition's validation pairs about 10 points, lengths matched or not
-  (docs/measurements.md).
+  answers and the other refuses to. Both brush-off kinds are off in every preset: they teach
+  helpful over a brush-off, and cost hh-rlhf's harmless-base 3-6 points on the CPU default,
+  whose preferred replies are often refusals (docs/measurements.md).
 
 The spliced sentences are this module's own; the behavioural suite (training/behaviour.py) uses
 different wording, so the suite measures the cue, not the memorised sentences.
