@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
+    if bad := [r for r in args.hatecheck_flag_rates if not 0 < r < 1]:
+        parser.error(f"--hatecheck-flag-rates are shares of HateCheck's non-hateful cases, "
+                     f"each between 0 and 1 (exclusive), not {bad}")
 
     manifest, encoder, model = load_model(args.model)
     temperatures = manifest.calibration.temperatures if manifest.calibration else None

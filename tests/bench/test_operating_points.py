@@ -3,10 +3,12 @@ of non-hateful cases flagged would give."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from bench.operating_points import hatecheck_curve
+from bench.operating_points import hatecheck_curve, main
 from models.taxonomy import CATEGORIES
 from training.data.labelled import TextExample
 
@@ -23,3 +25,12 @@ def test_hatecheck_curve_reads_recall_where_a_share_of_the_clean_cases_is_flagge
     point = curve["at_non_hateful_flagged"]["0.4"]  # 0.9 and 0.4 flagged
     assert point["threshold"] == 0.4 and point["hateful_caught"] == pytest.approx(0.8)
     assert curve["roc_auc"] == pytest.approx(19 / 25)  # pairs ranked right, of 25
+
+
+def test_a_flag_rate_outside_zero_to_one_is_refused_before_any_scoring(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:  # no model there: refused before it is read
+        main(["--model", str(tmp_path / "none"), "--hatecheck-flag-rates", "0.175", "17.5"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "between 0 and 1" in error and "[17.5]" in error
