@@ -134,12 +134,22 @@ def contrast_check(data: RewardData) -> list[PreferencePair]:
 
 
 def validation_metrics(data: RewardData, calibrated: Calibrated) -> dict[str, dict[str, float]]:
-    """Pooled validation before and after temperature scaling, and its hh-rlhf part."""
-    hh = np.array([source_of(p) == HH for p in data.splits["validation"]])
+    """Pooled validation before and after temperature scaling, and each source's and subset's
+    part of it (`validation/hh-rlhf`, `validation/hh-rlhf/harmless-base`, ...): a mix that
+    trades one kind of human preference for another shows there, not in the pooled figure."""
     return {"validation (T=1)": pairwise_metrics(calibrated.margins, 1.0),
             "validation": pairwise_metrics(calibrated.margins, calibrated.temperature),
-            "validation/hh-rlhf": pairwise_metrics(calibrated.margins[hh],
-                                                   calibrated.temperature)}
+            **{f"validation/{part}": pairwise_metrics(calibrated.margins[members],
+                                                      calibrated.temperature)
+               for part, members in validation_parts(data.splits["validation"]).items()}}
+
+
+def validation_parts(pairs: Sequence[PreferencePair]) -> dict[str, np.ndarray]:
+    """Each source and subset of the validation split (a source with no subsets is its own
+    one part), as a mask over its pairs."""
+    parts = dict.fromkeys(name for p in pairs for name in (source_of(p), p.subset))
+    return {name: np.array([name in (source_of(p), p.subset) for p in pairs])
+            for name in parts}
 
 
 def calibrate(model: AnyModel, encoder: PairEncoder, pairs: list[PreferencePair],

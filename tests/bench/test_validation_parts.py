@@ -1,0 +1,32 @@
+"""bench.validation_parts: each validation part's accuracy from the scores a run saved, equal
+to what the run's own report now gives; scores of other pairs are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.validation_parts import main, part_accuracies
+from training.data.reward_data import load_reward_data
+from training.reward import validation_parts
+
+
+def test_each_part_equals_the_report_and_other_pairs_are_refused(
+        trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = json.loads((trained_run / "report.json").read_text())["eval"]
+    assert {"validation/hh-rlhf/harmless-base", "validation/hh-rlhf", "validation/own",
+            "validation/truthfulqa"} <= set(report)
+
+    # The run trained with a file of its own, which is part of its validation split.
+    pairs = load_reward_data(extra=[trained_run.parent / "own.jsonl"], other_sources=False,
+                             skip_invalid=True).splits["validation"]
+    figures = part_accuracies(trained_run / "model", pairs, validation_parts(pairs))
+    assert set(figures) == {key for key in report if key.startswith("validation/")} | {
+        "validation"}
+    for key, accuracy in figures.items():
+        assert accuracy == pytest.approx(report[key]["accuracy"], abs=1e-6), key
+
+    with pytest.raises(SystemExit, match="no saved validation scores of these pairs"):
+        main(["--group", "tiny", str(trained_run / "model")])  # without that file: other pairs
