@@ -53,6 +53,20 @@ they scored 68.3% and three fresh seeds 58.7% (one seed's sd is 8.9 points there
 KIND_SLACK had been measuring candidates against a good draw. Set after the long brush-off
 candidates (which that baseline would have let through, and which stay out) and before any
 candidate measured against it.
+
+Nor may it trade one part of the target for the rest: on no hh-rlhf subset's validation pairs
+(`validation/hh-rlhf/<subset>`, which reports give since 2026-12-06) may its mean fall more than
+SUBSET_Z standard errors of the difference below the final recipe's (each side's seed-to-seed sd
+over its seeds; the subsets hold 106-268 pairs, so their spreads differ too much for one slack
+in points; with one seed on a side there is no spread, and this guard does not judge). Added on
+2026-12-06 after the long brush-off pairs, chosen by the rule above with six seeds on each side,
+had given up 2.4 points on harmless-base's validation pairs (2.2 standard errors; test: 5.0) for
+gains on other sources, a trade the guards on hh-rlhf as a whole and on the pooled split could
+not see (docs/measurements.md). SUBSET_Z is set knowing that case, so it refuses it by
+construction; what it guards is the next one. A final recipe read from a results file without
+those figures, beside candidates that have them, is an error, not a guard skipped: the baseline
+from then on is `bench/results/reward-default-cpu-v18.json` (the same six seeds with the
+figures, read from the scores their runs saved).
 """
 
 from __future__ import annotations
@@ -73,6 +87,8 @@ HH_SLACK = 7.2
 KIND_SLACK = 5.0
 POOLED_SLACK = 2.0
 MIN_GAIN = 1.6
+SUBSET_Z = 2.0
+HH_SUBSET = "validation/hh-rlhf/"
 
 
 def option(field: str) -> str:
@@ -106,9 +122,11 @@ def choose(finals: list[dict[str, Any]], preset: str = "default") -> dict[str, A
         chosen = max(eligible, key=lambda name: mean(name, "validation/hh-rlhf"))
     else:
         if FINAL in eligible:
+            subsets = subset_keys(groups)
             eligible = [name for name in eligible
                         if all(mean(name, k) >= mean(FINAL, k) - KIND_SLACK for k in kinds)
-                        and mean(name, "validation") >= mean(FINAL, "validation") - POOLED_SLACK]
+                        and mean(name, "validation") >= mean(FINAL, "validation") - POOLED_SLACK
+                        and not any(fallen(groups[name], groups[FINAL], k) for k in subsets)]
         def contrast(name: str) -> float:
             return 100 * float(np.mean([contrast_accuracy(r, kinds) for r in groups[name]]))
 
@@ -117,6 +135,32 @@ def choose(finals: list[dict[str, Any]], preset: str = "default") -> dict[str, A
             cues = [name for name in eligible if adds_cue(groups[name][0]["settings"], preset)]
             chosen = max(cues, key=contrast) if cues else FINAL
     return min(groups[chosen], key=lambda r: r["seed"])
+
+
+def subset_keys(groups: dict[str, list[dict[str, Any]]]) -> set[str]:
+    """The hh-rlhf subsets' validation keys every run reports; none when no run does (results
+    written before 2026-12-06). Raises ValueError when the final recipe's runs lack keys the
+    candidates have: the guard would be skipped against exactly the baseline it needs."""
+    def keys(runs: list[dict[str, Any]]) -> set[str]:
+        return set.intersection(*({k for k in r["eval"] if k.startswith(HH_SUBSET)}
+                                  for r in runs))
+    candidates = set().union(*(keys(runs) for name, runs in groups.items() if name != FINAL))
+    final = keys(groups[FINAL])
+    if candidates - final:
+        raise ValueError(f"the final recipe's runs report no {sorted(candidates - final)}: "
+                         "read it from a results file that has them "
+                         "(bench/results/reward-default-cpu-v18.json), or train it again")
+    return set.intersection(*(keys(runs) for runs in groups.values()))
+
+
+def fallen(runs: list[dict[str, Any]], final: list[dict[str, Any]], key: str) -> bool:
+    """Whether `runs`' mean accuracy on `key` is more than SUBSET_Z standard errors of the
+    difference below `final`'s. A side with one seed has no spread to judge by: never."""
+    a, b = (np.array([100 * r["eval"][key]["accuracy"] for r in group]) for group in (runs, final))
+    if min(len(a), len(b)) < 2:
+        return False
+    error = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    return bool(a.mean() < b.mean() - SUBSET_Z * error)
 
 
 def contrast_accuracy(run: dict[str, Any], kinds: set[str]) -> float:

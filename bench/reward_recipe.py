@@ -20,6 +20,7 @@ results.json to --output.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -32,8 +33,12 @@ from typing import Any
 import numpy as np
 
 from bench.recipe_rule import CONTRAST, FINAL, choose, confirm, option
+from bench.validation_parts import part_accuracies
 from training.config import PRESETS
 from training.data.contrast import KINDS
+from training.data.records import PreferencePair
+from training.data.reward_data import load_reward_data
+from training.reward import validation_parts
 
 LENGTH_OFF = {"no-length-term": "", "length-decorrelation": "0"}
 
@@ -177,7 +182,8 @@ def train(name: str, settings: dict[str, str], seed: int, args: argparse.Namespa
           ) -> dict[str, Any]:
     output = run_dir(args.output, name, seed)
     if (output / "report.json").exists():  # a run finished earlier: read, not retrained
-        return summarise(name, seed, settings, json.loads((output / "report.json").read_text()))
+        report = json.loads((output / "report.json").read_text())
+        return summarise(name, seed, settings, with_parts(report, output / "model"))
     command = [sys.executable, "-m", "training.cli", "train", "reward", "--preset", args.preset,
                "--output", str(output), "--seed", str(seed), "--device", args.device,
                "--threads", str(args.threads), *flags(settings), *args.extra]
@@ -191,6 +197,22 @@ def train(name: str, settings: dict[str, str], seed: int, args: argparse.Namespa
     report = json.loads((output / "report.json").read_text())
     print(f"{name}, seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
     return summarise(name, seed, settings, report)
+
+
+def with_parts(report: dict[str, Any], model: Path) -> dict[str, Any]:
+    """`report`, with each part of the validation split (`validation/hh-rlhf/harmless-base`,
+    ...) read from the scores its run saved when the report predates those figures."""
+    if any(key.startswith("validation/hh-rlhf/") for key in report["eval"]):
+        return report
+    pairs = validation_pairs()
+    parts = part_accuracies(model, pairs, validation_parts(pairs))
+    return {**report, "eval": {**{k: {"accuracy": v} for k, v in parts.items()},
+                               **report["eval"]}}
+
+
+@functools.cache
+def validation_pairs() -> list[PreferencePair]:
+    return load_reward_data(other_sources=False).splits["validation"]
 
 
 def summarise(name: str, seed: int, settings: dict[str, str], report: dict[str, Any]

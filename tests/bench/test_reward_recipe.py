@@ -119,3 +119,34 @@ def test_a_winner_whose_int8_graph_the_gate_rejects_does_not_replace_the_final_r
     assert best["int8"]["accepted"] == "no"  # recorded in the winner's run, for results.json
     asked.clear()
     assert confirm(kept, runs, model, gate("no")) is kept and not asked  # nothing to replace
+
+
+def with_subset(runs: list[dict[str, Any]], subset: str, accuracies: list[float]
+                ) -> list[dict[str, Any]]:
+    for r, accuracy in zip(runs, accuracies, strict=True):
+        r["eval"][f"validation/hh-rlhf/{subset}"] = {"accuracy": accuracy / 100}
+    return runs
+
+
+def test_a_candidate_that_trades_one_hh_rlhf_subset_for_the_rest_is_out() -> None:
+    """The long brush-offs' case: harmless-base 2.4 points lower on validation, about two
+    standard errors of the difference of the two means, while every other guard passes."""
+    brush = {"long-brush-off": "0.1"}
+    final = [run(FINAL, seed, 55.7, 54.1, truncation=58) for seed in range(3)]
+    candidate = [run("final, long brush-off", seed, 56.2, 53.2, brush, truncation=58,
+                     long_brush_off=99) for seed in range(3)]
+    runs = [*with_subset(final, "harmless-base", [52.5, 50.8, 54.2]),
+            *with_subset(candidate, "harmless-base", [49.2, 50.1, 51.0])]
+    assert choose(runs)["name"] == FINAL
+    with_subset(candidate, "harmless-base", [51.5, 52.4, 53.3])  # within the spread: taken
+    assert choose(runs)["name"] == "final, long brush-off"
+
+
+def test_a_baseline_without_the_subset_figures_the_candidates_have_is_an_error() -> None:
+    runs = [run(FINAL, 0, 56, 54, truncation=62), run(FINAL, 1, 56, 54, truncation=62),
+            *with_subset([run("final, b", 0, 56, 54, truncation=66),
+                          run("final, b", 1, 56, 54, truncation=66)], "harmless-base", [50, 52])]
+    with pytest.raises(ValueError, match=r"reward-default-cpu-v18\.json"):
+        choose(runs)
+    with_subset(runs[:2], "harmless-base", [52, 53])
+    assert choose(runs)["name"] == "final, b"
