@@ -1,6 +1,7 @@
 """Would another int8 quantisation pass the gate? Variants of onnxruntime's dynamic
-quantisation of a stored reward artifact's fused fp32 graph, each put through the export's own
-int8 check (the same validation pairs, order, early stops and decision as `alignserve export`).
+quantisation of a stored reward artifact's fused fp32 graph (and one static quantisation,
+`--variants` naming it), each put through the export's own int8 check (the same validation
+pairs, order, early stops and decision as `alignserve export`).
 
     .venv/bin/python -m bench.int8_variants --tag reward
 
