@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,12 +39,32 @@ def prometheus(server: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
         [PROMETHEUS, f"--config.file={work / 'prometheus.yml'}",
          f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        wait_ready(url, process, work / "prometheus.log")
+        yield url
     finally:
         process.terminate()
         process.wait(30)
         log.close()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60
+               ) -> None:
+    """Until Prometheus says it is ready: before that its API answers 503 in plain text (it is
+    still opening its storage), which a query cannot read."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"prometheus exited ({process.returncode}): {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/-/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"prometheus not ready after {timeout_s} s: {log.read_text()}")
+        time.sleep(0.2)
 
 
 def query(prometheus: str, promql: str, timeout_s: float = 30) -> list[dict[str, Any]]:
