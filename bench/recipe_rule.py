@@ -141,16 +141,14 @@ def subset_keys(groups: dict[str, list[dict[str, Any]]]) -> set[str]:
     """The hh-rlhf subsets' validation keys every run reports; none when no run does (results
     written before 2026-12-06). Raises ValueError when the final recipe's runs lack keys the
     candidates have: the guard would be skipped against exactly the baseline it needs."""
-    def keys(runs: list[dict[str, Any]]) -> set[str]:
-        return set.intersection(*({k for k in r["eval"] if k.startswith(HH_SUBSET)}
-                                  for r in runs))
-    candidates = set().union(*(keys(runs) for name, runs in groups.items() if name != FINAL))
-    final = keys(groups[FINAL])
-    if candidates - final:
-        raise ValueError(f"the final recipe's runs report no {sorted(candidates - final)}: "
+    keys = {name: set.intersection(*({k for k in r["eval"] if k.startswith(HH_SUBSET)}
+                                     for r in runs)) for name, runs in groups.items()}
+    missing = set().union(*keys.values()) - keys[FINAL]
+    if missing:
+        raise ValueError(f"the final recipe's runs report no {sorted(missing)}: "
                          "read it from a results file that has them "
                          "(bench/results/reward-default-cpu-v18.json), or train it again")
-    return set.intersection(*(keys(runs) for runs in groups.values()))
+    return set.intersection(*keys.values())
 
 
 def fallen(runs: list[dict[str, Any]], final: list[dict[str, Any]], key: str) -> bool:

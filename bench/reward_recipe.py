@@ -32,13 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.recipe_rule import CONTRAST, FINAL, choose, confirm, option
-from bench.validation_parts import part_accuracies
+from bench.recipe_rule import CONTRAST, FINAL, HH_SUBSET, choose, confirm, option
 from training.config import PRESETS
 from training.data.contrast import KINDS
 from training.data.records import PreferencePair
-from training.data.reward_data import load_reward_data
-from training.reward import validation_parts
+from training.data.reward_data import load_reward_data, validation_parts
 
 LENGTH_OFF = {"no-length-term": "", "length-decorrelation": "0"}
 
@@ -202,8 +200,10 @@ def train(name: str, settings: dict[str, str], seed: int, args: argparse.Namespa
 def with_parts(report: dict[str, Any], model: Path) -> dict[str, Any]:
     """`report`, with each part of the validation split (`validation/hh-rlhf/harmless-base`,
     ...) read from the scores its run saved when the report predates those figures."""
-    if any(key.startswith("validation/hh-rlhf/") for key in report["eval"]):
+    if any(key.startswith(HH_SUBSET) for key in report["eval"]):
         return report
+    from bench.validation_parts import part_accuracies  # torch: only for such older runs
+
     pairs = validation_pairs()
     parts = part_accuracies(model, pairs, validation_parts(pairs))
     return {**report, "eval": {**{k: {"accuracy": v} for k, v in parts.items()},

@@ -29,10 +29,9 @@ from models.artifact import TOKENIZER_FILE
 from models.inputs import PairEncoder
 from models.manifest import Manifest
 from training.data.records import PreferencePair
-from training.data.reward_data import load_reward_data
+from training.data.reward_data import load_reward_data, validation_parts
 from training.int8_gate import saved_validation_scores
 from training.pairs import EncodedPairs
-from training.reward import validation_parts
 
 
 def part_accuracies(model_dir: Path, pairs: list[PreferencePair],

@@ -31,6 +31,7 @@ from training.data.reward_data import (
     RewardData,
     load_reward_data,
     source_of,
+    validation_parts,
     weighted,
 )
 from training.data.split import sample
@@ -142,14 +143,6 @@ def validation_metrics(data: RewardData, calibrated: Calibrated) -> dict[str, di
             **{f"validation/{part}": pairwise_metrics(calibrated.margins[members],
                                                       calibrated.temperature)
                for part, members in validation_parts(data.splits["validation"]).items()}}
-
-
-def validation_parts(pairs: Sequence[PreferencePair]) -> dict[str, np.ndarray]:
-    """Each source and subset of the validation split (a source with no subsets is its own
-    one part), as a mask over its pairs."""
-    parts = dict.fromkeys(name for p in pairs for name in (source_of(p), p.subset))
-    return {name: np.array([name in (source_of(p), p.subset) for p in pairs])
-            for name in parts}
 
 
 def calibrate(model: AnyModel, encoder: PairEncoder, pairs: list[PreferencePair],

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.validation_parts import main, part_accuracies
-from training.data.reward_data import load_reward_data
-from training.reward import validation_parts
+from training.data.reward_data import load_reward_data, validation_parts
 
 
 def test_each_part_equals_the_report_and_other_pairs_are_refused(

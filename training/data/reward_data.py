@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from models.manifest import DataFingerprint, sha256_file
 from training import behaviour
 from training.data import catalogue
@@ -46,6 +48,14 @@ SOURCE_WEIGHTS: dict[str, tuple[float, str]] = {
 def source_of(pair: PreferencePair) -> str:
     """'hh-rlhf/helpful-base' -> 'hh-rlhf'; a user's 'mine/refunds' -> 'mine'."""
     return pair.subset.split("/")[0]
+
+
+def validation_parts(pairs: Sequence[PreferencePair]) -> dict[str, np.ndarray]:
+    """Each source and subset of a split (a source with no subsets is its own one part), as a
+    mask over its pairs: what every report gives as `validation/<part>`."""
+    parts = dict.fromkeys(name for p in pairs for name in (source_of(p), p.subset))
+    return {name: np.array([name in (source_of(p), p.subset) for p in pairs])
+            for name in parts}
 
 
 @dataclass
