@@ -37,7 +37,10 @@ from training.pairs import EncodedPairs
 def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
                     parts: dict[str, np.ndarray]) -> dict[str, float]:
     """Pairwise accuracy, pooled and per part, from the scores `model_dir` saved."""
-    manifest = Manifest.load(model_dir)
+    try:
+        manifest = Manifest.load(model_dir)
+    except FileNotFoundError as exc:  # a mistyped directory: the reason, without a traceback
+        raise SystemExit(str(exc)) from None
     encoded = EncodedPairs.build(PairEncoder.from_file(model_dir / TOKENIZER_FILE,
                                                        manifest.input), pairs)
     scores = saved_validation_scores(model_dir, [*encoded.chosen, *encoded.rejected])

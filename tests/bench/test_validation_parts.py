@@ -29,3 +29,5 @@ def test_each_part_equals_the_report_and_other_pairs_are_refused(
 
     with pytest.raises(SystemExit, match="no saved validation scores of these pairs"):
         main(["--group", "tiny", str(trained_run / "model")])  # without that file: other pairs
+    with pytest.raises(SystemExit, match=r"has no manifest\.json"):
+        main(["--group", "tiny", str(trained_run)])  # the run, not its model/
