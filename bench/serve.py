@@ -18,6 +18,12 @@ Targets (issue #15): 32-pair requests at least 0.9 of the bare engine, a lone re
 within 3 ms of it; single-pair requests from 16 clients have no target of their own here (the
 issue sets theirs against Infinity: bench/peers.py), 0.6 marks a regression.
 
+    .venv/bin/python -m bench.serve --graph int8 --rounds 3 \
+        --compare ALIGNSERVE_LONE_CALL_THREADS=0 ""
+
+measures each setting (service settings, comma-separated; "" for the defaults) in turn, bare
+engine and service both under it, --rounds times, the settings taking turns in each round.
+
 Traffic goes only to 127.0.0.1 and is bounded by --pairs per scenario. The load generator
 shares the machine with the service, as a sidecar would. Ratios carry over between machines;
 the absolute numbers belong to this one.
@@ -39,7 +45,7 @@ from models import store
 from models.inputs import EncodedPair
 from service.local import serving
 from service.runtime import RewardRuntime
-from service.settings import Settings
+from service.settings import PREFIX, Settings
 from training.data import catalogue
 
 Pair = tuple[str, str]
@@ -85,28 +91,49 @@ def score_requests(pairs: list[Pair], per_request: int) -> list[Request]:
              len(pairs[i:i + per_request])) for i in range(0, len(pairs), per_request)]
 
 
+def parse_setting(spec: str) -> dict[str, str]:
+    """'ALIGNSERVE_A=1,ALIGNSERVE_B=x' -> its variables ('' -> none: the defaults)."""
+    pairs = [part.strip().split("=", 1) for part in spec.split(",") if part.strip()]
+    if any(len(p) != 2 or not p[0].startswith(PREFIX) for p in pairs):
+        raise SystemExit(f"--compare {spec!r}: expected {PREFIX}NAME=VALUE[,...]")
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="reward", help="store tag of the reward model")
     parser.add_argument("--pairs", type=int, default=640, help="pairs per scenario (bound)")
     parser.add_argument("--graph", default="auto", choices=["auto", "fp32", "int8"])
+    parser.add_argument("--compare", nargs="+", default=[""], metavar="SETTINGS",
+                        help="service settings measured in turn, each NAME=VALUE[,...] "
+                             "(ALIGNSERVE_ variables; '' for the defaults)")
+    parser.add_argument("--rounds", type=int, default=1, help="times each setting is measured")
     args = parser.parse_args()
-
+    settings = [parse_setting(spec) for spec in args.compare]
     tag = store.resolve(args.model)
-    settings = Settings(reward_model=tag, graph=args.graph)
-    runtime = RewardRuntime.from_store(tag, settings)
     pairs = real_pairs(args.pairs)
+    print(f"{len(pairs)} real hh-rlhf pairs per scenario; {machine()}")
+    for round_ in range(1, args.rounds + 1):
+        for spec, env in zip(args.compare, settings, strict=True):
+            print(f"\nround {round_}, settings: {spec or 'the defaults'}")
+            measure(tag, pairs, args.graph, env)
+
+
+def measure(tag: str, pairs: list[Pair], graph: str, env: dict[str, str]) -> None:
+    """The bare engine and the service under the settings `env`, side by side."""
+    fields = {name.removeprefix(PREFIX).lower(): value for name, value in env.items()}
+    settings = Settings.model_validate({**fields, "reward_model": tag, "graph": graph})
+    runtime = RewardRuntime.from_store(tag, settings)
     items = runtime.front.prepare([p for p, _ in pairs], [r for _, r in pairs])
     tokens = statistics.mean(len(i) for i in items)
     print(f"{tag} ({runtime.engine.graph.value}, {runtime.engine.provider}, "
-          f"{runtime.engine.lanes}); {len(pairs)} real hh-rlhf pairs per scenario, mean "
-          f"{tokens:.0f} tokens; {machine()}")
+          f"{runtime.engine.lanes}); mean {tokens:.0f} tokens")
 
     log = Path(tempfile.mkdtemp(prefix="alignserve-bench-")) / "serve.log"
     # The reward model alone: the same model and file as the bare engine, nothing else loaded.
-    with serving(log, ALIGNSERVE_REWARD_MODEL=tag, ALIGNSERVE_MODERATION_MODEL="",
-                 ALIGNSERVE_INTENT_MODEL="",
-                 ALIGNSERVE_GRAPH=args.graph) as url:
+    served = {**env, "ALIGNSERVE_REWARD_MODEL": tag, "ALIGNSERVE_MODERATION_MODEL": "",
+              "ALIGNSERVE_INTENT_MODEL": "", "ALIGNSERVE_GRAPH": graph}
+    with serving(log, 180, **served) as url:
         rows = [
             ("32-pair requests, 4 clients", bare(runtime, items, 32),
              asyncio.run(concurrent(url, PATH, score_requests(pairs, 32), 4)), 0.90),

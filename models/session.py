@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +34,17 @@ def _ort() -> Any:
 
 
 def open_session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",),
-                 threads: int | None = None, cpu_arena: bool = True
+                 threads: int | None = None, cpu_arena: bool = True, spin: bool = True
                  ) -> onnxruntime.InferenceSession:
+    """`spin`: whether idle intra-op threads spin for work (onnxruntime's default: faster
+    hand-offs within a call, a core held busy for a while after it)."""
     ort = _ort()
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = cpu_arena
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=list(providers))
 
 
@@ -67,20 +72,26 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[i
 
 
 OnBatch = Callable[[int, int, float], None]  # (items, padded tokens, seconds)
+# For each engine call, a context in which one session is the caller's (service/runtime.py's
+# Calls: a lane's session, or every core's when the call is the only one in flight).
+SessionFor = Callable[[], AbstractContextManager["onnxruntime.InferenceSession"]]
 
 
-def run(session: onnxruntime.InferenceSession, items: Sequence[EncodedPair],
+def run(session: onnxruntime.InferenceSession | SessionFor, items: Sequence[EncodedPair],
         max_tokens: int = 4096, pad_id: int = 0, on_batch: OnBatch | None = None
         ) -> np.ndarray:
     """Model outputs, shape (len(items), num_outputs), in the order of `items`.
-    `on_batch` hears about every engine call (for metrics)."""
+    `session` is one session, or a SessionFor that gives each engine call its own; `on_batch`
+    hears about every engine call (for metrics)."""
     if not items:
         raise ValueError("no items to score")
+    session_for = session if callable(session) else lambda: nullcontext(session)
     outputs: np.ndarray | None = None
     for indices in token_budget_batches([len(item) for item in items], max_tokens):
         arrays = pad_batch([items[i] for i in indices], pad_id)
         started = time.perf_counter()
-        (logits,) = session.run([OUTPUT_NAME], feeds(session, arrays))
+        with session_for() as chosen:
+            (logits,) = chosen.run([OUTPUT_NAME], feeds(chosen, arrays))
         if on_batch is not None:
             on_batch(len(indices), arrays["input_ids"].size, time.perf_counter() - started)
         if outputs is None:

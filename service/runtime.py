@@ -6,7 +6,7 @@
   graph and provider are chosen once, at load, and checked: a CUDA session that silently fell
   back to the CPU is recorded as a problem and the service never reports ready. An int8
   session on a CPU runs in lanes: calls side by side, each on its share of the cores
-  (`lanes_for`).
+  (`lanes_for`); a call made while no other is in flight runs on every core (`Calls`).
 - `RewardRuntime`: a reward model's front and engine together, for benchmarks and tests.
 
 The service (service/service.py) gives each model a front and an engine, with the batch queue
@@ -19,9 +19,12 @@ import contextlib
 import logging
 import math
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +35,9 @@ from models.manifest import Manifest, Task
 from models.session import OnBatch, open_session, run
 from service.fronts import Front, RewardFront, RewardScore
 from service.settings import Graph, Provider, Settings
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +81,32 @@ def usable_cores(root: Path = Path("/sys/fs/cgroup")) -> int:
 @dataclass(frozen=True)
 class Lanes:
     """How an engine runs: `count` batches side by side, each call on `threads` intra-op
-    threads (None: onnxruntime's default) and within `batch_tokens` padded tokens."""
+    threads (None: onnxruntime's default) and within `batch_tokens` padded tokens; a call made
+    while no other is in flight on `lone_threads` (None: on its lane's)."""
     count: int
     threads: int | None
     batch_tokens: int
+    lone_threads: int | None = None
 
     def __str__(self) -> str:
+        lone = f", a lone call on {self.lone_threads}" if self.lone_threads else ""
         return (f"{self.count} lane(s) x {self.threads or 'default'} thread(s), "
-                f"{self.batch_tokens}-token calls")
+                f"{self.batch_tokens}-token calls{lone}")
 
 
 def lanes_for(settings: Settings, graph: Quantisation, cuda: bool, cores: int) -> Lanes:
     """The settings', else: an int8 graph on a CPU up to INT8_CPU_LANES lanes sharing the
-    cores evenly; any other graph on a CPU one lane on every core; on CUDA one lane and
-    onnxruntime's own thread default."""
+    cores evenly, and a call alone on all of them; any other graph on a CPU one lane on every
+    core; on CUDA one lane and onnxruntime's own thread default."""
     side_by_side = not cuda and graph is Quantisation.int8
     count = settings.lanes or (max(1, min(INT8_CPU_LANES, cores)) if side_by_side else 1)
     threads = settings.threads or (None if cuda else max(1, cores // count))
     budget = BATCH_TOKENS["cuda" if cuda else "cpu, one thread" if threads == 1 else "cpu"]
-    return Lanes(count, threads, settings.max_batch_tokens or budget)
+    lone = settings.lone_call_threads
+    if lone is None:  # the default: every core, where the lanes divide them
+        lone = cores if not cuda and threads is not None and threads < cores else 0
+    lone_threads = lone if count > 1 and lone not in (0, threads) else None
+    return Lanes(count, threads, settings.max_batch_tokens or budget, lone_threads)
 
 
 def choose(directory: Path, settings: Settings, available: Sequence[str]
@@ -115,8 +128,68 @@ def choose(directory: Path, settings: Settings, available: Sequence[str]
     return graph, [CUDA, CPU] if cuda else [CPU]
 
 
+class Calls:
+    """Which session each engine call runs on. Lanes run their calls side by side on `lane`,
+    each on its share of the cores; a call made while no other is in flight runs on `lone`, a
+    second session over the same graph on every core: an item alone took about 9 ms there
+    against 15 on one of two cores (int8, ~106 tokens, 2-core AMD EPYC), with the same scores
+    to the bit (the threads split the matrix products, not their sums). A call that starts
+    while a lone one runs waits for it (one engine call: on a one-thread lane, one item) rather
+    than crowding three threads onto two cores; from then on both are in flight and run on the
+    lanes. The lone session's threads do not spin waiting for work: spinning, they held a core
+    after every lone call, and single pairs from 16 clients lost 13% (bench/serve.py's
+    --compare). Two sessions cost about 25 MB more per model than one (onnxruntime prepacks
+    each session's weights)."""
+
+    def __init__(self, lane: onnxruntime.InferenceSession,
+                 lone: onnxruntime.InferenceSession | None) -> None:
+        self.lane, self.lone = lane, lone
+        self.in_flight = 0
+        self.lone_running = False
+        self.changed = threading.Condition()
+
+    @contextmanager
+    def call(self) -> Iterator[Call]:
+        """One call in flight while in the context; its engine calls take sessions from it."""
+        with self.changed:
+            self.in_flight += 1
+        try:
+            yield Call(self)
+        finally:
+            with self.changed:
+                self.in_flight -= 1
+
+
+class Call:
+    """One call's sessions, one engine call at a time (models.session.run's SessionFor)."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.calls = calls
+        self.ran_lone = False  # whether any of its engine calls ran on the lone session
+
+    @contextmanager
+    def __call__(self) -> Iterator[onnxruntime.InferenceSession]:
+        calls = self.calls
+        if calls.lone is None:
+            yield calls.lane
+            return
+        with calls.changed:
+            calls.changed.wait_for(lambda: not calls.lone_running)
+            alone = calls.lone_running = calls.in_flight == 1
+        if not alone:
+            yield calls.lane
+            return
+        self.ran_lone = True
+        try:
+            yield calls.lone
+        finally:
+            with calls.changed:
+                calls.lone_running = False
+                calls.changed.notify_all()
+
+
 class Engine:
-    """One onnxruntime session over the artifact's chosen graph."""
+    """An onnxruntime session over the artifact's chosen graph (two, with lone calls)."""
 
     def __init__(self, directory: Path, settings: Settings, pad_id: int) -> None:
         import onnxruntime
@@ -125,8 +198,11 @@ class Engine:
         self.graph, providers = choose(directory, settings,
                                        onnxruntime.get_available_providers())
         self.lanes = lanes_for(settings, self.graph, CUDA in providers, usable_cores())
-        self.session = open_session(directory / GRAPH_FILES[self.graph], providers,
-                                    self.lanes.threads, settings.cpu_arena)
+        path = directory / GRAPH_FILES[self.graph]
+        self.session = open_session(path, providers, self.lanes.threads, settings.cpu_arena)
+        self.calls = Calls(self.session, open_session(
+            path, providers, self.lanes.lone_threads, settings.cpu_arena, spin=False
+        ) if self.lanes.lone_threads else None)
         self.provider = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
         self.problem: str | None = None
         if CUDA in providers and self.provider != "cuda":
@@ -136,7 +212,15 @@ class Engine:
 
     def core(self, items: Sequence[EncodedPair], on_batch: OnBatch | None = None) -> np.ndarray:
         """Raw outputs, shape (len(items), outputs)."""
-        return run(self.session, items, self.lanes.batch_tokens, self.pad_id, on_batch)
+        return self.call(items, on_batch)[0]
+
+    def call(self, items: Sequence[EncodedPair], on_batch: OnBatch | None = None
+             ) -> tuple[np.ndarray, bool]:
+        """`core`'s outputs, and whether any of its engine calls ran alone on every core (the
+        batch queue learns a lane's pace from the others)."""
+        with self.calls.call() as call:
+            outputs = run(call, items, self.lanes.batch_tokens, self.pad_id, on_batch)
+        return outputs, call.ran_lone
 
     def warm_up(self, front: Front) -> None:
         """Run the largest shape the service will see, so the first request pays nothing."""

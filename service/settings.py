@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, le=256, description="onnxruntime intra-op threads "
                                 "per lane (default: the usable cores divided among the lanes; "
                                 "onnxruntime's own default on CUDA).")
+    lone_call_threads: int | None = Field(None, ge=0, le=256, description="onnxruntime "
+                                          "intra-op threads of an engine call made while no "
+                                          "other is in flight, on a second session over the "
+                                          "same graph (about 25 MB per model). Default: every "
+                                          "usable core when lanes divide them (a lone int8 "
+                                          "item about twice as fast on 2 cores); 0: every call "
+                                          "on its lane's threads.")
     cpu_arena: bool = Field(True, description="onnxruntime's CPU memory arena: keeps the "
                             "largest batch's buffers for reuse. Off, a replica returns them "
                             "after each batch (less resident memory; see bench/memory.py).")

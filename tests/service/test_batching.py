@@ -276,3 +276,24 @@ def test_an_admitted_request_holds_its_place_until_its_items_are_queued(
             assert batcher.queued_items == 150  # refused: its place given back
 
     asyncio.run(scenario())
+
+
+def test_the_queue_plans_with_a_lanes_pace_not_a_lone_calls(
+        parts: tuple[RewardFront, Engine], tiny_artifact: Path) -> None:
+    """A batch that ran alone on every core (service/runtime.py's Calls) went faster than a
+    lane can: the queue does not learn its pace from it, only from batches run on the lanes."""
+    front, _ = parts
+    settings = Settings(graph=Graph.fp32, lanes=2, threads=1, lone_call_threads=2)
+    engine = Engine(tiny_artifact, settings, front.encoder.pad_id)
+
+    async def scenario() -> tuple[float, float]:
+        batcher = Batcher(engine, "tiny", 64, 0, 10_000, max_queue_wait_ms=60_000)
+        before = batcher.seconds_per_item
+        await batcher.run(items(front, 3))  # alone: on every core
+        alone = batcher.seconds_per_item
+        with engine.calls.call():  # another call in flight: this batch runs on a lane
+            await batcher.run(items(front, 3))
+        return before - alone, batcher.seconds_per_item - alone
+
+    unchanged, learnt = asyncio.run(scenario())
+    assert unchanged == 0 and learnt != 0

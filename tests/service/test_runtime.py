@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,11 @@ import pytest
 
 from models.artifact import Quantisation
 from models.manifest import Manifest
+from service.fronts import RewardFront
 from service.runtime import (
     CPU,
     CUDA,
+    Engine,
     Lanes,
     RewardRuntime,
     cgroup_cpu_limit,
@@ -48,14 +52,18 @@ def test_lanes_share_the_cores_and_set_the_token_budget() -> None:
     (64 tokens); fp32 one call on every core, batched within 512; CUDA one lane of large
     batches."""
     int8, fp32, fp16 = Quantisation.int8, Quantisation.fp32, Quantisation.fp16
-    assert lanes_for(Settings(), int8, cuda=False, cores=2) == Lanes(2, 1, 64)
+    assert lanes_for(Settings(), int8, cuda=False, cores=2) == Lanes(2, 1, 64, 2)
     assert lanes_for(Settings(), int8, cuda=False, cores=1) == Lanes(1, 1, 64)
-    assert lanes_for(Settings(), int8, cuda=False, cores=8) == Lanes(2, 4, 512)
+    assert lanes_for(Settings(), int8, cuda=False, cores=8) == Lanes(2, 4, 512, 8)
     assert lanes_for(Settings(), fp32, cuda=False, cores=2) == Lanes(1, 2, 512)
     assert lanes_for(Settings(), fp16, cuda=True, cores=8) == Lanes(1, None, 8192)
     assert lanes_for(Settings(lanes=1), int8, cuda=False, cores=2) == Lanes(1, 2, 512)
     assert lanes_for(Settings(lanes=3, threads=2, max_batch_tokens=256), fp32, cuda=False,
                      cores=2) == Lanes(3, 2, 256)
+    # A lone call's threads: off, or as many as asked.
+    assert lanes_for(Settings(lone_call_threads=0), int8, cuda=False, cores=2) == Lanes(2, 1, 64)
+    assert lanes_for(Settings(lone_call_threads=3), int8, cuda=False, cores=8
+                     ) == Lanes(2, 4, 512, 3)
     assert 1 <= usable_cores() <= (os.cpu_count() or 1)
 
 
@@ -117,3 +125,54 @@ def test_the_plain_peer_scores_as_the_service_does(runtime: RewardRuntime, train
     peer = RewardModel(trained_run / "model", max_length=runtime.front.manifest.input.max_length)
     served = [s.reward for s in runtime.score(PROMPTS[:2], RESPONSES[:2])]
     np.testing.assert_allclose(peer.score(PROMPTS[:2], RESPONSES[:2]), served, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def lone_engine(tiny_artifact: Path) -> Engine:
+    """Two one-thread lanes and a lone call on two threads, whatever this machine's cores."""
+    front = RewardFront(tiny_artifact, Manifest.load(tiny_artifact))
+    settings = Settings(graph=Graph.fp32, lanes=2, threads=1, lone_call_threads=2)
+    return Engine(tiny_artifact, settings, front.encoder.pad_id)
+
+
+def test_a_call_alone_runs_on_every_core_with_the_lanes_scores(lone_engine: Engine,
+                                                                 runtime: RewardRuntime) -> None:
+    """Alone, a call takes the second session; with another call in flight, its lane's; the
+    scores are the same either way (the batch queue relies on knowing which ran)."""
+    items = runtime.front.prepare(PROMPTS, RESPONSES)
+    assert lone_engine.lanes == Lanes(2, 1, 64, 2)
+    alone, ran_lone = lone_engine.call(items)
+    assert ran_lone
+    with lone_engine.calls.call():  # another call in flight
+        beside, ran_lone = lone_engine.call(items)
+    assert not ran_lone
+    np.testing.assert_allclose(alone, beside, atol=1e-6)
+    np.testing.assert_allclose(alone, runtime.engine.core(items), atol=1e-4)
+
+
+def test_a_call_waits_for_a_lone_one_to_finish(lone_engine: Engine, runtime: RewardRuntime
+                                               ) -> None:
+    """A call never runs beside a lone call (three threads on two cores): it waits for it."""
+    items = runtime.front.prepare(PROMPTS[:1], RESPONSES[:1])
+    calls = lone_engine.calls
+    with calls.changed:
+        calls.lone_running = True  # as if another call's engine call ran on every core
+
+    def finish() -> None:
+        with calls.changed:
+            calls.lone_running = False
+            calls.changed.notify_all()
+
+    timer = threading.Timer(0.2, finish)
+    started = time.perf_counter()
+    timer.start()
+    lone_engine.call(items)
+    assert time.perf_counter() - started >= 0.2
+    timer.join()
+
+
+def test_no_lone_session_for_one_lane(tiny_artifact: Path, runtime: RewardRuntime) -> None:
+    engine = Engine(tiny_artifact, Settings(graph=Graph.fp32, lanes=1),
+                    runtime.front.encoder.pad_id)
+    assert engine.calls.lone is None
+    assert engine.call(runtime.front.prepare(PROMPTS, RESPONSES))[1] is False
