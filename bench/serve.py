@@ -40,9 +40,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from bench.http_load import Request, Result, concurrent, machine, one_at_a_time
 from models import store
 from models.inputs import EncodedPair
+from models.session import run
 from service.local import serving
 from service.runtime import RewardRuntime
 from service.settings import PREFIX, Settings
@@ -128,6 +131,13 @@ def measure(tag: str, pairs: list[Pair], graph: str, env: dict[str, str]) -> Non
     tokens = statistics.mean(len(i) for i in items)
     print(f"{tag} ({runtime.engine.graph.value}, {runtime.engine.provider}, "
           f"{runtime.engine.lanes}); mean {tokens:.0f} tokens")
+    calls, lanes, pad_id = runtime.engine.calls, runtime.engine.lanes, runtime.engine.pad_id
+    if calls.lone is not None:  # a lone call must score as a lane does
+        checked = items[:200]
+        differ = np.abs(run(calls.lone, checked, lanes.batch_tokens, pad_id)
+                        - run(calls.lane, checked, lanes.batch_tokens, pad_id)).max()
+        print(f"a lone call's scores against a lane's, {len(checked)} pairs: max difference "
+              f"{differ:.1e}")
 
     log = Path(tempfile.mkdtemp(prefix="alignserve-bench-")) / "serve.log"
     # The reward model alone: the same model and file as the bare engine, nothing else loaded.

@@ -137,9 +137,9 @@ class Calls:
     while a lone one runs waits for it (one engine call: on a one-thread lane, one item) rather
     than crowding three threads onto two cores; from then on both are in flight and run on the
     lanes. The lone session's threads do not spin waiting for work: spinning, they held a core
-    after every lone call, and single pairs from 16 clients lost 13% (bench/serve.py's
-    --compare). Two sessions cost about 25 MB more per model than one (onnxruntime prepacks
-    each session's weights)."""
+    after every lone call, and single pairs from 16 clients lost 13% (docs/measurements.md, the
+    service). Two sessions cost about 25 MB more per model than one (onnxruntime prepacks each
+    session's weights)."""
 
     def __init__(self, lane: onnxruntime.InferenceSession,
                  lone: onnxruntime.InferenceSession | None) -> None:
@@ -223,11 +223,15 @@ class Engine:
         return outputs, call.ran_lone
 
     def warm_up(self, front: Front) -> None:
-        """Run the largest shape the service will see, so the first request pays nothing."""
+        """Run the largest shape the service will see through every session, so the first
+        request pays nothing, whichever it takes."""
         length = front.manifest.input.max_length
         count = max(1, min(self.settings.max_batch_size,
                            self.lanes.batch_tokens // length))
-        self.core(front.warm_up_items(count))
+        items = front.warm_up_items(count)
+        for session in (self.calls.lane, self.calls.lone):
+            if session is not None:
+                run(session, items, self.lanes.batch_tokens, self.pad_id)
 
 
 class RewardRuntime:

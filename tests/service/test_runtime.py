@@ -148,6 +148,7 @@ def test_a_call_alone_runs_on_every_core_with_the_lanes_scores(lone_engine: Engi
     assert not ran_lone
     np.testing.assert_allclose(alone, beside, atol=1e-6)
     np.testing.assert_allclose(alone, runtime.engine.core(items), atol=1e-4)
+    lone_engine.warm_up(runtime.front)  # both sessions
 
 
 def test_a_call_waits_for_a_lone_one_to_finish(lone_engine: Engine, runtime: RewardRuntime
