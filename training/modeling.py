@@ -13,6 +13,7 @@ model's encoder/ and head.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -44,12 +45,16 @@ def resolve_backbone(name: str) -> Path:
 
 
 def export_tokenizer(source: Path, destination: Path) -> Path:
-    """Write the fast tokenizer as tokenizer.json (the file the service loads)."""
+    """Write the fast tokenizer as tokenizer.json (the file the service loads), whole or not
+    at all: under torchrun every rank writes it and reads it back, and a rank that read another
+    rank's half-written file failed: "EOF while parsing a value"."""
     target = destination / TOKENIZER_FILE
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     if (source / TOKENIZER_FILE).exists():
-        target.write_bytes((source / TOKENIZER_FILE).read_bytes())
+        partial.write_bytes((source / TOKENIZER_FILE).read_bytes())
     else:
-        AutoTokenizer.from_pretrained(source).backend_tokenizer.save(str(target))
+        AutoTokenizer.from_pretrained(source).backend_tokenizer.save(str(partial))
+    os.replace(partial, target)
     return target
 
 
