@@ -12,18 +12,18 @@ Inside a batch, the engine sorts items by length and cuts micro-batches under a 
 so no item's score depends on what it was batched with.
 
 Admission by expected wait: a request is admitted only when the items ahead of it and its own
-would be through the engine within PLANNED_SHARE of its deadline (ALIGNSERVE_MAX_QUEUE_WAIT_MS,
-or less when the request's X-Deadline-Ms asks for less), at the engine's measured pace (seconds
-per item in one lane, learnt from lane batches, divided among the lanes); `max_queued_items`
-caps the queue as well. A refused request gets 429 at once with a Retry-After of when that wait
-would fit, and costs next to nothing: the routes ask before tokenising. An admitted request
-holds its place (`reserve`) while it tokenises: the queue counts its items from admission on,
-so requests admitted together cannot overfill it, and no request is tokenised only to be
-refused afterwards (under a flood of 200 clients that was most of the tokenising). A job that
-could no longer finish by its deadline, even started at once, is answered 429 instead of being
-run late. The deadline counts the request's time in the server before admission and the event
-loop's lag (service/deadline.py). An empty queue admits anything, without a deadline: an idle
-engine starts it at once.
+would be through the engine within its deadline (ALIGNSERVE_MAX_QUEUE_WAIT_MS, or less when the
+request's X-Deadline-Ms asks for less), at the engine's measured pace (seconds per item in one
+lane, learnt from every batch, divided among the lanes); `max_queued_items` caps the queue as
+well. A refused request gets 429 at once with a Retry-After of when that wait would fit, and
+costs next to nothing: the routes ask before tokenising. An admitted request holds its place
+(`reserve`) while it tokenises: the queue counts its items from admission on, so requests
+admitted together cannot overfill it, and no request is tokenised only to be refused afterwards
+(under a flood of 200 clients that was most of the tokenising). A job that could no longer
+finish by its deadline, even started at once, is answered 429 instead of being run late. The
+deadline counts the request's time in the server before admission and the event loop's lag
+(service/deadline.py). An empty queue admits anything, without a deadline: an idle engine
+starts it at once.
 
 Why not BentoML's batcher (`@bentoml.api(batchable=True)` behind `bentoml.depends`): measured
 with bench/serve.py on the 2-core CPU, its wait estimate learned under load held every later
@@ -56,11 +56,6 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 # The queue plans with a slow recent batch's pace, not a typical one's (Batcher._learn_pace).
 PACE_WINDOW, PACE_QUANTILE = 32, 0.9
-# Admission fills at most this share of a request's deadline with the queue ahead and its own
-# items; the rest absorbs the pace's error. With all of it planned, storms on a 2-core AMD EPYC
-# saw admitted requests' p99 reach 5.36 s against a 5 s deadline in the slower spells
-# (docs/measurements.md, overload).
-PLANNED_SHARE = 0.9
 
 
 @dataclass
@@ -136,24 +131,22 @@ class Batcher:
 
     def admit(self, count: int) -> float:
         """Raise ServiceError(overloaded) unless `count` more items would be through the engine
-        within PLANNED_SHARE of the request's deadline; returns the deadline (seconds from now;
-        unbounded on an idle engine, which starts it at once). Holds nothing: `reserve` is
-        admission that holds a place."""
+        within the request's deadline; returns the deadline (seconds from now; unbounded on an
+        idle engine, which starts it at once). Holds nothing: `reserve` is admission that holds
+        a place."""
         if not self.queued_items:
             return math.inf
         deadline = self.deadline_s()
-        planned = PLANNED_SHARE * deadline
         wait = self.drain_s(self.queued_items + count)
         if self.queued_items + count > self.max_queued_items:
             why = f"{self.queued_items} items are queued (limit {self.max_queued_items})"
-        elif wait > planned:
-            why = (f"the queue ahead would take about {wait:.1f} s, past the "
-                   f"{PLANNED_SHARE:.0%} of this request's deadline of {deadline:.1f} s that "
-                   "admission plans to fill")
+        elif wait > deadline:
+            why = (f"the queue ahead would take about {wait:.1f} s, past this request's "
+                   f"deadline of {deadline:.1f} s")
         else:
             return deadline
         raise ServiceError(ErrorType.overloaded, f"{why}; retry after the Retry-After",
-                           retry_after_s=max(1, math.ceil(wait - planned)))
+                           retry_after_s=max(1, math.ceil(wait - deadline)))
 
     @contextmanager
     def reserve(self, count: int) -> Iterator[Slot]:

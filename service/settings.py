@@ -81,8 +81,7 @@ class Settings(BaseSettings):
     max_queue_wait_ms: float = Field(5000, ge=1, le=600_000, description="Admission by "
                                      "expected wait: a request is admitted only when the "
                                      "queue ahead and its own items would be through the engine "
-                                     "within 90% of this, the rest left for the pace's error (a "
-                                     "request's X-Deadline-Ms can ask for less); "
+                                     "within this (a request's X-Deadline-Ms can ask for less); "
                                      "the rest get 429 at once with an honest Retry-After. 5 s "
                                      "admits four clients' 32-pair requests at fp32 MiniLM on 2 "
                                      "CPU cores (about 2.6 s of work); 2 s refused most of them.")
