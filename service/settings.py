@@ -62,8 +62,8 @@ class Settings(BaseSettings):
                                           "other is in flight, on a second session over the "
                                           "same graph (about 25 MB per model). Default: every "
                                           "usable core when lanes divide them (a lone int8 "
-                                          "item about twice as fast on 2 cores); 0: every call "
-                                          "on its lane's threads.")
+                                          "item 1.6 times as fast on 2 cores); 0: every call on "
+                                          "its lane's threads.")
     cpu_arena: bool = Field(True, description="onnxruntime's CPU memory arena: keeps the "
                             "largest batch's buffers for reuse. Off, a replica returns them "
                             "after each batch (less resident memory; see bench/memory.py).")
