@@ -10,13 +10,12 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from service.local import free_port
+from service.local import free_port, wait_ready
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -41,30 +40,14 @@ def prometheus(server: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
         stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, process, work / "prometheus.log")
+        # Before it is ready its API answers 503 in plain text (it is still opening its
+        # storage), which a query cannot read.
+        wait_ready(process, url, work / "prometheus.log", timeout_s=60, ready_path="/-/ready")
         yield url
     finally:
         process.terminate()
         process.wait(30)
         log.close()
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60
-               ) -> None:
-    """Until Prometheus says it is ready: before that its API answers 503 in plain text (it is
-    still opening its storage), which a query cannot read."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"prometheus exited ({process.returncode}): {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/-/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"prometheus not ready after {timeout_s} s: {log.read_text()}")
-        time.sleep(0.2)
 
 
 def query(prometheus: str, promql: str, timeout_s: float = 30) -> list[dict[str, Any]]:
