@@ -201,16 +201,16 @@ class Batcher:
         self.queued_items += delta
         metrics.QUEUED.labels(self.model).set(self.queued_items)
 
-    def _late(self, job: Job, items: int, now: float) -> bool:
-        """Whether `job` would finish past its deadline in a call of `items` items (its own and
-        those run before it) started at `now`, at one lane's pace."""
-        return job.deadline < now + self.seconds_per_item * items
+    def _late(self, deadline: float, items: int, now: float) -> bool:
+        """Whether a call of `items` items started at `now` would end past `deadline`, at one
+        lane's pace."""
+        return deadline < now + self.seconds_per_item * items
 
     def _expire(self) -> None:
         """Answer 429 to queued jobs that could no longer finish by their deadline, even
         started now: they would be answered late."""
         now = time.perf_counter()
-        for job in [j for j in self.jobs if self._late(j, len(j.items), now)]:
+        for job in [j for j in self.jobs if self._late(j.deadline, len(j.items), now)]:
             self.jobs.remove(job)
             self._count(-len(job.items))
             metrics.EXPIRED.labels(self.model).inc()
@@ -221,15 +221,21 @@ class Batcher:
                     retry_after_s=max(1, math.ceil(self.drain_s(self.queued_items)))))
 
     def _take(self) -> list[Job]:
-        """Whole jobs in arrival order up to max_batch_size items (a bigger job goes alone). A
-        job that would finish past its deadline behind the ones taken already is left for the
-        next free lane, where it goes first (or expires, if it cannot be in time there)."""
+        """Whole jobs in arrival order up to max_batch_size items (a bigger job goes alone).
+        Every job of a batch is answered when the whole batch ends, so a job joins only when
+        all of them, the ones taken already included, would still finish by their deadlines:
+        one that would not, or would make an earlier one late, is left for the next free lane,
+        where it goes first (or expires, if it cannot be in time there). Under a retry storm
+        of 32-pair requests, a second job joining the first made the first wait for 64 items
+        instead of 32 (about 0.4 s on one lane of a 2-core CPU), which is how admitted
+        requests finished up to 0.36 s past their deadline (docs/measurements.md, overload)."""
         batch = [self.jobs.popleft()]
-        size, now = len(batch[0].items), time.perf_counter()
+        size, due, now = len(batch[0].items), batch[0].deadline, time.perf_counter()
         while self.jobs and size + len(self.jobs[0].items) <= self.max_batch_size:
-            size += len(self.jobs[0].items)
-            if self._late(self.jobs[0], size, now):
+            joining = self.jobs[0]
+            if self._late(min(due, joining.deadline), size + len(joining.items), now):
                 break
+            size, due = size + len(joining.items), min(due, joining.deadline)
             batch.append(self.jobs.popleft())
         return batch
 

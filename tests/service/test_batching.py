@@ -218,7 +218,8 @@ def test_queued_jobs_are_judged_by_when_they_would_finish(
         parts: tuple[RewardFront, Engine]) -> None:
     """A job expires when it could no longer finish in time even started now (not only once
     its deadline has passed); and a batch leaves out a job that would finish late behind the
-    jobs taken before it, for the next free lane."""
+    jobs taken before it, or would make one of them late (a batch's jobs are answered when it
+    ends), for the next free lane."""
     from service.batching import Job
 
     front, engine = parts
@@ -240,10 +241,19 @@ def test_queued_jobs_are_judged_by_when_they_would_finish(
         batcher.jobs.clear()
         # 0.1 s alone, 0.2 s behind the first: a deadline of 0.15 s fits only alone
         batcher.jobs.extend([job(10, 60), job(10, 0.15)])
-        taken = batcher._take()
-        return (*expired, len(taken), len(batcher.jobs))
+        taken = [len(batcher._take())]
+        batcher.jobs.clear()
+        # the other way round: the second has time behind the first, but the first, answered
+        # with it, would then be late
+        batcher.jobs.extend([job(10, 0.15), job(10, 60)])
+        taken.append(len(batcher._take()))
+        batcher.jobs.clear()
+        # and with time for both, both go
+        batcher.jobs.extend([job(10, 0.3), job(10, 0.3)])
+        taken.append(len(batcher._take()))
+        return (*expired, *taken)
 
-    assert asyncio.run(scenario()) == (True, False, 1, 1)
+    assert asyncio.run(scenario()) == (True, False, 1, 1, 2)
 
 
 def test_an_admitted_request_holds_its_place_until_its_items_are_queued(
