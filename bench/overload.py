@@ -12,7 +12,9 @@ fed 32-pair /v1/reward/score requests of real hh-rlhf pairs:
    request as soon as the last is answered (`at-once`: a retry storm) or, after a 429, once its
    Retry-After has passed (`after`: what the header asks of a client): every status; goodput
    (pairs answered 200 per second) as a share of capacity; the latency of admitted (200)
-   requests, p50 and p99, as the clients saw it and in the server (its Server-Timing total);
+   requests, p50 and p99, as the clients saw it and in the server (its Server-Timing total),
+   and how many of them took longer than the deadline (ALIGNSERVE_MAX_QUEUE_WAIT_MS: a burst
+   admits about a hundred, so its p99 is nearly its maximum, and the count says more);
    how fast a 429 came back; the Retry-After values it carried; the CPU seconds the load
    generator itself used;
 3. recovery: one request once the burst ends, and its latency.
@@ -45,6 +47,7 @@ from bench.http_load import machine
 from bench.serve import Pair, real_pairs
 from service.client import server_timing
 from service.local import serving
+from service.settings import Settings
 
 PER_REQUEST = 32
 RETRY_MODES = ("at-once", "after")
@@ -93,7 +96,7 @@ async def drive(url: str, pairs: list[Pair], clients: int, seconds: float,
 
 
 def summary(seen: list[Seen], seconds: float, capacity: float | None,
-            generator_cpu_s: float) -> dict[str, Any]:
+            generator_cpu_s: float, deadline_s: float) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     for status, *_ in seen:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
@@ -119,6 +122,12 @@ def summary(seen: list[Seen], seconds: float, capacity: float | None,
             "admitted_max_s": max(admitted) if admitted else None,
             "admitted_server_p50_s": pct(server, 50), "admitted_server_p99_s": pct(server, 99),
             "admitted_server_max_s": max(server) if server else None,
+            "deadline_s": deadline_s,
+            "admitted_late": sum(latency > deadline_s for latency in admitted),
+            "admitted_late_in_server": sum(total > deadline_s for total in server),
+            # when in the burst the late ones were sent: its first instant, or throughout
+            "admitted_late_sent_at_s": [round(start, 1) for status, start, latency, _, _ in seen
+                                        if status == 200 and latency > deadline_s],
             "admitted_outside_server_p50_s": pct(outside, 50),
             "admitted_outside_server_p99_s": pct(outside, 99),
             "refused_p50_ms": (pct(refused, 50) or 0) * 1000 if refused else None,
@@ -131,17 +140,19 @@ def run_setting(pairs: list[Pair], setting: dict[str, str], clients: int, second
                 tag: str, retries: list[str]) -> dict[str, Any]:
     settings = {"ALIGNSERVE_REWARD_MODEL": tag, "ALIGNSERVE_MODERATION_MODEL": "",
                 "ALIGNSERVE_INTENT_MODEL": "", **setting}
+    deadline_s = float(settings.get("ALIGNSERVE_MAX_QUEUE_WAIT_MS",
+                                    Settings.model_fields["max_queue_wait_ms"].default)) / 1000
     with tempfile.TemporaryDirectory(prefix="alignserve-overload-") as tmp, serving(
             Path(tmp) / "serve.log", 180, **settings) as url:
         httpx.post(f"{url}/v1/reward/score", json=body(pairs, 0), timeout=120)  # warm
         base, base_cpu = asyncio.run(drive(url, pairs, 4, seconds / 3))
-        capacity = summary(base, seconds / 3, None, base_cpu)
+        capacity = summary(base, seconds / 3, None, base_cpu, deadline_s)
         print(f"  capacity: {capacity['goodput_pairs_per_s']:.1f} pairs/s "
               f"(4 clients, statuses {capacity['statuses']})", flush=True)
         bursts = {}
         for retry in retries:
             seen, cpu = asyncio.run(drive(url, pairs, clients, seconds, retry))
-            burst = summary(seen, seconds, capacity["goodput_pairs_per_s"], cpu)
+            burst = summary(seen, seconds, capacity["goodput_pairs_per_s"], cpu, deadline_s)
             started = time.perf_counter()
             after = httpx.post(f"{url}/v1/reward/score", json=body(pairs, 1), timeout=120)
             burst["recovery"] = {"status": after.status_code,
@@ -162,6 +173,12 @@ def report(retry: str, burst: dict[str, Any]) -> None:
         admitted += (f" (in the server: p50 {burst['admitted_server_p50_s']:.2f} s, p99 "
                      f"{burst['admitted_server_p99_s']:.2f} s, max "
                      f"{burst['admitted_server_max_s']:.2f} s)")
+        admitted += (f"; past the {burst['deadline_s']:g} s deadline: "
+                     f"{burst['admitted_late']} at the clients, "
+                     f"{burst['admitted_late_in_server']} in the server")
+        if burst["admitted_late_sent_at_s"]:
+            sent = ", ".join(f"{at:g}" for at in burst["admitted_late_sent_at_s"])
+            admitted += f" (sent {sent} s into the burst)"
     print(f"  overload, retrying {retry}: {burst['requests']} requests {burst['statuses']}; "
           f"goodput {burst['goodput_pairs_per_s']:.1f} pairs/s "
           f"({burst['goodput_share_of_capacity']:.0%} of capacity); {admitted}; 429 in "

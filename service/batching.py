@@ -227,8 +227,9 @@ class Batcher:
         one that would not, or would make an earlier one late, is left for the next free lane,
         where it goes first (or expires, if it cannot be in time there). Under a retry storm
         of 32-pair requests, a second job joining the first made the first wait for 64 items
-        instead of 32 (about 0.4 s on one lane of a 2-core CPU), which is how admitted
-        requests finished up to 0.36 s past their deadline (docs/measurements.md, overload)."""
+        instead of 32 (about 0.4 s more on one lane of a 2-core CPU): without such joins the
+        storm's admitted p99 fell in each of five rounds taken in turns (docs/measurements.md,
+        overload)."""
         batch = [self.jobs.popleft()]
         size, due, now = len(batch[0].items), batch[0].deadline, time.perf_counter()
         while self.jobs and size + len(self.jobs[0].items) <= self.max_batch_size:
