@@ -14,7 +14,7 @@ so no item's score depends on what it was batched with.
 Admission by expected wait: a request is admitted only when the items ahead of it and its own
 would be through the engine within its deadline (ALIGNSERVE_MAX_QUEUE_WAIT_MS, or less when the
 request's X-Deadline-Ms asks for less), at the engine's measured pace (seconds per item in one
-lane, learnt from lane batches, divided among the lanes); `max_queued_items` caps the queue as
+lane, learnt from the engine calls run on a lane, divided among the lanes); `max_queued_items` caps the queue as
 well. A refused request gets 429 at once with a Retry-After of when that wait would fit, and
 costs next to nothing: the routes ask before tokenising. An admitted request holds its place
 (`reserve`) while it tokenises: the queue counts its items from admission on, so requests
@@ -274,8 +274,8 @@ class Batcher:
             finally:
                 self._count(-len(items))
             elapsed = time.perf_counter() - started
-            if not lone:  # the queue plans with a lane's pace; a lone call runs on every core
-                self._learn_pace(elapsed / len(items))
+            if lone.items < len(items):  # the queue plans with a lane's pace: not a lone call's
+                self._learn_pace((elapsed - lone.seconds) / (len(items) - lone.items))
             offset = 0
             for job in batch:
                 wait = started - job.queued_at

@@ -160,12 +160,26 @@ class Calls:
                 self.in_flight -= 1
 
 
+@dataclass
+class Lone:
+    """The part of a call whose engine calls ran alone on every core: items and seconds."""
+    items: int = 0
+    seconds: float = 0.0
+
+
 class Call:
     """One call's sessions, one engine call at a time (models.session.run's SessionFor)."""
 
     def __init__(self, calls: Calls) -> None:
         self.calls = calls
-        self.ran_lone = False  # whether any of its engine calls ran on the lone session
+        self.alone = False  # whether its latest engine call ran on the lone session
+        self.lone = Lone()  # what of it ran there
+
+    def observe(self, count: int, seconds: float) -> None:
+        """Its latest engine call ran `count` items in `seconds`."""
+        if self.alone:
+            self.lone.items += count
+            self.lone.seconds += seconds
 
     @contextmanager
     def __call__(self) -> Iterator[onnxruntime.InferenceSession]:
@@ -175,11 +189,10 @@ class Call:
             return
         with calls.changed:
             calls.changed.wait_for(lambda: not calls.lone_running)
-            alone = calls.lone_running = calls.in_flight == 1
-        if not alone:
+            self.alone = calls.lone_running = calls.in_flight == 1
+        if not self.alone:
             yield calls.lane
             return
-        self.ran_lone = True
         try:
             yield calls.lone
         finally:
@@ -215,12 +228,19 @@ class Engine:
         return self.call(items, on_batch)[0]
 
     def call(self, items: Sequence[EncodedPair], on_batch: OnBatch | None = None
-             ) -> tuple[np.ndarray, bool]:
-        """`core`'s outputs, and whether any of its engine calls ran alone on every core (the
-        batch queue learns a lane's pace from the others)."""
+             ) -> tuple[np.ndarray, Lone]:
+        """`core`'s outputs, and the part of them whose engine calls ran alone on every core
+        (the batch queue learns a lane's pace from the rest). Under load most engine calls run
+        on the lanes, but one whose lane is briefly alone (the other between batches) runs on
+        every core: a call of many items is seldom wholly one or the other."""
         with self.calls.call() as call:
-            outputs = run(call, items, self.lanes.batch_tokens, self.pad_id, on_batch)
-        return outputs, call.ran_lone
+            def observe(count: int, tokens: int, seconds: float) -> None:
+                call.observe(count, seconds)
+                if on_batch is not None:
+                    on_batch(count, tokens, seconds)
+
+            outputs = run(call, items, self.lanes.batch_tokens, self.pad_id, observe)
+        return outputs, call.lone
 
     def warm_up(self, front: Front) -> None:
         """Run the largest shape the service will see through every session, so the first

@@ -18,6 +18,7 @@ from service.runtime import (
     CUDA,
     Engine,
     Lanes,
+    Lone,
     RewardRuntime,
     cgroup_cpu_limit,
     choose,
@@ -141,11 +142,11 @@ def test_a_call_alone_runs_on_every_core_with_the_lanes_scores(lone_engine: Engi
     scores are the same either way (the batch queue relies on knowing which ran)."""
     items = runtime.front.prepare(PROMPTS, RESPONSES)
     assert lone_engine.lanes == Lanes(2, 1, 64, 2)
-    alone, ran_lone = lone_engine.call(items)
-    assert ran_lone
+    alone, lone = lone_engine.call(items)
+    assert lone.items == len(items) and lone.seconds > 0
     with lone_engine.calls.call():  # another call in flight
-        beside, ran_lone = lone_engine.call(items)
-    assert not ran_lone
+        beside, lone = lone_engine.call(items)
+    assert lone == Lone()
     np.testing.assert_allclose(alone, beside, atol=1e-6)
     np.testing.assert_allclose(alone, runtime.engine.core(items), atol=1e-4)
     lone_engine.warm_up(runtime.front)  # both sessions
@@ -176,4 +177,4 @@ def test_no_lone_session_for_one_lane(tiny_artifact: Path, runtime: RewardRuntim
     engine = Engine(tiny_artifact, Settings(graph=Graph.fp32, lanes=1),
                     runtime.front.encoder.pad_id)
     assert engine.calls.lone is None
-    assert engine.call(runtime.front.prepare(PROMPTS, RESPONSES))[1] is False
+    assert engine.call(runtime.front.prepare(PROMPTS, RESPONSES))[1] == Lone()
