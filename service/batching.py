@@ -14,16 +14,17 @@ so no item's score depends on what it was batched with.
 Admission by expected wait: a request is admitted only when the items ahead of it and its own
 would be through the engine within its deadline (ALIGNSERVE_MAX_QUEUE_WAIT_MS, or less when the
 request's X-Deadline-Ms asks for less), at the engine's measured pace (seconds per item in one
-lane, learnt from the engine calls run on a lane, divided among the lanes); `max_queued_items` caps the queue as
-well. A refused request gets 429 at once with a Retry-After of when that wait would fit, and
-costs next to nothing: the routes ask before tokenising. An admitted request holds its place
-(`reserve`) while it tokenises: the queue counts its items from admission on, so requests
-admitted together cannot overfill it, and no request is tokenised only to be refused afterwards
-(under a flood of 200 clients that was most of the tokenising). A job that could no longer
-finish by its deadline, even started at once, is answered 429 instead of being run late. The
-deadline counts the request's time in the server before admission and the event loop's lag
-(service/deadline.py). An empty queue admits anything, without a deadline: an idle engine
-starts it at once.
+lane, learnt from the engine calls run on a lane, divided among the lanes); `max_queued_items`
+caps the queue as well. A refused request gets 429 at once with a Retry-After of when that
+wait would fit, and costs next to nothing: the routes ask before tokenising. An admitted request
+holds its place (`reserve`) while it tokenises: the queue counts its items from admission on, so
+requests admitted together cannot overfill it, and no request is tokenised only to be refused
+afterwards (under a flood of 200 clients that was most of the tokenising). A job that could no
+longer finish by its deadline, even started at once, is answered 429 instead of being run late,
+and a batch takes a job only when none of its jobs would then finish late. The deadline counts
+the request's time in the server before admission and the event loop's lag
+(service/deadline.py). An empty queue admits anything, without a deadline: an idle engine starts
+it at once.
 
 Why not BentoML's batcher (`@bentoml.api(batchable=True)` behind `bentoml.depends`): measured
 with bench/serve.py on the 2-core CPU, its wait estimate learned under load held every later
