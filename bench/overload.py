@@ -4,6 +4,8 @@
     .venv/bin/python -m bench.overload --clients 200 --seconds 45 \
         --compare ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000 ALIGNSERVE_MAX_QUEUE_WAIT_MS=5000 \
         --out bench/results/overload-cpu.json
+    git worktree add /tmp/before <commit> && .venv/bin/python -m bench.overload \
+        --compare "" --retry at-once --against /tmp/before --rounds 3 --out ...
 
 For each setting, its own `python -m service` on 127.0.0.1 with the store's reward model only,
 fed 32-pair /v1/reward/score requests of real hh-rlhf pairs:
@@ -18,6 +20,10 @@ fed 32-pair /v1/reward/score requests of real hh-rlhf pairs:
    how fast a 429 came back; the Retry-After values it carried; the CPU seconds the load
    generator itself used;
 3. recovery: one request once the burst ends, and its latency.
+
+`--against DIR` compares code rather than settings: each setting is measured on this checkout's
+service and on DIR's (a git worktree of an earlier commit), taking turns, --rounds times, with
+this checkout's load generator for both.
 
 ALIGNSERVE_MAX_QUEUE_WAIT_MS=600000 (the largest it takes) stands for the admission before it
 existed (by queued items only, ALIGNSERVE_MAX_QUEUED_ITEMS); the default is 5,000 ms. Traffic
@@ -34,6 +40,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -44,9 +51,9 @@ import httpx
 import numpy as np
 
 from bench.http_load import machine
-from bench.serve import Pair, real_pairs
+from bench.serve import Pair, parse_setting, real_pairs
 from service.client import server_timing
-from service.local import serving
+from service.local import REPO, serving_checkout
 from service.settings import Settings
 
 PER_REQUEST = 32
@@ -137,13 +144,15 @@ def summary(seen: list[Seen], seconds: float, capacity: float | None,
 
 
 def run_setting(pairs: list[Pair], setting: dict[str, str], clients: int, seconds: float,
-                tag: str, retries: list[str]) -> dict[str, Any]:
+                tag: str, retries: list[str], code: Path | None = None) -> dict[str, Any]:
+    """One server (of `code`'s checkout, else this one's) with `setting`: capacity, then a burst
+    per retry mode."""
     settings = {"ALIGNSERVE_REWARD_MODEL": tag, "ALIGNSERVE_MODERATION_MODEL": "",
                 "ALIGNSERVE_INTENT_MODEL": "", **setting}
     deadline_s = float(settings.get("ALIGNSERVE_MAX_QUEUE_WAIT_MS",
                                     Settings.model_fields["max_queue_wait_ms"].default)) / 1000
-    with tempfile.TemporaryDirectory(prefix="alignserve-overload-") as tmp, serving(
-            Path(tmp) / "serve.log", 180, **settings) as url:
+    with tempfile.TemporaryDirectory(prefix="alignserve-overload-") as tmp, serving_checkout(
+            code, Path(tmp) / "serve.log", settings) as url:
         httpx.post(f"{url}/v1/reward/score", json=body(pairs, 0), timeout=120)  # warm
         base, base_cpu = asyncio.run(drive(url, pairs, 4, seconds / 3))
         capacity = summary(base, seconds / 3, None, base_cpu, deadline_s)
@@ -199,24 +208,48 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry", nargs="+", choices=RETRY_MODES, default=list(RETRY_MODES),
                         help="how the clients retry a 429: at once, or after its Retry-After "
                         "(one burst each)")
+    parser.add_argument("--against", type=Path, default=None, metavar="DIR",
+                        help="another checkout (a git worktree of an earlier commit): each "
+                        "setting also runs on its service, taking turns with this one's")
+    parser.add_argument("--rounds", type=int, default=1, help="times each server is measured")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 400 or not 1 <= args.seconds <= 300:
         raise SystemExit("--clients 1..400 and --seconds 1..300: the load stays bounded")
+    if not 1 <= args.rounds <= 10:
+        raise SystemExit("--rounds 1..10")
+    codes: list[Path | None] = [None]
+    if args.against is not None:
+        if not (args.against / "service" / "__main__.py").is_file():
+            raise SystemExit(f"--against {args.against}: not a checkout of this repository")
+        codes = [args.against, None]  # the earlier code first in each round
+    settings = [(spec, parse_setting(spec)) for spec in args.compare]
 
     pairs = real_pairs(512)
     results = []
-    for spec in args.compare:
-        setting = dict(part.split("=", 1) for part in spec.split(","))
-        print(f"{spec}: {args.clients} clients for {args.seconds:g} s", flush=True)
-        results.append(run_setting(pairs, setting, args.clients, args.seconds, args.model,
-                                   args.retry))
+    for round_ in range(1, args.rounds + 1):
+        for spec, setting in settings:
+            for code in codes:
+                tree = code or REPO
+                print(f"round {round_}, {spec or 'the defaults'}, code of {commit(tree)} "
+                      f"({tree}): {args.clients} clients for {args.seconds:g} s", flush=True)
+                results.append({"round": round_, "code": str(tree), "commit": commit(tree),
+                                **run_setting(pairs, setting, args.clients, args.seconds,
+                                              args.model, args.retry, code)})
     if args.out:
         args.out.write_text(json.dumps({
             "clients": args.clients, "seconds": args.seconds, "per_request": PER_REQUEST,
             "client": "aiohttp, bodies encoded beforehand",
             "machine": machine(),
             "results": results}, indent=1) + "\n")
+
+
+def commit(tree: Path) -> str:
+    """The checkout's commit, with '+' when its tracked files differ from it."""
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", str(tree), "diff", "--quiet", "HEAD"]).returncode
+    return head + ("+" if dirty else "")
 
 
 if __name__ == "__main__":

@@ -96,16 +96,16 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout_s:
 
 
 def launch(log: Path, env: dict[str, str], timeout_s: float = 180, attempts: int = 3,
-           command: Callable[[int], list[str]] = serve_command, ready_path: str = "/readyz"
-           ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `command(port)` (by default `python -m service`) on a free port in a process group
-    of its own and wait until `ready_path` answers 200; returns the process and its URL. A port
-    taken between the choice and the bind (another process's) is a lost race, not a failed
-    start: it tries another port."""
+           command: Callable[[int], list[str]] = serve_command, ready_path: str = "/readyz",
+           cwd: Path = REPO) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `command(port)` (by default `python -m service`) in `cwd` on a free port in a
+    process group of its own and wait until `ready_path` answers 200; returns the process and
+    its URL. A port taken between the choice and the bind (another process's) is a lost race,
+    not a failed start: it tries another port."""
     for attempt in range(1, attempts + 1):
         port = free_port()
         with log.open("w") as out:
-            process = subprocess.Popen(command(port), cwd=REPO, env=env, stdout=out,
+            process = subprocess.Popen(command(port), cwd=cwd, env=env, stdout=out,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -163,10 +163,26 @@ def descendants(root: int) -> list[int]:
 @contextmanager
 def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]:
     """Start the service, wait until /readyz answers 200, yield its URL, stop it."""
+    with serving_checkout(None, log, settings, timeout_s) as url:
+        yield url
+
+
+@contextmanager
+def serving_checkout(code: Path | None, log: Path, settings: dict[str, str],
+                     timeout_s: float = 180) -> Iterator[str]:
+    """`serving` the service of another checkout (its root, e.g. a git worktree of an earlier
+    commit; None: this one), so that a benchmark compares two versions with the same measuring
+    code."""
     # Feedback goes beside the log unless the caller chose a store: never into the repository.
     env = {**service_env(), **private_home(log.parent),
            "ALIGNSERVE_FEEDBACK_DB": str(log.parent / "feedback.sqlite3"), **settings}
-    process, url = launch(log, env, timeout_s)
+    if code is not None:
+        code = code.resolve()
+        if not (code / "service" / "__main__.py").is_file():
+            raise StartError(f"{code} is not a checkout of this repository (no "
+                             "service/__main__.py)")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    process, url = launch(log, env, timeout_s, cwd=code or REPO)
     try:
         yield url
     finally:

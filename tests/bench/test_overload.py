@@ -3,9 +3,11 @@ took longer than the deadline, with when they were sent."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bench.overload import PER_REQUEST, summary
+from bench.overload import PER_REQUEST, main, summary
 
 
 def test_a_burst_counts_the_admitted_requests_past_the_deadline() -> None:
@@ -19,3 +21,10 @@ def test_a_burst_counts_the_admitted_requests_past_the_deadline() -> None:
     assert (burst["admitted_late"], burst["admitted_late_in_server"]) == (2, 1)
     assert burst["admitted_late_sent_at_s"] == [0.0, 0.0]
     assert burst["retry_after_s"] == {"min": 1.0, "median": 1.5, "max": 2.0}
+
+
+def test_comparing_code_needs_a_checkout(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not a checkout"):
+        main(["--against", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--rounds"):
+        main(["--rounds", "0"])
