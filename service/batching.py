@@ -57,6 +57,9 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 # The queue plans with a slow recent batch's pace, not a typical one's (Batcher._learn_pace).
 PACE_WINDOW, PACE_QUANTILE = 32, 0.9
+# Of the event loop's waits a deadline keeps time for (service/deadline.py, LAG_WAITS), those
+# still ahead when a job's batch starts: its result waking it, and its answer's way out.
+WAITS_AFTER_ENGINE = 2
 
 
 @dataclass
@@ -66,6 +69,7 @@ class Slot:
     batcher: Batcher
     count: int
     deadline: float  # perf_counter time
+    lag_s: float = 0.0  # the event loop's lag that admission kept time for, per wait
     queued: bool = False
 
     async def run(self, items: list[EncodedPair]) -> BatchResult:
@@ -77,7 +81,7 @@ class Slot:
         if len(items) > self.count:
             self.batcher.admit(len(items) - self.count)
         self.queued = True
-        return await self.batcher.enqueue(items, self.count, self.deadline)
+        return await self.batcher.enqueue(items, self.count, self.deadline, self.lag_s)
 
 
 @dataclass
@@ -85,6 +89,7 @@ class Job:
     items: list[EncodedPair]
     future: asyncio.Future[BatchResult]
     deadline: float  # perf_counter time by which it must have finished
+    lag_s: float = 0.0  # the event loop's lag its deadline keeps time for, per wait
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -154,7 +159,7 @@ class Batcher:
         """Admit `count` items (or raise ServiceError(overloaded)) and hold their place until
         the slot queues them; a request that fails before that (tokenising, a limit) gives
         the place back."""
-        slot = Slot(self, count, time.perf_counter() + self.admit(count))
+        slot = Slot(self, count, time.perf_counter() + self.admit(count), LOOP_LAG.current())
         self._count(count)
         try:
             yield slot
@@ -168,8 +173,8 @@ class Batcher:
         with self.reserve(len(items)) as slot:
             return await slot.run(items)
 
-    async def enqueue(self, items: list[EncodedPair], held: int, deadline: float
-                      ) -> BatchResult:
+    async def enqueue(self, items: list[EncodedPair], held: int, deadline: float,
+                      lag_s: float = 0.0) -> BatchResult:
         """Queue the items of a slot that held `held` places."""
         loop = asyncio.get_running_loop()
         if not self.workers:  # started in the server's own event loop, on first use
@@ -178,7 +183,7 @@ class Batcher:
             self.wake = asyncio.Event()
             self.workers = [loop.create_task(self._work(), name=f"batcher-{self.model}-{lane}")
                             for lane in range(self.lanes)]
-        job = Job(items, loop.create_future(), deadline)
+        job = Job(items, loop.create_future(), deadline, lag_s)
         self.jobs.append(job)
         self._count(len(items) - held)
         assert self.wake is not None
@@ -202,6 +207,15 @@ class Batcher:
         self.queued_items += delta
         metrics.QUEUED.labels(self.model).set(self.queued_items)
 
+    def _due(self, job: Job) -> float:
+        """When `job`'s batch must end: its deadline, less what the event loop's waits still
+        ahead of it (WAITS_AFTER_ENGINE) now take beyond the lag admission kept time for. A
+        storm's first requests are admitted while the loop is idle, and by the time they run
+        each wait takes a few hundred milliseconds: they were answered late at the clients
+        (docs/measurements.md, overload)."""
+        grown = LOOP_LAG.current() - job.lag_s
+        return job.deadline - WAITS_AFTER_ENGINE * max(0.0, grown)
+
     def _late(self, deadline: float, items: int, now: float) -> bool:
         """Whether a call of `items` items started at `now` would end past `deadline`, at one
         lane's pace."""
@@ -211,7 +225,7 @@ class Batcher:
         """Answer 429 to queued jobs that could no longer finish by their deadline, even
         started now: they would be answered late."""
         now = time.perf_counter()
-        for job in [j for j in self.jobs if self._late(j.deadline, len(j.items), now)]:
+        for job in [j for j in self.jobs if self._late(self._due(j), len(j.items), now)]:
             self.jobs.remove(job)
             self._count(-len(job.items))
             metrics.EXPIRED.labels(self.model).inc()
@@ -232,12 +246,12 @@ class Batcher:
         storm's admitted p99 fell in each of five rounds taken in turns (docs/measurements.md,
         overload)."""
         batch = [self.jobs.popleft()]
-        size, due, now = len(batch[0].items), batch[0].deadline, time.perf_counter()
+        size, due, now = len(batch[0].items), self._due(batch[0]), time.perf_counter()
         while self.jobs and size + len(self.jobs[0].items) <= self.max_batch_size:
             joining = self.jobs[0]
-            if self._late(min(due, joining.deadline), size + len(joining.items), now):
+            if self._late(min(due, self._due(joining)), size + len(joining.items), now):
                 break
-            size, due = size + len(joining.items), min(due, joining.deadline)
+            size, due = size + len(joining.items), min(due, self._due(joining))
             batch.append(self.jobs.popleft())
         return batch
 

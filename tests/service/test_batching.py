@@ -331,3 +331,32 @@ def test_the_queue_learns_a_lanes_pace_from_the_part_of_a_batch_run_on_a_lane(
 
     pace = asyncio.run(scenario())
     assert 0.09 < pace < 0.12  # (0.2 - 0.01) / 2, not 0.2 / 4
+
+
+def test_a_job_keeps_time_for_the_event_loops_waits_still_ahead_as_they_are_now(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """A job admitted while the loop was idle kept no time for its lag; when the loop runs late
+    by the time its batch would start, the waits still ahead (its result waking it, its answer
+    going out) would make it late at the client, and it is answered 429 instead. A job admitted
+    at that lag already kept the time."""
+    from service.batching import WAITS_AFTER_ENGINE, Job
+    from service.deadline import LOOP_LAG
+
+    front, _ = parts
+
+    async def scenario() -> tuple[bool, bool]:
+        batcher = Batcher(parts[1], "tiny", 64, 0, 100_000)
+        batcher.seconds_per_item = 0.01
+        LOOP_LAG.start()
+        LOOP_LAG.seconds = 0.3  # as under a storm's refusals
+        loop = asyncio.get_running_loop()
+        deadline = time.perf_counter() + 0.5  # 10 items take 0.1 s: time enough but for the lag
+        idle, busy = (Job(items(front, 10), loop.create_future(), deadline, lag)
+                      for lag in (0.0, 0.3))
+        batcher.jobs.extend([idle, busy])
+        batcher._count(20)
+        batcher._expire()
+        return idle.future.done(), busy.future.done()
+
+    assert WAITS_AFTER_ENGINE * 0.3 > 0.5 - 0.1
+    assert asyncio.run(scenario()) == (True, False)
