@@ -53,7 +53,7 @@ import numpy as np
 from bench.http_load import machine
 from bench.serve import Pair, parse_setting, real_pairs
 from service.client import server_timing
-from service.local import REPO, serving_checkout
+from service.local import REPO, StartError, checkout, serving_checkout
 from service.settings import Settings
 
 PER_REQUEST = 32
@@ -220,9 +220,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--rounds 1..10")
     codes: list[Path | None] = [None]
     if args.against is not None:
-        if not (args.against / "service" / "__main__.py").is_file():
-            raise SystemExit(f"--against {args.against}: not a checkout of this repository")
-        codes = [args.against, None]  # the earlier code first in each round
+        try:
+            codes = [checkout(args.against), None]  # the earlier code first in each round
+        except StartError as exc:
+            raise SystemExit(f"--against: {exc}") from None
     settings = [(spec, parse_setting(spec)) for spec in args.compare]
 
     pairs = real_pairs(512)
@@ -231,9 +232,10 @@ def main(argv: list[str] | None = None) -> None:
         for spec, setting in settings:
             for code in codes:
                 tree = code or REPO
-                print(f"round {round_}, {spec or 'the defaults'}, code of {commit(tree)} "
+                version = commit(tree)
+                print(f"round {round_}, {spec or 'the defaults'}, code of {version} "
                       f"({tree}): {args.clients} clients for {args.seconds:g} s", flush=True)
-                results.append({"round": round_, "code": str(tree), "commit": commit(tree),
+                results.append({"round": round_, "code": str(tree), "commit": version,
                                 **run_setting(pairs, setting, args.clients, args.seconds,
                                               args.model, args.retry, code)})
     if args.out:

@@ -249,9 +249,10 @@ class Batcher:
         size, due, now = len(batch[0].items), self._due(batch[0]), time.perf_counter()
         while self.jobs and size + len(self.jobs[0].items) <= self.max_batch_size:
             joining = self.jobs[0]
-            if self._late(min(due, self._due(joining)), size + len(joining.items), now):
+            joined_due = min(due, self._due(joining))
+            if self._late(joined_due, size + len(joining.items), now):
                 break
-            size, due = size + len(joining.items), min(due, self._due(joining))
+            size, due = size + len(joining.items), joined_due
             batch.append(self.jobs.popleft())
         return batch
 

@@ -167,6 +167,16 @@ def serving(log: Path, timeout_s: float = 180, **settings: str) -> Iterator[str]
         yield url
 
 
+def checkout(code: Path) -> Path:
+    """`code` resolved, when it is the root of a checkout of this repository; else
+    StartError."""
+    root = code.resolve()
+    if not (root / "service" / "__main__.py").is_file():
+        raise StartError(f"{root} is not a checkout of this repository (no "
+                         "service/__main__.py)")
+    return root
+
+
 @contextmanager
 def serving_checkout(code: Path | None, log: Path, settings: dict[str, str],
                      timeout_s: float = 180) -> Iterator[str]:
@@ -177,10 +187,7 @@ def serving_checkout(code: Path | None, log: Path, settings: dict[str, str],
     env = {**service_env(), **private_home(log.parent),
            "ALIGNSERVE_FEEDBACK_DB": str(log.parent / "feedback.sqlite3"), **settings}
     if code is not None:
-        code = code.resolve()
-        if not (code / "service" / "__main__.py").is_file():
-            raise StartError(f"{code} is not a checkout of this repository (no "
-                             "service/__main__.py)")
+        code = checkout(code)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
     process, url = launch(log, env, timeout_s, cwd=code or REPO)
     try:

@@ -342,10 +342,10 @@ def test_a_job_keeps_time_for_the_event_loops_waits_still_ahead_as_they_are_now(
     from service.batching import WAITS_AFTER_ENGINE, Job
     from service.deadline import LOOP_LAG
 
-    front, _ = parts
+    front, engine = parts
 
     async def scenario() -> tuple[bool, bool]:
-        batcher = Batcher(parts[1], "tiny", 64, 0, 100_000)
+        batcher = Batcher(engine, "tiny", 64, 0, 100_000)
         batcher.seconds_per_item = 0.01
         LOOP_LAG.start()
         LOOP_LAG.seconds = 0.3  # as under a storm's refusals
