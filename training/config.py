@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
+# What a reward model's mean pools over (training/modeling.py): the response tokens or all.
+POOLS = ("response", "all")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -68,6 +70,11 @@ class TrainConfig:
     pool: bool = _opt(True, "Reward: train on every pooled preference source (hh-rlhf, "
                       "Open-Assistant, PandaLM, TruthfulQA, FineGrainedRLHF), weighted; "
                       "--no-pool trains on hh-rlhf alone.")
+    pool_tokens: str | None = _opt(None, "Reward: the tokens of a (prompt, response) input "
+                                   "whose mean the head reads: 'response' (its response "
+                                   "tokens) or 'all' (every token, as MiniLM was pre-trained "
+                                   "to summarise a text). Unset: 'response', or what the "
+                                   "--init-from model was trained with.")
     relevance: float = _opt(0.25, "Reward: relevance contrast pairs (this prompt's reply over "
                             "another prompt's reply of similar length), as a share of the real "
                             "training pairs; 0 disables.")
@@ -149,6 +156,9 @@ class TrainConfig:
                              f"not {self.average_tail}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"dropout is a probability in [0, 1), not {self.dropout}")
+        if self.pool_tokens is not None and self.pool_tokens not in POOLS:
+            raise ValueError(f"pool_tokens is one of {', '.join(POOLS)}, not "
+                             f"{self.pool_tokens!r}")
         if not 0 <= self.counter_speech <= 1:
             raise ValueError(f"counter_speech is a share of the training texts, from 0 to 1, "
                              f"not {self.counter_speech}")

@@ -2,7 +2,8 @@
 
 One class serves every task: 1 output for a reward model, K for a classifier. Mean pooling is
 what MiniLM was pre-trained with (sentence-transformers), so it starts from a useful summary;
-for a (prompt, response) pair only the response tokens are pooled.
+for a (prompt, response) pair a reward model pools its response tokens ("response", the default)
+or every token ("all", as MiniLM was pre-trained); the choice is saved with the head.
 
 A saved model directory holds encoder/ (Hugging Face format), head.safetensors, tokenizer.json
 and manifest.json. An imported one (`alignserve import`, training/imported.py) holds hf/, the
@@ -17,6 +18,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import (
@@ -28,6 +30,7 @@ from transformers import (
 )
 
 from models.artifact import TOKENIZER_FILE
+from training.config import POOLS
 
 
 def resolve_backbone(name: str) -> Path:
@@ -58,12 +61,17 @@ def export_tokenizer(source: Path, destination: Path) -> Path:
     return target
 
 
-def pooling_mask(attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-    """The response tokens (segment B) of a pair; every token of a single text.
+def pooling_mask(attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                 pool: str = "response") -> torch.Tensor:
+    """The response tokens (segment B) of a pair, or all of its tokens; every token of a
+    single text.
 
-    Chosen and rejected share their prompt, so pooling over it would dilute the very
-    difference the reward must see; the prompt still shapes the response tokens through
-    attention."""
+    "response": chosen and rejected share their prompt, so pooling over it might dilute the
+    very difference the reward must see; the prompt still shapes the response tokens through
+    attention. "all": the prompt's tokens attend to the response too, so they differ between
+    the two sides, and the mean is the summary MiniLM was pre-trained to give."""
+    if pool == "all":
+        return attention_mask
     has_response = (token_type_ids.sum(dim=1, keepdim=True) > 0).to(attention_mask.dtype)
     return attention_mask * (has_response * token_type_ids + (1 - has_response))
 
@@ -85,19 +93,24 @@ def set_dropout(encoder: PreTrainedModel, p: float) -> None:
 
 
 class ScoringModel(nn.Module):
-    def __init__(self, encoder: PreTrainedModel, num_outputs: int = 1) -> None:
+    def __init__(self, encoder: PreTrainedModel, num_outputs: int = 1,
+                 pool: str = "response") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool is one of {', '.join(POOLS)}, not {pool!r}")
+        self.pool = pool
         self.encoder = encoder
         self.head = nn.Linear(encoder.config.hidden_size, num_outputs)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
     @classmethod
-    def from_backbone(cls, path: Path, num_outputs: int = 1) -> ScoringModel:
+    def from_backbone(cls, path: Path, num_outputs: int = 1,
+                      pool: str = "response") -> ScoringModel:
         # .float(): weights may be stored in fp16 (a copy carried to a GPU host); training and
         # export work in fp32.
         encoder = AutoModel.from_pretrained(path, attn_implementation="eager").float()
-        return cls(encoder, num_outputs)
+        return cls(encoder, num_outputs, pool)
 
     @property
     def config(self) -> PretrainedConfig:
@@ -107,13 +120,14 @@ class ScoringModel(nn.Module):
                 token_type_ids: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
-        return self.head(masked_mean(hidden, pooling_mask(attention_mask, token_type_ids)))
+        return self.head(masked_mean(hidden, pooling_mask(attention_mask, token_type_ids,
+                                                          self.pool)))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(directory / "encoder")
         save_file({k: v.contiguous() for k, v in self.head.state_dict().items()},
-                  str(directory / "head.safetensors"))
+                  str(directory / "head.safetensors"), metadata={"pool": self.pool})
 
     @classmethod
     def load(cls, directory: Path) -> ScoringModel:
@@ -121,7 +135,10 @@ class ScoringModel(nn.Module):
             raise FileNotFoundError(f"{directory} is not a trained alignserve model "
                                     "(no head.safetensors)")
         head = load_file(str(directory / "head.safetensors"))
-        model = cls.from_backbone(directory / "encoder", num_outputs=head["weight"].shape[0])
+        with safe_open(str(directory / "head.safetensors"), "pt") as stored:
+            pool = (stored.metadata() or {}).get("pool", "response")  # older heads: response
+        model = cls.from_backbone(directory / "encoder", num_outputs=head["weight"].shape[0],
+                                  pool=pool)
         model.head.load_state_dict(head)
         return model.eval()
 

@@ -98,8 +98,13 @@ class Run:
             if outputs != num_outputs:
                 raise ValueError(f"{self.config.init_from} has {outputs} outputs; this run "
                                  f"needs {num_outputs} (its labels differ)")
+            if self.config.pool_tokens not in (None, model.pool):
+                raise ValueError(f"{self.config.init_from} pools its {model.pool} tokens; "
+                                 f"it cannot continue with pool_tokens "
+                                 f"{self.config.pool_tokens!r}")
         else:
-            model = ScoringModel.from_backbone(self.backbone, num_outputs)
+            model = ScoringModel.from_backbone(self.backbone, num_outputs,
+                                               self.config.pool_tokens or "response")
         if self.config.dropout is not None:
             set_dropout(model.encoder, self.config.dropout)
         return model

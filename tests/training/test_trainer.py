@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -15,8 +16,9 @@ from models.manifest import InputFormat
 from tests.conftest import synthetic_pairs
 from training.config import TrainConfig
 from training.data.records import PreferencePair
-from training.modeling import ScoringModel, set_dropout
+from training.modeling import ScoringModel, pooling_mask, set_dropout
 from training.pairs import EncodedPairs, RewardObjective, bradley_terry_loss, score_pairs
+from training.run import Run
 from training.trainer import CHECKPOINT, Trainer, plan_batches
 
 CONFIG = TrainConfig(max_length=48, min_prompt_tokens=8, batch_size=8, grad_accum=1, lr=3e-3,
@@ -295,6 +297,58 @@ def test_dropout_off_makes_training_passes_deterministic(tiny_backbone: Path) ->
     set_dropout(off.encoder, 0.0)
     assert torch.equal(off(**inputs), off(**inputs))
     assert off.config.hidden_dropout_prob == off.config.attention_probs_dropout_prob == 0.0
+
+
+def test_pool_tokens_choose_what_a_pair_pools_and_the_choice_is_saved(tiny_backbone: Path,
+                                                                     tmp_path: Path) -> None:
+    """'response' pools segment B, 'all' every real token (a single text pools every token
+    either way); a saved model keeps its choice, and a head saved before the choice existed
+    (no metadata) loads as 'response', as it was trained."""
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    segments = torch.tensor([[0, 0, 1, 1, 1, 0]])
+    assert pooling_mask(mask, segments).tolist() == [[0, 0, 1, 1, 1, 0]]
+    assert pooling_mask(mask, segments, "all").tolist() == [[1, 1, 1, 1, 1, 0]]
+    single = torch.zeros_like(segments)
+    assert pooling_mask(mask, single).tolist() == pooling_mask(mask, single, "all").tolist()
+
+    inputs = {"input_ids": torch.tensor([[2, 60, 61, 62, 3]]),
+              "attention_mask": torch.ones(1, 5, dtype=torch.long),
+              "token_type_ids": torch.tensor([[0, 0, 1, 1, 1]])}
+    torch.manual_seed(0)
+    model = ScoringModel.from_backbone(tiny_backbone, pool="all").eval()
+    model.save(tmp_path / "all")
+    loaded = ScoringModel.load(tmp_path / "all")
+    assert loaded.pool == "all"
+    assert torch.equal(loaded(**inputs), model(**inputs))
+    model.pool = "response"
+    assert not torch.equal(loaded(**inputs), model(**inputs))
+
+    from safetensors.torch import save_file
+    save_file(dict(model.head.state_dict()), str(tmp_path / "all" / "head.safetensors"))
+    assert ScoringModel.load(tmp_path / "all").pool == "response"
+
+    with pytest.raises(ValueError, match="pool"):
+        ScoringModel.from_backbone(tiny_backbone, pool="cls")
+    with pytest.raises(ValueError, match="pool_tokens"):
+        TrainConfig(pool_tokens="cls")
+
+
+def test_continuing_a_model_keeps_its_pooling_or_refuses_another(tiny_backbone: Path,
+                                                                   tmp_path: Path) -> None:
+    ScoringModel.from_backbone(tiny_backbone, pool="all").save(tmp_path / "trained")
+    shutil.copy(tiny_backbone / "tokenizer.json", tmp_path / "trained")
+    fmt = InputFormat(max_length=48, min_prompt_tokens=8)
+
+    def run(**settings: str) -> Run:
+        config = replace(CONFIG, backbone=str(tiny_backbone), **settings)
+        return Run.start("reward", "r", None, config, tmp_path / "run", fmt)
+
+    assert run().new_model().pool == "response"
+    assert run(pool_tokens="all").new_model().pool == "all"
+    init = str(tmp_path / "trained")
+    assert run(init_from=init).new_model().pool == "all"
+    with pytest.raises(ValueError, match="pools its all tokens"):
+        run(init_from=init, pool_tokens="response").new_model()
 
 
 def test_dropout_outside_its_range_is_refused() -> None:
