@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
-# What a reward model's mean pools over (training/modeling.py): the response tokens or all.
-POOLS = ("response", "all")
+# What a reward model's head reads (training/modeling.py): the mean of the response tokens, of
+# every token, or both side by side.
+POOLS = ("response", "all", "both")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -72,11 +73,12 @@ class TrainConfig:
                       "--no-pool trains on hh-rlhf alone.")
     pool_tokens: str | None = _opt(None, "Reward: the tokens of a (prompt, response) input "
                                    "whose mean the head reads: 'response' (its response "
-                                   "tokens) or 'all' (every token, as MiniLM was pre-trained "
-                                   "to summarise a text). Unset: 'response', or what the "
-                                   "--init-from model was trained with. 'all' on the CPU "
-                                   "default lost hh-rlhf harmless-base validation 3 points "
-                                   "over six seeds (docs/measurements.md).")
+                                   "tokens), 'all' (every token, as MiniLM was pre-trained "
+                                   "to summarise a text) or 'both' (the two means side by "
+                                   "side). Unset: 'response', or what the --init-from model "
+                                   "was trained with. 'all' on the CPU default lost hh-rlhf "
+                                   "harmless-base validation 3 points over six seeds "
+                                   "(docs/measurements.md).")
     relevance: float = _opt(0.25, "Reward: relevance contrast pairs (this prompt's reply over "
                             "another prompt's reply of similar length), as a share of the real "
                             "training pairs; 0 disables.")

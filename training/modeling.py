@@ -2,8 +2,9 @@
 
 One class serves every task: 1 output for a reward model, K for a classifier. Mean pooling is
 what MiniLM was pre-trained with (sentence-transformers), so it starts from a useful summary;
-for a (prompt, response) pair a reward model pools its response tokens ("response", the default)
-or every token ("all", as MiniLM was pre-trained); the choice is saved with the head.
+for a (prompt, response) pair a reward model pools its response tokens ("response", the default),
+every token ("all", as MiniLM was pre-trained) or reads both means side by side ("both"); the
+choice is saved with the head.
 
 A saved model directory holds encoder/ (Hugging Face format), head.safetensors, tokenizer.json
 and manifest.json. An imported one (`alignserve import`, training/imported.py) holds hf/, the
@@ -82,6 +83,15 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def pooled(hidden: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+           pool: str) -> torch.Tensor:
+    """What the head reads: one mean, or with "both" the response's and every token's."""
+    if pool == "both":
+        return torch.cat([masked_mean(hidden, pooling_mask(attention_mask, token_type_ids)),
+                          masked_mean(hidden, attention_mask)], dim=-1)
+    return masked_mean(hidden, pooling_mask(attention_mask, token_type_ids, pool))
+
+
 def set_dropout(encoder: PreTrainedModel, p: float) -> None:
     """Every dropout in the encoder at probability p (BERT's attention reads its module's p
     too), and its config saying so."""
@@ -101,7 +111,8 @@ class ScoringModel(nn.Module):
             raise ValueError(f"pool is one of {', '.join(POOLS)}, not {pool!r}")
         self.pool = pool
         self.encoder = encoder
-        self.head = nn.Linear(encoder.config.hidden_size, num_outputs)
+        width = encoder.config.hidden_size * (2 if pool == "both" else 1)
+        self.head = nn.Linear(width, num_outputs)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
@@ -121,8 +132,7 @@ class ScoringModel(nn.Module):
                 token_type_ids: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
-        return self.head(masked_mean(hidden, pooling_mask(attention_mask, token_type_ids,
-                                                          self.pool)))
+        return self.head(pooled(hidden, attention_mask, token_type_ids, self.pool))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,21 @@ def test_onnx_matches_torch_alone_and_in_padded_batches(artifact: tuple[Path, Ma
     assert np.abs(alone - expected).max() < 1e-4
 
 
+@pytest.mark.parametrize("pool", ["all", "both"])
+def test_every_pooling_exports_through_the_parity_gate(trained_run: Path, validation: EncodedPairs,
+                                                       tmp_path: Path, pool: str) -> None:
+    """A head on every token's mean, or on both means side by side, is in the graph too."""
+    checkpoint = tmp_path / "model"
+    shutil.copytree(trained_run / "model", checkpoint)
+    torch.manual_seed(0)
+    ScoringModel(ScoringModel.load(checkpoint).encoder, pool=pool).save(checkpoint)
+    export.export_checkpoint(checkpoint, tmp_path / "out", "tiny-pool",
+                             int8_gate.pairwise_check(validation.chosen, validation.rejected))
+    items = validation.chosen[:20]
+    expected = score(ScoringModel.load(checkpoint), items)
+    assert np.abs(run(open_session(tmp_path / "out" / "model.onnx"), items) - expected).max() < 1e-4
+
+
 def test_a_broken_export_fails_the_gate(artifact: tuple[Path, Manifest], trained_run: Path,
                                         validation: EncodedPairs) -> None:
     out, _ = artifact

@@ -327,6 +327,11 @@ def test_pool_tokens_choose_what_a_pair_pools_and_the_choice_is_saved(tiny_backb
     save_file(dict(model.head.state_dict()), str(tmp_path / "all" / "head.safetensors"))
     assert ScoringModel.load(tmp_path / "all").pool == "response"
 
+    both = ScoringModel.from_backbone(tiny_backbone, pool="both").eval()
+    assert both.head.in_features == 2 * both.config.hidden_size
+    both.save(tmp_path / "both")
+    assert torch.equal(ScoringModel.load(tmp_path / "both")(**inputs), both(**inputs))
+
     with pytest.raises(ValueError, match="pool"):
         ScoringModel.from_backbone(tiny_backbone, pool="cls")
     with pytest.raises(ValueError, match="pool_tokens"):
