@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import (
     AutoModel,
@@ -145,8 +145,9 @@ class ScoringModel(nn.Module):
         if not (directory / "head.safetensors").exists():
             raise FileNotFoundError(f"{directory} is not a trained alignserve model "
                                     "(no head.safetensors)")
-        head = load_file(str(directory / "head.safetensors"))
         with safe_open(str(directory / "head.safetensors"), "pt") as stored:
+            # safe_open has keys() but is not iterable
+            head = {name: stored.get_tensor(name) for name in stored.keys()}  # noqa: SIM118
             pool = (stored.metadata() or {}).get("pool", "response")  # older heads: response
         model = cls.from_backbone(directory / "encoder", num_outputs=head["weight"].shape[0],
                                   pool=pool)
