@@ -161,6 +161,7 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
 # The rule kept the default over every token pooled (bench/results/reward-default-cpu-v20.json):
 # harmless-base validation 49.5 against 52.5% over six seeds each, past SUBSET_Z; relevance rose
 # (81.7 against 75.5%), truncation fell (51.8 against 58.0%): the shared prompt dilutes the reply.
+# And over both means side by side (-v21.json): harmless-base 49.3 against 52.5%, past SUBSET_Z.
 # The rule kept the default over both long brush-off candidates (-v15.json): repetition's
 # validation pairs fell 9.6 and 10.0 points below seeds 0-2 of the default, past KIND_SLACK;
 # three fresh seeds of the default scored what they did (58.7%), so from then on the default's

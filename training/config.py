@@ -76,9 +76,9 @@ class TrainConfig:
                                    "tokens), 'all' (every token, as MiniLM was pre-trained "
                                    "to summarise a text) or 'both' (the two means side by "
                                    "side). Unset: 'response', or what the --init-from model "
-                                   "was trained with. 'all' on the CPU default lost hh-rlhf "
-                                   "harmless-base validation 3 points over six seeds "
-                                   "(docs/measurements.md).")
+                                   "was trained with. 'all' and 'both' on the CPU default "
+                                   "each lost about 3 points of hh-rlhf harmless-base "
+                                   "validation over six seeds (docs/measurements.md).")
     relevance: float = _opt(0.25, "Reward: relevance contrast pairs (this prompt's reply over "
                             "another prompt's reply of similar length), as a share of the real "
                             "training pairs; 0 disables.")
