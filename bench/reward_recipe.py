@@ -156,7 +156,17 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # relevance pairs (81.7 against 75.5%) and cost truncation and harmless-base;
                 # the head reads both means side by side, so it can take the prompt's part
                 # where it helps and leave it where it dilutes the reply.
-                ("final, both means", {"pool-tokens": "both"})],
+                ("final, both means", {"pool-tokens": "both"}),
+                # 2026-12-06 (a new session, on the Intel Xeon), against the same six seeds:
+                # brush-off pairs taught helpful over a brush-off and cost harmless-base, whose
+                # preferred replies are often refusals. Built from its red-team prompts too,
+                # they set whatever reply was chosen there, compliance included, over one that
+                # declines. Brush-off pairs at 0.1 with none on those prompts, and with a polite
+                # refusal over the brush-off there (the tone of declining, not declining).
+                ("final, brush-off pairs 0.1, none on red-team prompts",
+                 {"brush-off": "0.1", "brush-off-harmful": "skip"}),
+                ("final, brush-off pairs 0.1, a refusal over them on red-team prompts",
+                 {"brush-off": "0.1", "brush-off-harmful": "refusal"})],
 }
 # The rule kept the default over every token pooled (bench/results/reward-default-cpu-v20.json):
 # harmless-base validation 49.5 against 52.5% over six seeds each, past SUBSET_Z; relevance rose

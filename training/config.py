@@ -99,6 +99,11 @@ class TrainConfig:
                             "as a share; 0 disables. Off: on the CPU default (at 0.1) it cost "
                             "hh-rlhf harmless-base 3.5 points, whose preferred replies are "
                             "often refusals (docs/measurements.md).")
+    brush_off_harmful: str = _opt("reply", "Reward: what brush-off pairs do on prompts "
+                                  "written to provoke harm (hh-rlhf harmless-base), where "
+                                  "declining is often the preferred reply: 'reply' sets the "
+                                  "chosen reply over the brush-off as on any prompt, 'skip' "
+                                  "builds none there, 'refusal' sets a polite refusal over it.")
     long_brush_off: float = _opt(0.0, "Reward: the reply over a string of brush-offs about as "
                                  "long as the reply (so only what it says differs, not its "
                                  "length), as a share; 0 disables. Off: on the CPU default "
@@ -166,8 +171,11 @@ class TrainConfig:
         if not 0 <= self.counter_speech <= 1:
             raise ValueError(f"counter_speech is a share of the training texts, from 0 to 1, "
                              f"not {self.counter_speech}")
-        from training.data.contrast import KINDS
+        from training.data.contrast import HARMFUL_MODES, KINDS
 
+        if self.brush_off_harmful not in HARMFUL_MODES:
+            raise ValueError(f"brush_off_harmful is one of {', '.join(HARMFUL_MODES)}, not "
+                             f"{self.brush_off_harmful!r}")
         for kind in KINDS:  # a negative share used to switch a kind off, one over 1 to mean 1
             if not 0 <= getattr(self, kind) <= 1:
                 raise ValueError(f"{kind} is a share of the real training pairs, from 0 to 1, "

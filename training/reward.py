@@ -200,7 +200,8 @@ def original_pairs(train: list[PreferencePair], config: TrainConfig, whole: Whol
         train = [p for p in train if source_of(p) in SOURCE_WEIGHTS]
     real = weighted(train, config.seed)
     contrast = contrast_pairs(real, {kind: getattr(config, kind) for kind in CONTRAST_KINDS},
-                              config.seed, whole, config.whole_kinds())
+                              config.seed, whole, config.whole_kinds(),
+                              config.brush_off_harmful)
     return real + contrast
 
 

@@ -182,6 +182,26 @@ def test_long_brush_offs_reach_their_share_past_replies_too_long_to_match() -> N
     assert all(len(p.chosen.split()) <= len(p.rejected.split()) for p in made)
 
 
+def test_brush_offs_on_red_team_prompts_follow_their_setting() -> None:
+    pairs = _replies(40)
+    for i in range(0, 40, 2):  # every other pair from a dialogue written to provoke harm
+        pairs[i] = PreferencePair(pairs[i].prompt, pairs[i].chosen, "worse",
+                                  subset="hh-rlhf/harmless-base", group=pairs[i].group)
+    red_team = {p.chosen for p in pairs if p.subset in contrast.RED_TEAM}
+    shares = {"brush_off": 0.5}
+    reply = contrast.contrast_pairs(pairs, shares, seed=4)
+    assert reply == contrast.contrast_pairs(pairs, shares, seed=4, brush_off_harmful="reply")
+    assert any(p.chosen in red_team for p in reply)  # as on any prompt: what was chosen wins
+    skip = contrast.contrast_pairs(pairs, shares, seed=4, brush_off_harmful="skip")
+    assert len(skip) == 20 and not any(p.chosen in red_team for p in skip)  # drawn on
+    refusal = contrast.contrast_pairs(pairs, shares, seed=4, brush_off_harmful="refusal")
+    assert len(refusal) == 20 and all(p.rejected in contrast.BRUSH_OFFS for p in refusal)
+    for made, pair in zip(refusal, reply, strict=True):  # the same draw, a refusal chosen there
+        assert made.chosen in (contrast.REFUSALS if pair.chosen in red_team else (pair.chosen,))
+    with pytest.raises(ValueError, match="brush_off_harmful"):
+        contrast.contrast_pairs(pairs, shares, seed=4, brush_off_harmful="never")
+
+
 def _changed_words(pair: PreferencePair) -> list[tuple[str, str]]:
     """The (chosen, rejected) words that differ; the two sides must have as many words."""
     return [(a, b) for a, b in zip(pair.chosen.split(), pair.rejected.split(), strict=True)

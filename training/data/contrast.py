@@ -25,6 +25,13 @@ Each targets one cue a person uses and length cannot stand in for:
   helpful over a brush-off, and cost hh-rlhf's harmless-base 3-6 points on the CPU default,
   whose preferred replies are often refusals (docs/measurements.md).
 
+On prompts written to provoke harm (RED_TEAM: hh-rlhf's harmless-base), declining is often the
+reply people prefer, and a brush-off pair there sets whatever the chosen reply was, compliance
+included, over a reply that declines. `brush_off_harmful` says what brush-off pairs do on those
+prompts: "reply" as on any other, "skip" none (drawn on elsewhere to the share), "refusal" a
+polite refusal over the brush-off, so the pair teaches the tone of declining, not that
+declining is worse.
+
 The spliced sentences are this module's own; the behavioural suite (training/behaviour.py) uses
 different wording, so the suite measures the cue, not the memorised sentences.
 """
@@ -34,6 +41,8 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import replace
+from functools import partial
 
 from training.data.records import PreferencePair
 
@@ -70,6 +79,18 @@ BRUSH_OFFS = (
     "Search the internet like everyone else.",
     "Can't be bothered.",
 )
+# Prompts written to provoke harm: hh-rlhf's red-team dialogues.
+RED_TEAM = frozenset({"hh-rlhf/harmless-base"})
+# Polite refusals for brush-off pairs on those prompts; not the behavioural suite's wording.
+REFUSALS = (
+    "I'm sorry, but I'm not able to help with that.",
+    "I'd rather not help with this one, sorry.",
+    "I can't do that, but I'm glad to help with something else.",
+    "Sorry, that's not something I can help you with.",
+    "I'm not comfortable helping with that. Is there anything else I can do for you?",
+    "I have to decline this request, I'm afraid.",
+)
+HARMFUL_MODES = ("reply", "skip", "refusal")  # what brush-off pairs do on RED_TEAM prompts
 RESTATEMENTS = (
     "In other words,",
     "Again:",
@@ -217,8 +238,17 @@ def substitution(pairs: Sequence[PreferencePair], rng: random.Random) -> list[Pr
     return out
 
 
-def brush_off(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
-    return [_contrast(pair, rng.choice(BRUSH_OFFS), "brush_off") for pair in pairs]
+def brush_off(pairs: Sequence[PreferencePair], rng: random.Random, harmful: str = "reply"
+              ) -> list[PreferencePair]:
+    """The reply over a brush-off; on RED_TEAM prompts as `harmful` says (HARMFUL_MODES)."""
+    out = []
+    for pair in pairs:
+        made = _contrast(pair, rng.choice(BRUSH_OFFS), "brush_off")
+        if pair.subset not in RED_TEAM or harmful == "reply":
+            out.append(made)
+        elif harmful == "refusal":
+            out.append(replace(made, chosen=rng.choice(REFUSALS)))
+    return out
 
 
 def long_brush_off(pairs: Sequence[PreferencePair], rng: random.Random
@@ -253,8 +283,8 @@ Whole = Callable[[Sequence[PreferencePair]], list[bool]]
 
 
 def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], seed: int,
-                   whole: Whole | None = None, whole_kinds: Collection[str] = ()
-                   ) -> list[PreferencePair]:
+                   whole: Whole | None = None, whole_kinds: Collection[str] = (),
+                   brush_off_harmful: str = "reply") -> list[PreferencePair]:
     """For each kind, about `share` times len(pairs) contrast pairs, built from a sample of the
     real training pairs (drawn with the seed).
 
@@ -265,7 +295,13 @@ def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], se
     cut mid-way (so it is learnt as truncation, not repetition), a swapped fact or a spliced
     insult past the window leaves two identical inputs. At 128 tokens that was a quarter to a
     half of every kind. The kinds in DRAWN_ON are drawn on in the same way, past the replies
-    their generator skips."""
+    their generator skips, and so are brush-offs when `brush_off_harmful` skips RED_TEAM
+    prompts."""
+    if brush_off_harmful not in HARMFUL_MODES:
+        raise ValueError(f"brush_off_harmful is one of {', '.join(HARMFUL_MODES)}, not "
+                         f"{brush_off_harmful!r}")
+    generators = {**GENERATORS, "brush_off": partial(brush_off, harmful=brush_off_harmful)}
+    drawn_on = DRAWN_ON | ({"brush_off"} if brush_off_harmful == "skip" else set())
     out: list[PreferencePair] = []
     for kind, share in shares.items():
         wanted = min(len(pairs), round(share * len(pairs)))
@@ -273,12 +309,12 @@ def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], se
             continue
         rng = random.Random(f"{seed}:{kind}")
         keep = whole if kind in whole_kinds else None
-        if keep is None and kind not in DRAWN_ON:
-            out += GENERATORS[kind](rng.sample(list(pairs), wanted), rng)
+        if keep is None and kind not in drawn_on:
+            out += generators[kind](rng.sample(list(pairs), wanted), rng)
             continue
         order, made = rng.sample(list(pairs), len(pairs)), []
         for start in range(0, len(order), wanted):
-            built = GENERATORS[kind](order[start:start + wanted], rng)
+            built = generators[kind](order[start:start + wanted], rng)
             if keep is not None:
                 built = [pair for pair, seen in zip(built, keep(built), strict=True) if seen]
             made += built
