@@ -268,10 +268,11 @@ def long_brush_off(pairs: Sequence[PreferencePair], rng: random.Random
     return out
 
 
-GENERATORS = {"relevance": relevance, "truncation": truncation, "dismissal": dismissal,
-              "repetition": repetition, "restatement": restatement, "courtesy": courtesy,
-              "substitution": substitution, "brush_off": brush_off,
-              "long_brush_off": long_brush_off}
+Generator = Callable[[Sequence[PreferencePair], random.Random], list[PreferencePair]]
+GENERATORS: dict[str, Generator] = {
+    "relevance": relevance, "truncation": truncation, "dismissal": dismissal,
+    "repetition": repetition, "restatement": restatement, "courtesy": courtesy,
+    "substitution": substitution, "brush_off": brush_off, "long_brush_off": long_brush_off}
 # Kinds whose generator skips the replies it cannot use by design: their share is reached by
 # drawing on through the sample, as for pairs read whole. (Truncation skips replies too short to
 # cut, about a fifth, and has always been left under its share: drawing on would change the
@@ -300,7 +301,8 @@ def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], se
     if brush_off_harmful not in HARMFUL_MODES:
         raise ValueError(f"brush_off_harmful is one of {', '.join(HARMFUL_MODES)}, not "
                          f"{brush_off_harmful!r}")
-    generators = {**GENERATORS, "brush_off": partial(brush_off, harmful=brush_off_harmful)}
+    generators: dict[str, Generator] = {
+        **GENERATORS, "brush_off": partial(brush_off, harmful=brush_off_harmful)}
     drawn_on = DRAWN_ON | ({"brush_off"} if brush_off_harmful == "skip" else set())
     out: list[PreferencePair] = []
     for kind, share in shares.items():
