@@ -166,7 +166,15 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 ("final, brush-off pairs 0.1, none on red-team prompts",
                  {"brush-off": "0.1", "brush-off-harmful": "skip"}),
                 ("final, brush-off pairs 0.1, a refusal over them on red-team prompts",
-                 {"brush-off": "0.1", "brush-off-harmful": "refusal"})],
+                 {"brush-off": "0.1", "brush-off-harmful": "refusal"}),
+                # Stopped after two seeds of the first: repetition's validation pairs at 37 and
+                # 46% (the default's six seeds: 63.5), the short brush-offs' old conflict. The
+                # long brush-offs passed that guard over six seeds and failed only harmless-base,
+                # which is what these settings are for: the same two ways, on the long kind.
+                ("final, long brush-off pairs 0.1, none on red-team prompts",
+                 {"long-brush-off": "0.1", "brush-off-harmful": "skip"}),
+                ("final, long brush-off pairs 0.1, a refusal over them on red-team prompts",
+                 {"long-brush-off": "0.1", "brush-off-harmful": "refusal"})],
 }
 # The rule kept the default over every token pooled (bench/results/reward-default-cpu-v20.json):
 # harmless-base validation 49.5 against 52.5% over six seeds each, past SUBSET_Z; relevance rose

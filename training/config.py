@@ -99,7 +99,7 @@ class TrainConfig:
                             "as a share; 0 disables. Off: on the CPU default (at 0.1) it cost "
                             "hh-rlhf harmless-base 3.5 points, whose preferred replies are "
                             "often refusals (docs/measurements.md).")
-    brush_off_harmful: str = _opt("reply", "Reward: what brush-off pairs do on prompts "
+    brush_off_harmful: str = _opt("reply", "Reward: what both brush-off kinds do on prompts "
                                   "written to provoke harm (hh-rlhf harmless-base), where "
                                   "declining is often the preferred reply: 'reply' sets the "
                                   "chosen reply over the brush-off as on any prompt, 'skip' "

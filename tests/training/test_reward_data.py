@@ -200,6 +200,15 @@ def test_brush_offs_on_red_team_prompts_follow_their_setting() -> None:
         assert made.chosen in (contrast.REFUSALS if pair.chosen in red_team else (pair.chosen,))
     with pytest.raises(ValueError, match="brush_off_harmful"):
         contrast.contrast_pairs(pairs, shares, seed=4, brush_off_harmful="never")
+    long = {"long_brush_off": 0.5}  # the long kind, the same way; a refusal's words strung
+    assert any(p.chosen in red_team for p in contrast.contrast_pairs(pairs, long, seed=4))
+    skip = contrast.contrast_pairs(pairs, long, seed=4, brush_off_harmful="skip")
+    assert len(skip) == 20 and not any(p.chosen in red_team for p in skip)
+    refused = [p for p in contrast.contrast_pairs(pairs, long, seed=4, brush_off_harmful="refusal")
+               if p.chosen in contrast.REFUSALS]
+    assert refused and not any(p.chosen in red_team for p in refused)
+    for pair in refused:
+        assert 0 <= len(pair.rejected.split()) - len(pair.chosen.split()) < 8
 
 
 def _changed_words(pair: PreferencePair) -> list[tuple[str, str]]:

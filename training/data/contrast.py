@@ -27,8 +27,8 @@ Each targets one cue a person uses and length cannot stand in for:
 
 On prompts written to provoke harm (RED_TEAM: hh-rlhf's harmless-base), declining is often the
 reply people prefer, and a brush-off pair there sets whatever the chosen reply was, compliance
-included, over a reply that declines. `brush_off_harmful` says what brush-off pairs do on those
-prompts: "reply" as on any other, "skip" none (drawn on elsewhere to the share), "refusal" a
+included, over a reply that declines. `brush_off_harmful` says what both brush-off kinds do on
+those prompts: "reply" as on any other, "skip" none (drawn on elsewhere to the share), "refusal" a
 polite refusal over the brush-off, so the pair teaches the tone of declining, not that
 declining is worse.
 
@@ -251,12 +251,17 @@ def brush_off(pairs: Sequence[PreferencePair], rng: random.Random, harmful: str 
     return out
 
 
-def long_brush_off(pairs: Sequence[PreferencePair], rng: random.Random
+def long_brush_off(pairs: Sequence[PreferencePair], rng: random.Random, harmful: str = "reply"
                    ) -> list[PreferencePair]:
     """Brush-offs in a random order, strung together until they have as many words as the
-    reply; a reply longer than all of them together is skipped (`contrast_pairs` draws on)."""
+    reply; a reply longer than all of them together is skipped (`contrast_pairs` draws on). On
+    RED_TEAM prompts as `harmful` says: with 'refusal', as many words as a polite refusal."""
     out = []
     for pair in pairs:
+        if pair.subset in RED_TEAM and harmful != "reply":
+            if harmful == "skip":
+                continue
+            pair = replace(pair, chosen=rng.choice(REFUSALS))
         wanted, said, words = len(pair.chosen.split()), [], 0
         for sentence in rng.sample(BRUSH_OFFS, len(BRUSH_OFFS)):
             if words >= wanted:
@@ -302,7 +307,8 @@ def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], se
         raise ValueError(f"brush_off_harmful is one of {', '.join(HARMFUL_MODES)}, not "
                          f"{brush_off_harmful!r}")
     generators: dict[str, Generator] = {
-        **GENERATORS, "brush_off": partial(brush_off, harmful=brush_off_harmful)}
+        **GENERATORS, "brush_off": partial(brush_off, harmful=brush_off_harmful),
+        "long_brush_off": partial(long_brush_off, harmful=brush_off_harmful)}
     drawn_on = DRAWN_ON | ({"brush_off"} if brush_off_harmful == "skip" else set())
     out: list[PreferencePair] = []
     for kind, share in shares.items():
