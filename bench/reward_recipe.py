@@ -173,6 +173,9 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # which is what these settings are for: the same two ways, on the long kind.
                 ("final, long brush-off pairs 0.1, none on red-team prompts",
                  {"long-brush-off": "0.1", "brush-off-harmful": "skip"}),
+                # Stopped after two seeds too: harmless-base's validation pairs at 45.9 and
+                # 45.4% (the default: 52.5 +- 1.7). Without the red-team prompts the brush-offs
+                # cost harmless-base as much: the cue carries over from the other prompts.
                 ("final, long brush-off pairs 0.1, a refusal over them on red-team prompts",
                  {"long-brush-off": "0.1", "brush-off-harmful": "refusal"})],
 }
