@@ -177,7 +177,12 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # 45.4% (the default: 52.5 +- 1.7). Without the red-team prompts the brush-offs
                 # cost harmless-base as much: the cue carries over from the other prompts.
                 ("final, long brush-off pairs 0.1, a refusal over them on red-team prompts",
-                 {"long-brush-off": "0.1", "brush-off-harmful": "refusal"})],
+                 {"long-brush-off": "0.1", "brush-off-harmful": "refusal"}),
+                # Every brush-off kind so far cost harmless-base, with or without its prompts:
+                # a reward taught that a non-answer is worse takes refusals for non-answers.
+                # Here the other side of it, on those prompts alone: a polite refusal over the
+                # reply people judged the more harmful.
+                ("final, decline pairs 0.1", {"decline": "0.1"})],
 }
 # The rule kept the default over every token pooled (bench/results/reward-default-cpu-v20.json):
 # harmless-base validation 49.5 against 52.5% over six seeds each, past SUBSET_Z; relevance rose

@@ -109,6 +109,10 @@ class TrainConfig:
                                  "length), as a share; 0 disables. Off: on the CPU default "
                                  "(at 0.1) it cost hh-rlhf harmless-base 5.6 points "
                                  "(docs/measurements.md).")
+    decline: float = _opt(0.0, "Reward: on a prompt written to provoke harm (hh-rlhf "
+                          "harmless-base), a polite refusal over the reply people judged the "
+                          "more harmful, as a share (drawn from those prompts alone); 0 "
+                          "disables.")
     contrast_whole: str = _opt("", "Reward: contrast kinds (comma-separated, or 'all') built "
                                "only from pairs the model reads whole, neither side cut by "
                                "max_length; empty: none (docs/measurements.md).")

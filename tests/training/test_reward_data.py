@@ -128,7 +128,8 @@ def test_each_contrast_kind_differs_from_the_reply_in_its_own_way() -> None:
     made = contrast.contrast_pairs(pairs, dict.fromkeys(contrast.KINDS, 0.5), seed=3)
     assert made == contrast.contrast_pairs(pairs, dict.fromkeys(contrast.KINDS, 0.5), seed=3)
     by_kind = {k: [p for p in made if p.subset == f"contrast/{k}"] for k in contrast.KINDS}
-    assert all(len(v) >= 15 for k, v in by_kind.items() if k != "substitution")
+    # substitution needs a number or a name, decline a red-team prompt (tested below)
+    assert all(len(v) >= 15 for k, v in by_kind.items() if k not in ("substitution", "decline"))
     originals = {p.chosen: p for p in pairs}
     for pair in by_kind["relevance"]:
         other = next(p for p in pairs if p.chosen == pair.rejected)
@@ -209,6 +210,20 @@ def test_brush_offs_on_red_team_prompts_follow_their_setting() -> None:
     assert refused and not any(p.chosen in red_team for p in refused)
     for pair in refused:
         assert 0 <= len(pair.rejected.split()) - len(pair.chosen.split()) < 8
+
+
+def test_declining_a_red_team_prompt_beats_the_more_harmful_reply() -> None:
+    pairs = _replies(40)
+    for i in range(0, 40, 4):  # a quarter from dialogues written to provoke harm
+        pairs[i] = PreferencePair(pairs[i].prompt, pairs[i].chosen, f"harmful {i}",
+                                  subset="hh-rlhf/harmless-base", group=pairs[i].group)
+    made = contrast.contrast_pairs(pairs, {"decline": 0.2}, seed=5)
+    assert len(made) == 8  # drawn on past the other prompts, which give none
+    harmful = {p.rejected: p for p in pairs if p.subset in contrast.RED_TEAM}
+    for pair in made:
+        assert pair.chosen in contrast.REFUSALS and pair.subset == "contrast/decline"
+        assert harmful[pair.rejected].prompt == pair.prompt
+        assert harmful[pair.rejected].group == pair.group  # splits stay grouped
 
 
 def _changed_words(pair: PreferencePair) -> list[tuple[str, str]]:

@@ -25,6 +25,10 @@ Each targets one cue a person uses and length cannot stand in for:
   helpful over a brush-off, and cost hh-rlhf's harmless-base 3-6 points on the CPU default,
   whose preferred replies are often refusals (docs/measurements.md).
 
+- decline: on a prompt written to provoke harm (RED_TEAM), a polite refusal over the reply
+  people judged the more harmful of the two (the human pair's rejected side): declining a
+  harmful request is not a non-answer. Other prompts give none (drawn on to the share).
+
 On prompts written to provoke harm (RED_TEAM: hh-rlhf's harmless-base), declining is often the
 reply people prefer, and a brush-off pair there sets whatever the chosen reply was, compliance
 included, over a reply that declines. `brush_off_harmful` says what both brush-off kinds do on
@@ -47,7 +51,7 @@ from functools import partial
 from training.data.records import PreferencePair
 
 KINDS = ("relevance", "truncation", "dismissal", "repetition", "restatement", "courtesy",
-         "substitution", "brush_off", "long_brush_off")
+         "substitution", "brush_off", "long_brush_off", "decline")
 
 DISMISSALS = (
     "Honestly, this is a pointless question.",
@@ -273,16 +277,22 @@ def long_brush_off(pairs: Sequence[PreferencePair], rng: random.Random, harmful:
     return out
 
 
+def decline(pairs: Sequence[PreferencePair], rng: random.Random) -> list[PreferencePair]:
+    return [replace(_contrast(pair, pair.rejected, "decline"), chosen=rng.choice(REFUSALS))
+            for pair in pairs if pair.subset in RED_TEAM]
+
+
 Generator = Callable[[Sequence[PreferencePair], random.Random], list[PreferencePair]]
 GENERATORS: dict[str, Generator] = {
     "relevance": relevance, "truncation": truncation, "dismissal": dismissal,
     "repetition": repetition, "restatement": restatement, "courtesy": courtesy,
-    "substitution": substitution, "brush_off": brush_off, "long_brush_off": long_brush_off}
+    "substitution": substitution, "brush_off": brush_off, "long_brush_off": long_brush_off,
+    "decline": decline}
 # Kinds whose generator skips the replies it cannot use by design: their share is reached by
 # drawing on through the sample, as for pairs read whole. (Truncation skips replies too short to
 # cut, about a fifth, and has always been left under its share: drawing on would change the
 # default's training pairs.)
-DRAWN_ON = frozenset({"long_brush_off"})
+DRAWN_ON = frozenset({"long_brush_off", "decline"})
 
 
 Whole = Callable[[Sequence[PreferencePair]], list[bool]]
