@@ -182,7 +182,15 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # a reward taught that a non-answer is worse takes refusals for non-answers.
                 # Here the other side of it, on those prompts alone: a polite refusal over the
                 # reply people judged the more harmful.
-                ("final, decline pairs 0.1", {"decline": "0.1"})],
+                ("final, decline pairs 0.1", {"decline": "0.1"}),
+                # Over four seeds decline pairs raised harmless-base (55.1 against 52.5) and
+                # lowered brush-offs (72.0 against 79.5): the mirror of every brush-off kind, so
+                # the reward reads refusals and brush-offs as one thing. Both sides at once:
+                # declining a harmful request is better (over the harmful reply, and over a
+                # brush-off), answering any other is better than a brush-off.
+                ("final, decline pairs and long brush-offs 0.1, a refusal over them on "
+                 "red-team prompts",
+                 {"decline": "0.1", "long-brush-off": "0.1", "brush-off-harmful": "refusal"})],
 }
 # The rule kept the default over every token pooled (bench/results/reward-default-cpu-v20.json):
 # harmless-base validation 49.5 against 52.5% over six seeds each, past SUBSET_Z; relevance rose
