@@ -103,7 +103,9 @@ class TrainConfig:
                                   "written to provoke harm (hh-rlhf harmless-base), where "
                                   "declining is often the preferred reply: 'reply' sets the "
                                   "chosen reply over the brush-off as on any prompt, 'skip' "
-                                  "builds none there, 'refusal' sets a polite refusal over it.")
+                                  "builds none there, 'refusal' sets a polite refusal over it. "
+                                  "Neither kept harmless-base on the CPU default: the cue "
+                                  "carries over from other prompts (docs/measurements.md).")
     long_brush_off: float = _opt(0.0, "Reward: the reply over a string of brush-offs about as "
                                  "long as the reply (so only what it says differs, not its "
                                  "length), as a share; 0 disables. Off: on the CPU default "
@@ -112,7 +114,9 @@ class TrainConfig:
     decline: float = _opt(0.0, "Reward: on a prompt written to provoke harm (hh-rlhf "
                           "harmless-base), a polite refusal over the reply people judged the "
                           "more harmful, as a share (drawn from those prompts alone); 0 "
-                          "disables.")
+                          "disables. Off: on the CPU default (at 0.1) it raised harmless-base "
+                          "validation 1.9 points and cost the brush-off pairs 9.2 "
+                          "(docs/measurements.md).")
     contrast_whole: str = _opt("", "Reward: contrast kinds (comma-separated, or 'all') built "
                                "only from pairs the model reads whole, neither side cut by "
                                "max_length; empty: none (docs/measurements.md).")
