@@ -192,6 +192,14 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                  "red-team prompts",
                  {"decline": "0.1", "long-brush-off": "0.1", "brush-off-harmful": "refusal"})],
 }
+# The rule chose decline pairs with long brush-offs (bench/results/reward-default-cpu-v24.json;
+# contrast 81.7 against 78.2%, every guard passed, its seed-0 int8 graph kept) and it is not the
+# default: its seed 0 scored 50.9% on hh-rlhf test against 56.1%, and every brush-off variant
+# has cost harmless-base test (docs/measurements.md). Decline pairs alone (-v23.json): brush-offs
+# 70.3 against 79.5%, past KIND_SLACK. Long brush-offs with a refusal over them on red-team
+# prompts (-v22.json): harmless-base 49.3 against 52.5%, past SUBSET_Z; repetition and
+# truncation past KIND_SLACK. The two stopped after two seeds:
+# bench/results/reward-brush-off-red-team-stopped-cpu.json.
 # The rule kept the default over every token pooled (bench/results/reward-default-cpu-v20.json):
 # harmless-base validation 49.5 against 52.5% over six seeds each, past SUBSET_Z; relevance rose
 # (81.7 against 75.5%), truncation fell (51.8 against 58.0%): the shared prompt dilutes the reply.

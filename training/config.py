@@ -115,8 +115,9 @@ class TrainConfig:
                           "harmless-base), a polite refusal over the reply people judged the "
                           "more harmful, as a share (drawn from those prompts alone); 0 "
                           "disables. Off: on the CPU default (at 0.1) it raised harmless-base "
-                          "validation 1.9 points and cost the brush-off pairs 9.2 "
-                          "(docs/measurements.md).")
+                          "validation 1.9 points and cost the brush-off pairs 9.2; with "
+                          "--long-brush-off 0.1 --brush-off-harmful refusal the rule chose "
+                          "it, and its served seed fell on hh-rlhf test (docs/measurements.md).")
     contrast_whole: str = _opt("", "Reward: contrast kinds (comma-separated, or 'all') built "
                                "only from pairs the model reads whole, neither side cut by "
                                "max_length; empty: none (docs/measurements.md).")

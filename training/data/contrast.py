@@ -27,7 +27,10 @@ Each targets one cue a person uses and length cannot stand in for:
 
 - decline: on a prompt written to provoke harm (RED_TEAM), a polite refusal over the reply
   people judged the more harmful of the two (the human pair's rejected side): declining a
-  harmful request is not a non-answer. Other prompts give none (drawn on to the share).
+  harmful request is not a non-answer. Other prompts give none (drawn on to the share). Off in
+  every preset: alone it cost the brush-off pairs what it gave harmless-base, and with the long
+  brush-offs the rule chose it on validation but its served seed fell on hh-rlhf test
+  (docs/measurements.md).
 
 On prompts written to provoke harm (RED_TEAM: hh-rlhf's harmless-base), declining is often the
 reply people prefer, and a brush-off pair there sets whatever the chosen reply was, compliance
