@@ -23,8 +23,7 @@ Each targets one cue a person uses and length cannot stand in for:
   as many words, at most one sentence more), so that the only difference left is that one
   answers and the other refuses to. Both brush-off kinds are off in every preset: they teach
   helpful over a brush-off, and cost hh-rlhf's harmless-base 3-6 points on the CPU default,
-  whose preferred replies are often refusals (docs/measurements.md).
-
+  whose preferred replies are often refusals (docs/measurements.md);
 - decline: on a prompt written to provoke harm (RED_TEAM), a polite refusal over the reply
   people judged the more harmful of the two (the human pair's rejected side): declining a
   harmful request is not a non-answer. Other prompts give none (drawn on to the share). Off in
