@@ -180,11 +180,9 @@ class TrainConfig:
         if not 0 <= self.counter_speech <= 1:
             raise ValueError(f"counter_speech is a share of the training texts, from 0 to 1, "
                              f"not {self.counter_speech}")
-        from training.data.contrast import HARMFUL_MODES, KINDS
+        from training.data.contrast import KINDS, check_harmful
 
-        if self.brush_off_harmful not in HARMFUL_MODES:
-            raise ValueError(f"brush_off_harmful is one of {', '.join(HARMFUL_MODES)}, not "
-                             f"{self.brush_off_harmful!r}")
+        check_harmful(self.brush_off_harmful)
         for kind in KINDS:  # a negative share used to switch a kind off, one over 1 to mean 1
             if not 0 <= getattr(self, kind) <= 1:
                 raise ValueError(f"{kind} is a share of the real training pairs, from 0 to 1, "

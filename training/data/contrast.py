@@ -97,6 +97,8 @@ REFUSALS = (
     "I have to decline this request, I'm afraid.",
 )
 HARMFUL_MODES = ("reply", "skip", "refusal")  # what brush-off pairs do on RED_TEAM prompts
+
+
 RESTATEMENTS = (
     "In other words,",
     "Again:",
@@ -300,6 +302,12 @@ DRAWN_ON = frozenset({"long_brush_off", "decline"})
 Whole = Callable[[Sequence[PreferencePair]], list[bool]]
 
 
+def check_harmful(mode: str) -> None:
+    """Refuses a `brush_off_harmful` that is not one of HARMFUL_MODES."""
+    if mode not in HARMFUL_MODES:
+        raise ValueError(f"brush_off_harmful is one of {', '.join(HARMFUL_MODES)}, not {mode!r}")
+
+
 def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], seed: int,
                    whole: Whole | None = None, whole_kinds: Collection[str] = (),
                    brush_off_harmful: str = "reply") -> list[PreferencePair]:
@@ -315,9 +323,7 @@ def contrast_pairs(pairs: Sequence[PreferencePair], shares: dict[str, float], se
     half of every kind. The kinds in DRAWN_ON are drawn on in the same way, past the replies
     their generator skips, and so are brush-offs when `brush_off_harmful` skips RED_TEAM
     prompts."""
-    if brush_off_harmful not in HARMFUL_MODES:
-        raise ValueError(f"brush_off_harmful is one of {', '.join(HARMFUL_MODES)}, not "
-                         f"{brush_off_harmful!r}")
+    check_harmful(brush_off_harmful)
     generators: dict[str, Generator] = {
         **GENERATORS, "brush_off": partial(brush_off, harmful=brush_off_harmful),
         "long_brush_off": partial(long_brush_off, harmful=brush_off_harmful)}
