@@ -57,13 +57,16 @@ ROWS = [
 ]
 
 
-def train(runs: Path, arm: str, seed: int) -> dict[str, Any]:
+def train(runs: Path, arm: str, seed: int, flags: list[str] | None = None) -> dict[str, Any]:
+    """RUNS/ARM-SEED's report, trained with the default preset and `flags` (ARMS[arm] by
+    default) when it is not there yet."""
     out = runs / f"{arm}-{seed}"
     report = out / "report.json"
     if not report.exists():
         print(f"== training {arm}, seed {seed} -> {out}", flush=True)
         subprocess.run([sys.executable, "-m", "training.cli", "train", "moderation", "--preset",
-                        "default", "--seed", str(seed), "--output", str(out), *ARMS[arm]],
+                        "default", "--seed", str(seed), "--output", str(out),
+                        *(ARMS[arm] if flags is None else flags)],
                        check=True)
     loaded: dict[str, Any] = json.loads(report.read_text())
     return loaded

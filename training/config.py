@@ -125,6 +125,11 @@ class TrainConfig:
                                  "inside a rebuke or a denial, labelled not hate and not "
                                  "sexism, as a share of the sampled training texts; 0 disables "
                                  "(training/data/counter_speech.py).")
+    obfuscation: float = _opt(0.0, "Moderation: copies of sampled training texts (clean and "
+                              "abusive alike) with words misspelt as abuse is written to "
+                              "evade filters ('h a t e', 'h4te', 'haet', 'Ihate'), labels "
+                              "kept, as a share of the sampled training texts; 0 disables "
+                              "(training/data/obfuscation.py).")
     identity_balance: bool = _opt(False, "Moderation: clean texts that name a group swapped "
                                   "in for clean texts that name none, until naming a group "
                                   "carries no more hate than naming none; the same number of "
@@ -177,9 +182,10 @@ class TrainConfig:
         if self.pool_tokens is not None and self.pool_tokens not in POOLS:
             raise ValueError(f"pool_tokens is one of {', '.join(POOLS)}, not "
                              f"{self.pool_tokens!r}")
-        if not 0 <= self.counter_speech <= 1:
-            raise ValueError(f"counter_speech is a share of the training texts, from 0 to 1, "
-                             f"not {self.counter_speech}")
+        for share in ("counter_speech", "obfuscation"):
+            if not 0 <= getattr(self, share) <= 1:
+                raise ValueError(f"{share} is a share of the training texts, from 0 to 1, "
+                                 f"not {getattr(self, share)}")
         from training.data.contrast import KINDS, check_harmful
 
         check_harmful(self.brush_off_harmful)

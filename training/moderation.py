@@ -24,6 +24,7 @@ from training.class_metrics import binary_metrics
 from training.config import TrainConfig
 from training.data.counter_speech import counter_speech
 from training.data.identity import balance_identity
+from training.data.obfuscation import obfuscated
 from training.data.text_sets import (
     CLEAN_SOURCES,
     MODERATION_SOURCES,
@@ -63,7 +64,7 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
         train, balance = balance_identity(train, data.train + data.train_whole, config.seed)
     framed = counter_speech(data.train + data.train_whole, round(config.counter_speech *
                                                                   len(train)), config.seed)
-    train += framed
+    train += framed + obfuscated(train, round(config.obfuscation * len(train)), config.seed)
     model = run.new_model(len(CATEGORIES))
     trained = run.train(model, EncodedTexts.multilabel(run.encoder, train, CATEGORIES), "texts",
                         multilabel_objective(), resume, stop_at)

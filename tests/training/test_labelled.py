@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from training.data.labelled import (
     load_tweeteval,
     load_xstest,
 )
+from training.data.obfuscation import KINDS, _misspell, obfuscate, obfuscated
 from training.data.preference import group_key
 from training.data.records import DataError
 from training.data.split import split_pairs
@@ -230,6 +233,41 @@ def test_counter_speech_quotes_abuse_and_labels_only_hate_and_sexism() -> None:
     assert counter_speech(train, 0, seed=0) == []
     assert [e.text for e in counter_speech(train, 2, seed=3)] == \
         [e.text for e in counter_speech(train, 2, seed=3)]
+
+
+def test_each_misspelling_changes_one_word_as_abuse_is_written_to_evade_a_filter() -> None:
+    rng = random.Random(0)
+    assert _misspell("hate", "spaces", rng) == "h a t e"
+    assert _misspell("hate", "swap", rng) in {"htae", "haet"}
+    assert _misspell("hatred", "drop", rng) in {"htred", "hared", "hated", "hatrd"}
+    leet = _misspell("hate", "leet", rng)
+    assert leet != "hate" and leet.replace("4", "a").replace("3", "e").replace("7", "t") == "hate"
+    assert _misspell("bcd", "leet", rng) in {"bdc", "bcd"[:1] + "dc"}  # no look-alike: swapped
+    # a whole text: at least one word misspelt, punctuation kept in place, short words alone
+    for seed in range(50):
+        rng = random.Random(seed)
+        out = obfuscate("I hate them, you know.", rng)
+        assert out != "I hate them, you know." and out.endswith(".") and out.startswith("I")
+    assert obfuscate("ok I am", random.Random(0)) == "ok I am"  # no word of 3 letters
+    joined = {obfuscate("never ever", random.Random(s)) for s in range(200)}
+    assert "neverever" in joined and len(KINDS) == 5
+
+
+def test_obfuscated_copies_keep_labels_and_are_drawn_from_clean_and_abusive_texts() -> None:
+    sample = (texts(50, "have a really lovely day", 0, group="banking77")
+              + texts(50, "those people are vermin", 1))
+    copies = obfuscated(sample, 40, seed=0)
+    assert len(copies) == 40 and all(e.group == "obfuscation" for e in copies)
+    assert {e.labels["hate"] for e in copies} == {0, 1}  # a misspelling is no cue in itself
+    for e in copies:  # labels kept: a copy of a clean text is clean, of a hateful one hateful
+        clean = difflib.SequenceMatcher(None, e.text, "have a really lovely day").ratio()
+        hateful = difflib.SequenceMatcher(None, e.text, "those people are vermin").ratio()
+        assert e.labels["hate"] == (clean < hateful)
+    assert not {e.text for e in copies} & {e.text for e in sample}  # each one misspelt
+    assert len(obfuscated(sample, 500, seed=0)) == 100  # each text at most once
+    assert obfuscated(sample, 0, seed=0) == []
+    assert [e.text for e in obfuscated(sample, 5, seed=1)] == \
+        [e.text for e in obfuscated(sample, 5, seed=1)]
 
 
 def texts(n: int, text: str, hate: int, group: str = "") -> list[TextExample]:

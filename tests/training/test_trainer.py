@@ -233,6 +233,8 @@ def test_device_names_are_checked() -> None:
         CONFIG.with_overrides(device="tpu")  # refused with the settings, before any work
     with pytest.raises(ValueError, match=r"from 0 to 1, not -0\.1"):
         CONFIG.with_overrides(counter_speech=-0.1)
+    with pytest.raises(ValueError, match=r"obfuscation is a share .* not 2"):
+        CONFIG.with_overrides(obfuscation=2)
     with pytest.raises(ValueError, match="brush_off_harmful is one of reply, skip, refusal"):
         CONFIG.with_overrides(brush_off_harmful="never")
     for kind, share in (("brush_off", -0.1), ("relevance", 1.5)):

@@ -1,0 +1,144 @@
+"""Misspelt copies of training texts against the moderation default, over seeds, and the rule
+that chose between them.
+
+    .venv/bin/python -m bench.obfuscation --runs runs/obfuscation     # ~20 min on 2 cores
+
+Trains `alignserve train moderation --preset default` with and without `--obfuscation SHARE`
+(training/data/obfuscation.py) for each seed, into RUNS/base-SEED and RUNS/obfuscation-SEED (a
+run whose report.json exists is read, not retrained), scores each model on a misspelt copy of
+the validation split (every text misspelt by the same function, its own seed, so no copy seen
+in training), then prints validation and test figures side by side and applies the rule fixed
+before the first run:
+
+    obfuscation joins the default if, over the seeds, (a) the mean validation AUPRC over the
+    categories (the figure the int8 gate reads) falls by at most 0.01, and (b) the mean AUPRC
+    over the categories on the misspelt validation copy rises by at least 0.01.
+
+Test splits, HateCheck (whose spelling functionalities are the misspellings' outside check) and
+XSTest are printed for reading after the choice; the rule never reads them. Writes --out as
+JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.identity_balance import figure, train
+from models.taxonomy import CATEGORIES
+from training.class_metrics import average_precision
+from training.data.obfuscation import NAME, obfuscate
+from training.data.text_sets import load_moderation_data
+from training.evaluate import load_model, moderation_scores
+from training.texts import UNKNOWN
+
+MAX_LOSS, MIN_GAIN = 0.01, 0.01
+SPELLING = ("spell_char_swap_h", "spell_char_del_h", "spell_space_del_h", "spell_space_add_h",
+            "spell_leet_h")
+# (label, report key, field); validation first: the rule reads only those and the misspelt copy
+ROWS = [
+    ("validation hate AUPRC", "validation/hate", "auprc"),
+    ("validation hate recall", "validation/hate", "recall"),
+    ("HateCheck non-hateful flagged", "hatecheck", "non_hateful_flag_rate"),
+    ("HateCheck hateful caught", "hatecheck", "hateful_recall"),
+    *[(f"HateCheck {f[:-2]} caught", f"hatecheck/{f}", "accuracy") for f in SPELLING],
+    ("HateCheck negated hate right", "hatecheck/negate_neg_nh", "accuracy"),
+    ("XSTest safe prompts flagged", "xstest", "over_flagging_rate"),
+    ("Davidson hate AUPRC", "davidson/hate", "auprc"),
+    ("TweetEval hate AUPRC", "tweeteval-hate/hate", "auprc"),
+    ("TweetEval offensive AUPRC", "tweeteval-offensive/offensive", "auprc"),
+    ("EDOS sexism AUPRC", "edos/sexism", "auprc"),
+    ("ConvAbuse harassment AUPRC", "convabuse/harassment", "auprc"),
+    ("ConvAbuse sexual harassment AUPRC", "convabuse/sexual_harassment", "auprc"),
+    ("Davidson clean side flagged", "davidson/clean", "flag_rate"),
+    ("TweetEval hate clean side flagged", "tweeteval-hate/clean", "flag_rate"),
+    ("EDOS clean side flagged", "edos/clean", "flag_rate"),
+    ("clean requests flagged", "clean-requests/clean", "flag_rate"),
+]
+
+
+def validation_auprc(report: dict[str, Any]) -> float:
+    """The mean validation AUPRC over the categories the report has."""
+    return statistics.mean(figure(report, f"validation/{c}", "auprc") for c in CATEGORIES
+                           if f"validation/{c}" in report["eval"])
+
+
+def misspelt_auprc(model_dir: Path, data_dir: Path | None) -> dict[str, float]:
+    """AUPRC per category, and their mean, on the validation split with every text misspelt."""
+    manifest, encoder, model = load_model(model_dir)
+    rng = random.Random(f"{NAME}:validation")
+    examples = [replace(e, text=obfuscate(e.text, rng))
+                for e in load_moderation_data(data_dir, suites=False).validation]
+    temperatures = manifest.calibration.temperatures if manifest.calibration else None
+    probs, targets = moderation_scores(
+        model, encoder, examples, {c: (temperatures or {}).get(c, 1.0) for c in CATEGORIES},
+        4096, "score misspelt validation")
+    out = {}
+    for k, category in enumerate(CATEGORIES):
+        known = targets[:, k] != UNKNOWN
+        if known.any() and targets[known, k].any():
+            out[category] = average_precision(probs[known, k], targets[known, k])
+    out["mean"] = float(np.mean(list(out.values())))
+    return out
+
+
+def rule(base: list[float], arm: list[float], base_misspelt: list[float],
+         arm_misspelt: list[float]) -> tuple[float, float, bool]:
+    """(change of the mean validation AUPRC, change of the misspelt copy's, adopt?)."""
+    clean = statistics.mean(arm) - statistics.mean(base)
+    misspelt = statistics.mean(arm_misspelt) - statistics.mean(base_misspelt)
+    return clean, misspelt, clean >= -MAX_LOSS and misspelt >= MIN_GAIN
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/obfuscation"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--share", type=float, default=0.1)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    arms = {"base": [], "obfuscation": ["--obfuscation", str(args.share)]}
+    reports = {arm: [train(args.runs, arm, seed, flags) for seed in args.seeds]
+               for arm, flags in arms.items()}
+    misspelt = {arm: [misspelt_auprc(Path(r["model_dir"]), args.data_dir) for r in rs]
+                for arm, rs in reports.items()}
+
+    table: dict[str, dict[str, list[float]]] = {
+        "validation mean AUPRC (the rule)": {a: [validation_auprc(r) for r in reports[a]]
+                                             for a in arms},
+        "misspelt validation mean AUPRC (the rule)": {a: [m["mean"] for m in misspelt[a]]
+                                                      for a in arms},
+        "misspelt validation hate AUPRC": {a: [m["hate"] for m in misspelt[a]] for a in arms}}
+    for label, key, field in ROWS:
+        table[label] = {a: [figure(r, key, field) for r in reports[a]] for a in arms}
+    print(f"\n{'':48}{'default':>24}{f'obfuscation {args.share:g}':>24}   (seeds {args.seeds})")
+    for label, row in table.items():
+        cells = [f"{statistics.mean(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})"
+                 for v in row.values()]
+        print(f"{label:48}{cells[0]:>24}{cells[1]:>24}")
+
+    rows = list(table.values())
+    clean, spelt, adopted = rule(rows[0]["base"], rows[0]["obfuscation"], rows[1]["base"],
+                                 rows[1]["obfuscation"])
+    print(f"\nrule: validation mean AUPRC {clean:+.3f} (at most -{MAX_LOSS} allowed), misspelt "
+          f"validation {spelt:+.3f} (at least +{MIN_GAIN}): "
+          f"{'ADOPT obfuscation' if adopted else 'keep the default'}")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "seeds": args.seeds, "share": args.share, "table": table,
+            "validation_auprc_change": clean, "misspelt_auprc_change": spelt,
+            "adopted": adopted, "misspelt": misspelt,
+            "runs": {arm: [r["model_dir"] for r in reports[arm]] for arm in arms}},
+            indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
