@@ -60,7 +60,9 @@ def binary_metrics(probs: np.ndarray, labels: np.ndarray, threshold: float) -> d
     precision = tp / flagged.sum() if flagged.any() else float("nan")
     recall = tp / y.sum() if y.any() else float("nan")
     f1 = (2 * tp / (flagged.sum() + y.sum())) if (flagged.any() or y.any()) else float("nan")
-    return {"auprc": average_precision(p, y), "roc_auc": roc_auc(p, y),
+    # a set with no negatives (EDOS's hate: only its positives are labelled) has no AUPRC
+    auprc = average_precision(p, y) if not y.all() else float("nan")
+    return {"auprc": auprc, "roc_auc": roc_auc(p, y),
             "precision": precision, "recall": recall, "f1": f1,
             "ece": expected_calibration_error(p, y), "flag_rate": float(flagged.mean()),
             "positives": float(y.sum()), "n": float(len(y))}

@@ -130,6 +130,12 @@ class TrainConfig:
                               "evade filters ('h a t e', 'h4te', 'haet', 'Ihate'), labels "
                               "kept, as a share of the sampled training texts; 0 disables "
                               "(training/data/obfuscation.py).")
+    hate_also_from: str = _opt("", "Moderation: comma-separated sources whose hate labels, "
+                               "read from another of their labels, train and calibrate hate "
+                               "too: edos (its sexist threats and derogation), convabuse (abuse "
+                               "its raters called ableist, homophobic, racist, sexist or "
+                               "transphobic; other abuse is not hate). Their test splits are "
+                               "always evaluated on hate (training/data/labelled.py).")
     identity_balance: bool = _opt(False, "Moderation: clean texts that name a group swapped "
                                   "in for clean texts that name none, until naming a group "
                                   "carries no more hate than naming none; the same number of "
@@ -194,6 +200,11 @@ class TrainConfig:
                 raise ValueError(f"{kind} is a share of the real training pairs, from 0 to 1, "
                                  f"not {getattr(self, kind)}")
         self.whole_kinds()  # a kind that does not exist is an error now, not a silent no-op
+        from training.data.text_sets import HATE_ALSO
+
+        if unknown := self.hate_also() - set(HATE_ALSO):
+            raise ValueError(f"hate_also_from names {', '.join(HATE_ALSO)}, not "
+                             f"{', '.join(sorted(unknown))}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,6 +223,9 @@ class TrainConfig:
 
     def excluded(self) -> set[str]:
         return _names(self.exclude)
+
+    def hate_also(self) -> set[str]:
+        return _names(self.hate_also_from)
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         known = {f.name for f in fields(self)}

@@ -56,8 +56,9 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
                      ) -> RunResult | None:
     run = Run.start("moderation", name, preset, config, output,
                     InputFormat(kind="text", max_length=config.max_length, min_prompt_tokens=0))
-    data = load_moderation_data(data_dir, train_data, skip_invalid,
-                                exclude=config.excluded(), train_only=train_only)
+    data = load_moderation_data(data_dir, train_data, skip_invalid, exclude=config.excluded(),
+                                train_only=train_only,
+                                hate_also_from=config.hate_also())
     train = data.training(config.max_train_texts, config.seed, config.replay)
     balance = None
     if config.identity_balance and config.replay is None:

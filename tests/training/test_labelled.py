@@ -75,15 +75,21 @@ def test_edos_labels_sexism_in_its_own_splits(tmp_path: Path) -> None:
                  "split\n1,women belong nowhere,sexist,2. derogation,2.1 x,train\n"
                  "2,i will hurt her,sexist,1. threats; plans to harm and incitement,1.1 x,train\n"
                  "3,nice day,not sexist,none,none,train\n4,other split,not sexist,none,none,dev\n"
-                 "5,bad label,maybe,none,none,train\n")
+                 "5,bad label,maybe,none,none,train\n"
+                 "6,she is too emotional,sexist,3. animosity,3.1 x,train\n")
     out = Labelled(skip_invalid=True)
     load_edos(path, "train", out)
-    assert [e.labels for e in out.examples] == [{"sexism": 1}, {"sexism": 1}, {"sexism": 0}]
+    # threats and derogation attack women for their gender: hate too; animosity and posts
+    # EDOS calls not sexist leave hate unknown
+    assert [e.labels for e in out.examples] == [{"sexism": 1, "hate": 1}, {"sexism": 1, "hate": 1},
+                                                {"sexism": 0}, {"sexism": 1}]
     assert sum(out.skipped.values()) == 1
 
 
-def convabuse_row(text: str, ratings: list[tuple[int, bool, bool] | None]) -> str:
-    """One ConvAbuse row: per annotator (level, sexist, sexual harassment) or None (unrated)."""
+def convabuse_row(text: str, ratings: list[tuple[int, bool, bool] | None],
+                  also: tuple[int, ...] = ()) -> str:
+    """One ConvAbuse row: per annotator (level, sexist, sexual harassment) or None (unrated);
+    `also`: more type columns (by offset in the block) ticked by every rater."""
     cells = ["0", "0", "", "", "", text, "bot"]
     for rating in ratings:
         block = [""] * 17
@@ -92,6 +98,8 @@ def convabuse_row(text: str, ratings: list[tuple[int, bool, bool] | None]) -> st
             block = ["0"] * 17
             block[(1, 0, -1, -2, -3).index(level)] = "1"
             block[9], block[10] = str(int(sexist)), str(int(harassment))
+            for offset in also:
+                block[offset] = "1"
         cells += block
     return ",".join(cells) + "\n"
 
@@ -111,14 +119,21 @@ def test_convabuse_aggregates_annotators_by_strict_majority(tmp_path: Path) -> N
                                                   (1, False, False)]) +
                  convabuse_row("show me yours", [(-3, False, True), (-1, True, True), None]) +
                  convabuse_row("tie", [(-1, False, False), (1, False, False), None]) +
-                 convabuse_row("nobody", [None, None, None]))
+                 convabuse_row("nobody", [None, None, None]) +
+                 convabuse_row("racist abuse", [(-2, False, False), (-2, False, False), None],
+                               also=(8,)) +
+                 convabuse_row("you are thick", [(-1, False, False), (-1, False, False), None],
+                               also=(7,)))
     out = Labelled(skip_invalid=True)
     load_convabuse(path, out)
+    # hate: a majority ticked a type that attacks a protected attribute; an insult is not hate
     assert [e.labels for e in out.examples] == [
-        {"harassment": 0, "sexism": 0, "sexual_harassment": 0},
-        {"harassment": 1, "sexism": 0, "sexual_harassment": 0},
-        {"harassment": 1, "sexual_harassment": 1},  # sexism 1 of 2: a tie, unknown
-        {"sexism": 0, "sexual_harassment": 0}]  # harassment 1 of 2: a tie, unknown
+        {"harassment": 0, "sexism": 0, "sexual_harassment": 0, "hate": 0},
+        {"harassment": 1, "sexism": 0, "sexual_harassment": 0, "hate": 0},
+        {"harassment": 1, "sexual_harassment": 1},  # sexism (and so hate) 1 of 2: a tie
+        {"sexism": 0, "sexual_harassment": 0, "hate": 0},  # harassment 1 of 2: a tie
+        {"harassment": 1, "sexism": 0, "sexual_harassment": 0, "hate": 1},
+        {"harassment": 1, "sexism": 0, "sexual_harassment": 0, "hate": 0}]
     assert sum(out.skipped.values()) == 1  # rated by no one
 
 
@@ -198,6 +213,26 @@ def test_the_real_labelled_sets_load_with_their_splits() -> None:
     train = {e.text.lower() for e in davidson["train"].examples}
     assert not train & {e.text.lower() for e in davidson["test"].examples}
     assert sum(sizes["clean-requests"].values()) == 9714
+
+
+def test_hate_read_from_edos_and_convabuse_trains_only_when_asked() -> None:
+    from training.data.text_sets import load_moderation_data
+
+    def hate_known(texts: list[TextExample]) -> int:
+        return sum("hate" in e.labels for e in texts)
+
+    off = load_moderation_data(suites=False)
+    on = load_moderation_data(suites=False, hate_also_from=("edos", "convabuse"))
+    assert len(off.train) == len(on.train) and len(off.validation) == len(on.validation)
+    assert [e.text for e in off.train] == [e.text for e in on.train]  # the same sample follows
+    whole = on.train_whole  # ConvAbuse
+    assert hate_known(whole) > 2000 and hate_known(off.train_whole) == 0
+    assert hate_known(on.train) - hate_known(off.train) == 1900  # EDOS's threats, derogation
+    for name in ("edos", "convabuse"):  # evaluated on hate either way
+        assert hate_known(off.tests[name]) == hate_known(on.tests[name]) > 0
+    with pytest.raises(ValueError, match="hate can also be read from edos, convabuse, not "
+                                         "davidson"):
+        load_moderation_data(suites=False, hate_also_from=("davidson",))
 
 
 def test_clean_requests_are_clean_grouped_like_the_reward_data_and_never_red_team() -> None:

@@ -90,10 +90,18 @@ def load_tweeteval(texts: Path, labels: Path, category: str, out: Labelled) -> N
         out.keep(texts, f"line {number}", text, labels={category: label})
 
 
+# EDOS's sexist categories that attack or demean women for their gender: hate by the
+# taxonomy's definition. Its "3. animosity" and "4. prejudiced discussions" hold prejudice that
+# is not always an attack, so they leave hate unknown, as do non-sexist posts (EDOS labels
+# sexism only: a post it calls not sexist may still attack another group).
+EDOS_HATE = ("1", "2")  # label_category "1. threats, plans to harm and incitement", "2. derogation"
+
+
 def load_edos(path: Path, split: str, out: Labelled) -> None:
     """EDOS (SemEval-2023 Task 10), the rows of one split (train, dev or test). sexism: the
-    aggregated label_sexist. Its category "1. threats, plans to harm and incitement" is too thin
-    (443 posts, sexist threats only) to train a threat category on: see models/taxonomy.py."""
+    aggregated label_sexist; hate: 1 for its threats and derogation (`EDOS_HATE`), unknown
+    otherwise. Its category "1. threats, plans to harm and incitement" is too thin (443 posts,
+    sexist threats only) to train a threat category on: see models/taxonomy.py."""
     for where, row in _csv_rows(path, ("text", "label_sexist", "split")):
         if row["split"] != split:
             continue
@@ -101,14 +109,19 @@ def load_edos(path: Path, split: str, out: Labelled) -> None:
             out.invalid(DataError(path, where, "label_sexist", "expected 'sexist' or 'not "
                                   f"sexist', got {row['label_sexist']!r}"))
             continue
-        out.keep(path, where, row["text"],
-                 labels={"sexism": int(row["label_sexist"] == "sexist")})
+        labels = {"sexism": int(row["label_sexist"] == "sexist")}
+        if (row.get("label_category") or "").split(".")[0] in EDOS_HATE:
+            labels["hate"] = 1
+        out.keep(path, where, row["text"], labels=labels)
 
 
 # ConvAbuse's per-annotator block: the five is_abuse levels, then the abuse types and targets.
 _CONVABUSE_LEVELS = (1, 0, -1, -2, -3)
 _CONVABUSE_BLOCK = 17  # columns per annotator
 _CONVABUSE_TYPES = {"sexism": 9, "sexual_harassment": 10}  # offsets inside a block
+# Abuse for a protected attribute, the taxonomy's hate: ableist, homophobic, racist, sexist,
+# transphobic (not "intellectual": insulting someone's intelligence is not hate).
+_CONVABUSE_IDENTITY = (5, 6, 8, 9, 11)
 
 
 def _ticked(cell: str) -> bool:
@@ -128,9 +141,11 @@ def load_convabuse(path: Path, out: Labelled) -> None:
     (1 = not abusive … -3 = strongly abusive; the most severe counts when several are).
     harassment: a strict majority of the raters put it at -1 or below (every turn is addressed
     to the agent, so its abuse is aimed at the agent or a person); sexual_harassment and
-    sexism: a strict majority ticked that abuse type. A tie leaves the category unknown. hate
-    and offensive are unknown (ConvAbuse does not label them in those terms). Columns are read by
-    position: the file's header repeats one annotator's column name."""
+    sexism: a strict majority ticked that abuse type; hate: a strict majority ticked one of the
+    types that attack a protected attribute (`_CONVABUSE_IDENTITY`), so an insult with none is
+    not hate. A tie leaves the category unknown. offensive is unknown (ConvAbuse does not label
+    it in those terms). Columns are read by position: the file's header repeats one
+    annotator's column name."""
     with open_text(path) as handle:
         rows = list(csv.reader(handle))
     if not rows or "user" not in rows[0] or "Annotator1_is_abuse.1" not in rows[0]:
@@ -145,7 +160,7 @@ def load_convabuse(path: Path, out: Labelled) -> None:
                                   f"{len(header)}"))
             continue
         abusive: list[bool] = []
-        types: dict[str, list[bool]] = {k: [] for k in _CONVABUSE_TYPES}
+        types: dict[str, list[bool]] = {k: [] for k in (*_CONVABUSE_TYPES, "hate")}
         for a in range(annotators):
             block = row[first + a * _CONVABUSE_BLOCK:first + (a + 1) * _CONVABUSE_BLOCK]
             levels = [lvl for lvl, cell in zip(_CONVABUSE_LEVELS, block[:5], strict=True)
@@ -155,6 +170,7 @@ def load_convabuse(path: Path, out: Labelled) -> None:
             abusive.append(min(levels) <= -1)
             for category, offset in _CONVABUSE_TYPES.items():
                 types[category].append(_ticked(block[offset]))
+            types["hate"].append(any(_ticked(block[i]) for i in _CONVABUSE_IDENTITY))
         if not abusive:
             out.invalid(DataError(path, where, "Annotator*_is_abuse", "no annotator rated it"))
             continue

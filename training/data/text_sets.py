@@ -6,7 +6,7 @@ on) and intents (banking77 or CLINC150), each with users' own JSONL files carved
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from models.manifest import DataFingerprint, sha256_file
@@ -27,6 +27,10 @@ CLEAN_SOURCES = (clean_requests.NAME,)
 # A source with at most this many training texts is trained on whole, never sampled: ConvAbuse
 # (2,501 turns) holds the only harassment and sexual-harassment labels, too few to thin out.
 WHOLE_SOURCE_MAX = 3_000
+# Sources whose hate labels are read from another category's (training/data/labelled.py):
+# EDOS's sexist threats and derogation, ConvAbuse's identity-based abuse. Only those named in
+# `hate_also_from` train and calibrate hate; every test split keeps them, for evaluation.
+HATE_ALSO = ("edos", "convabuse")
 SUITES = ("hatecheck", "xstest", "simplesafetytests")
 OOS_LABEL = "oos"  # CLINC150's name for its out-of-scope queries
 Parse = Callable[[Path, Labelled], None]
@@ -84,13 +88,18 @@ def _add_own(data: TextData, path: Path, parse: Parse, skip_invalid: bool,
 
 def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (),
                          skip_invalid: bool = False, suites: bool = True,
-                         exclude: Collection[str] = (), train_only: Sequence[Path] = ()
-                         ) -> TextData:
-    """Sources in `exclude` are neither trained nor calibrated on; their test split stays."""
+                         exclude: Collection[str] = (), train_only: Sequence[Path] = (),
+                         hate_also_from: Collection[str] = ()) -> TextData:
+    """Sources in `exclude` are neither trained nor calibrated on; their test split stays. The
+    hate labels of a `HATE_ALSO` source not in `hate_also_from` are left out of its training
+    and validation texts (unknown there) and kept in its test split."""
     unknown = set(exclude) - {*MODERATION_SOURCES, *CLEAN_SOURCES}
     if unknown:
         raise ValueError(f"cannot exclude {sorted(unknown)}: the moderation sources are "
                          f"{[*MODERATION_SOURCES, *CLEAN_SOURCES]}")
+    if unknown := set(hate_also_from) - set(HATE_ALSO):
+        raise ValueError(f"hate can also be read from {', '.join(HATE_ALSO)}, not "
+                         f"{', '.join(sorted(unknown))}")
     data = TextData()
     for name in (*MODERATION_SOURCES, *CLEAN_SOURCES, *(SUITES if suites else ())):
         entry, splits = labelled_sets.load_labelled(name, data_dir)
@@ -98,18 +107,26 @@ def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (
         if entry.kind == "suite" or name in exclude:
             data.tests[name] = splits["test"].examples
             continue
-        train = splits["train"].examples
+        train, validation = splits["train"].examples, splits["validation"].examples
+        if name in HATE_ALSO and name not in hate_also_from:
+            train, validation = _without_hate(train), _without_hate(validation)
         if len(train) <= WHOLE_SOURCE_MAX:
             data.train_whole += train
         else:
             data.train += train
-        data.validation += splits["validation"].examples
+        data.validation += validation
         data.tests[name] = splits["test"].examples
     for path in extra:
         _add_own(data, path, load_moderation_jsonl, skip_invalid)
     for path in train_only:
         _add_own(data, path, load_moderation_jsonl, skip_invalid, train_only=True)
     return data
+
+
+def _without_hate(examples: list[TextExample]) -> list[TextExample]:
+    """The examples with hate unknown (as they were before hate was read from these sources)."""
+    return [replace(e, labels={k: v for k, v in e.labels.items() if k != "hate"})
+            for e in examples]
 
 
 def load_intent_data(dataset: str, data_dir: Path | None = None, extra: Sequence[Path] = (),
