@@ -34,13 +34,16 @@ def _flag_type(annotation: Any) -> Any:
     return annotation
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Every TrainConfig field becomes a flag overriding the preset; help comes from the field."""
+def _add_config_flags(parser: argparse.ArgumentParser, task: str | None = None) -> None:
+    """Every TrainConfig field becomes a flag overriding the preset; help comes from the field,
+    with the value of the task's default preset (the field's default when no task is given)."""
     group = parser.add_argument_group("training settings (override the preset)")
     hints = typing.get_type_hints(TrainConfig)
+    preset = TASK_PRESETS[task]["default"] if task else None
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else None
+        default = (getattr(preset, f.name) if preset is not None
+                   else f.default if f.default is not MISSING else None)
         text = f"{f.metadata['help']} (default preset: {default})"
         if hints[f.name] is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
@@ -65,7 +68,7 @@ def _train_flags(parser: argparse.ArgumentParser, task: str, presets: str, own: 
                         help="Skip and count invalid records in --train-data instead of "
                              "stopping at the first.")
     _data_dir_flag(parser)
-    _add_config_flags(parser)
+    _add_config_flags(parser, task)
 
 
 def _artifact_flags(parser: argparse.ArgumentParser, output_help: str) -> None:

@@ -160,6 +160,17 @@ def test_every_setting_is_a_typed_flag() -> None:
                                                                               "cpu")
 
 
+def test_a_settings_help_gives_the_value_of_its_tasks_default_preset(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for task, shown in (("moderation", "(default preset: 0.05)"),
+                        ("reward", "(default preset: 0.0)")):
+        with pytest.raises(SystemExit):
+            main(["train", task, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        start = text.index("--counter-speech COUNTER_SPEECH Moderation")  # the help, not usage
+        assert text[start:text.index(" --obfuscation", start)].endswith(shown)
+
+
 def test_every_command_prints_its_help() -> None:
     """argparse formats help text with %: a setting's help that carries a bare one (a
     figure in per cent) breaks --help for its whole command."""
