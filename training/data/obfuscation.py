@@ -5,9 +5,9 @@ People who want abuse to get through write "h a t e", "h4te", "haet" or "Ihate",
 classifier that has only seen words spelt right reads those as new, harmless tokens (Gröndahl
 et al. 2018, "All You Need is 'Love': Evading Hate Speech Detection": typos, removed and added
 word boundaries broke every detector they tried). WordPiece splits a misspelt word into pieces
-the model has rarely seen in abuse, so it must be shown such spellings to learn them. HateCheck
-measured it here: the default model caught 29% of its hateful cases with added spaces and 29% in
-leetspeak, against 69-98% of the same kinds spelt right.
+the model has rarely seen in abuse, so it must be shown such spellings to learn them. HateCheck's
+spelling cases were the default model's weakest hateful ones (29% caught with added spaces, 29%
+in leetspeak).
 
 This builds such texts from the training sample itself, with no new labels: a copy of a text with
 some of its words misspelt keeps the text's labels (a misspelling changes what a text looks like,
@@ -22,6 +22,13 @@ misspelling is no cue for abuse in itself. Five kinds, each on a whole word:
 
 Each word of at least `MIN_LETTERS` letters is misspelt with probability `WORD_RATE`, and at
 least one is, so the word that carries the abuse is often among them.
+
+Measured (bench/obfuscation.py, seeds 0 and 1; docs/measurements.md): at 10% of the texts its
+rule chose it, and it is in the default preset, but not for the reason it was built: HateCheck's
+spelling cases did not rise (they are misspelt "I hate [group]", whose spelt-right form the model
+catches no better) and the misspelt validation copy's hate AUPRC did not move. What rose, on
+both seeds, on validation and on test, is sexual harassment, whose only source (ConvAbuse) is
+small and trained on whole: the copies are more, slightly different looks at it.
 """
 
 from __future__ import annotations
