@@ -112,11 +112,13 @@ def test_train_and_evaluate_the_classifiers(moderation_run: Path, intent_run: Pa
     assert {"davidson/hate", "tweeteval-hate/hate", "hatecheck", "xstest",
             "simplesafetytests", "own-moderation/offensive"} <= set(report["eval"])
     assert report["calibration"]["threshold_goal"]
-    # over-flagging on each split's clean rows; clean requests and counter-speech in the mix
+    # over-flagging on each split's clean rows; clean requests, counter-speech and misspelt
+    # copies in the mix
     assert 0 <= report["eval"]["davidson/clean"]["flag_rate"] <= 1
     assert report["eval"]["clean-requests/clean"]["n"] == 966
     mix = report["training_mix"]
-    assert mix["texts"] == 256 + 13 and mix["counter-speech"] == 13  # round(0.05 * 256)
+    assert mix["texts"] == 256 + 13 + 26 and mix["counter-speech"] == 13  # round(0.05 * 256)
+    assert mix["obfuscation"] == 26  # round(0.1 * 256)
     assert {"banking77", "clinc150", "truthfulqa"} & set(mix)
     assert {p.name for p in moderation_run.iterdir()} >= {"pr_curves.png", "reliability.png",
                                                           "training_curves.png"}
