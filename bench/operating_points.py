@@ -17,7 +17,10 @@ Last, HateCheck's own curve, a diagnostic rather than an operating point: the RO
 hate probability on its cases, and the share of its hateful cases caught by the hate threshold
 that flags a given share of its non-hateful ones (`--hatecheck-flag-rates`; #13's goal is
 17.5%). That threshold is chosen on HateCheck itself, so it says what no threshold can reach,
-not what the model would do.
+not what the model would do. And per target group the ROC-AUC inside it, and the pooled one with
+each group's scores shifted to a common non-hateful median: whether where a group's scores sit
+(a threshold too low for one group, too high for another) limits the curve, or what the model
+reads inside a group does.
 """
 
 from __future__ import annotations
@@ -69,7 +72,24 @@ def hatecheck_curve(examples: list[TextExample], probs: np.ndarray, flag_rates: 
         caught[f"{rate:g}"] = {"threshold": threshold,
                                "non_hateful_flagged": float((hate[~hateful] >= threshold).mean()),
                                "hateful_caught": float((hate[hateful] >= threshold).mean())}
-    return {"roc_auc": roc_auc(hate, hateful.astype(float)), "at_non_hateful_flagged": caught}
+    curve: dict[str, Any] = {"roc_auc": roc_auc(hate, hateful.astype(float)),
+                             "at_non_hateful_flagged": caught}
+    targets = np.array([e.label for e in examples])
+    named = targets != ""
+    if not named.any():
+        return curve
+    logits = np.log(hate / (1 - hate))
+    by_target, offset_free = {}, logits.copy()
+    for target in sorted(set(targets) - {""}):
+        rows = targets == target
+        by_target[target] = {"roc_auc": roc_auc(hate[rows], hateful[rows].astype(float)),
+                             "hateful": int((rows & hateful).sum()),
+                             "non_hateful": int((rows & ~hateful).sum())}
+        offset_free[rows] -= np.median(logits[rows & ~hateful])
+    return {**curve, "by_target": by_target,
+            "roc_auc_named_targets": roc_auc(hate[named], hateful[named].astype(float)),
+            "roc_auc_named_targets_offsets_removed": roc_auc(offset_free[named],
+                                                             hateful[named].astype(float))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,6 +165,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {point['non_hateful_flagged']:.1%} of the non-hateful flagged: "
               f"{point['hateful_caught']:.1%} of the hateful caught (hate >= "
               f"{point['threshold']:.3f})")
+    if "by_target" in curve:
+        print("  per target group, ROC-AUC inside the group: " + ", ".join(
+            f"{t} {v['roc_auc']:.3f}" for t, v in curve["by_target"].items()))
+        print(f"  the cases that name a group: ROC-AUC {curve['roc_auc_named_targets']:.3f}; "
+              f"with each group's scores moved so its non-hateful median is 0: "
+              f"{curve['roc_auc_named_targets_offsets_removed']:.3f}")
     if args.out:
         args.out.write_text(json.dumps({
             "model": str(args.model), "version": manifest.version,

@@ -27,6 +27,24 @@ def test_hatecheck_curve_reads_recall_where_a_share_of_the_clean_cases_is_flagge
     assert curve["roc_auc"] == pytest.approx(19 / 25)  # pairs ranked right, of 25
 
 
+def test_hatecheck_curve_tells_a_groups_offset_from_what_is_read_inside_it() -> None:
+    # each group's cases perfectly ranked inside it, but one group's scores all sit higher
+    hate = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 0.5]
+    gold = [0, 0, 1, 1, 0, 0, 1, 1, 0]
+    target = ["women"] * 4 + ["immigrants"] * 4 + [""]  # the last names no one
+    examples = [TextExample(f"case {i}", labels={"hate": g}, label=t)
+                for i, (g, t) in enumerate(zip(gold, target, strict=True))]
+    probs = np.zeros((len(hate), len(CATEGORIES)))
+    probs[:, CATEGORIES.index("hate")] = hate
+    curve = hatecheck_curve(examples, probs, [0.2])
+    assert {t: v["roc_auc"] for t, v in curve["by_target"].items()} == {"immigrants": 1.0,
+                                                                      "women": 1.0}
+    assert curve["roc_auc_named_targets"] == pytest.approx(12 / 16)  # the offset costs 4 pairs
+    assert curve["roc_auc_named_targets_offsets_removed"] == 1.0
+    no_targets = [TextExample(e.text, labels=e.labels) for e in examples]
+    assert "by_target" not in hatecheck_curve(no_targets, probs, [0.2])
+
+
 def test_a_flag_rate_outside_zero_to_one_is_refused_before_any_scoring(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:  # no model there: refused before it is read

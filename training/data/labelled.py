@@ -23,7 +23,7 @@ MODERATION_TEXT_LIMIT = 20_000  # characters; longer records are refused as malf
 class TextExample:
     text: str
     labels: dict[str, int] = field(default_factory=dict)  # moderation: category -> 0/1
-    label: str = ""  # intents: the class
+    label: str = ""  # intents: the class; HateCheck: the group a case targets
     group: str = ""  # what it belongs to: a split, a HateCheck functionality, a harm area
 
 
@@ -204,13 +204,14 @@ def load_moderation_jsonl(path: Path, out: Labelled) -> None:
 # --- behavioural suites: evaluated, never trained on ----------------------------------------
 
 def load_hatecheck(path: Path, out: Labelled) -> None:
+    """group: the functionality; label: the group the case targets ('' for none)."""
     for where, row in _csv_rows(path, ("functionality", "test_case", "label_gold")):
         if row["label_gold"] not in {"hateful", "non-hateful"}:
             out.invalid(DataError(path, where, "label_gold", f"unexpected {row['label_gold']!r}"))
             continue
         out.keep(path, where, row["test_case"], labels={"hate": int(row["label_gold"] ==
                                                                     "hateful")},
-                 group=row["functionality"])
+                 group=row["functionality"], label=row.get("target_ident") or "")
 
 
 def load_xstest(path: Path, out: Labelled) -> None:
