@@ -60,18 +60,19 @@ def rule_thresholds(manifest: Any, min_precision: float | None
     return thresholds, unreached
 
 
-def hatecheck_curve(examples: list[TextExample], probs: np.ndarray, flag_rates: list[float]
-                    ) -> dict[str, Any]:
+def hatecheck_curve(examples: list[TextExample], probs: np.ndarray, flag_rates: list[float],
+                    threshold: float = 0.5) -> dict[str, Any]:
     """The hate probability's ROC-AUC on HateCheck and, for each share of the non-hateful
-    cases flagged, the hateful cases caught by the threshold that flags that share."""
+    cases flagged, the hateful cases caught by the threshold that flags that share; per target
+    group, its cases caught and flagged at `threshold` (the model's own) and its ROC-AUC."""
     hate = probs[:, CATEGORIES.index("hate")]
     hateful = np.array([e.labels["hate"] == 1 for e in examples])
     caught = {}
     for rate in flag_rates:
-        threshold = float(np.quantile(hate[~hateful], 1 - rate, method="higher"))
-        caught[f"{rate:g}"] = {"threshold": threshold,
-                               "non_hateful_flagged": float((hate[~hateful] >= threshold).mean()),
-                               "hateful_caught": float((hate[hateful] >= threshold).mean())}
+        at = float(np.quantile(hate[~hateful], 1 - rate, method="higher"))
+        caught[f"{rate:g}"] = {"threshold": at,
+                               "non_hateful_flagged": float((hate[~hateful] >= at).mean()),
+                               "hateful_caught": float((hate[hateful] >= at).mean())}
     curve: dict[str, Any] = {"roc_auc": roc_auc(hate, hateful.astype(float)),
                              "at_non_hateful_flagged": caught}
     targets = np.array([e.label for e in examples])
@@ -84,7 +85,9 @@ def hatecheck_curve(examples: list[TextExample], probs: np.ndarray, flag_rates: 
         rows = targets == target
         by_target[target] = {"roc_auc": roc_auc(hate[rows], hateful[rows].astype(float)),
                              "hateful": int((rows & hateful).sum()),
-                             "non_hateful": int((rows & ~hateful).sum())}
+                             "non_hateful": int((rows & ~hateful).sum()),
+                             "caught": float((hate[rows & hateful] >= threshold).mean()),
+                             "flagged": float((hate[rows & ~hateful] >= threshold).mean())}
         offset_free[rows] -= np.median(logits[rows & ~hateful])
     return {**curve, "by_target": by_target,
             "roc_auc_named_targets": roc_auc(hate[named], hateful[named].astype(float)),
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"{split[f'{c}_f1']:.2f}" for c in CATEGORIES if f"{c}_f1" in split]
             print(f"    {name:<24} " + "; ".join(cells))
     curve = hatecheck_curve(tests["hatecheck"], scored["hatecheck"][0],
-                            args.hatecheck_flag_rates)
+                            args.hatecheck_flag_rates, manifest.thresholds["hate"])
     print(f"\nHateCheck's own curve (thresholds chosen on HateCheck: a diagnostic): ROC-AUC of "
           f"the hate probability {curve['roc_auc']:.3f}")
     for point in curve["at_non_hateful_flagged"].values():
@@ -166,8 +169,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{point['hateful_caught']:.1%} of the hateful caught (hate >= "
               f"{point['threshold']:.3f})")
     if "by_target" in curve:
-        print("  per target group, ROC-AUC inside the group: " + ", ".join(
-            f"{t} {v['roc_auc']:.3f}" for t, v in curve["by_target"].items()))
+        print("  per target group at the model's hate threshold, hateful caught / non-hateful "
+              "flagged, and the ROC-AUC inside the group:")
+        for t, v in curve["by_target"].items():
+            print(f"    {t:<16} {v['caught']:.1%} / {v['flagged']:.1%}, {v['roc_auc']:.3f}")
         print(f"  the cases that name a group: ROC-AUC {curve['roc_auc_named_targets']:.3f}; "
               f"with each group's scores moved so its non-hateful median is 0: "
               f"{curve['roc_auc_named_targets_offsets_removed']:.3f}")

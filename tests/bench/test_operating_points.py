@@ -36,9 +36,12 @@ def test_hatecheck_curve_tells_a_groups_offset_from_what_is_read_inside_it() -> 
                 for i, (g, t) in enumerate(zip(gold, target, strict=True))]
     probs = np.zeros((len(hate), len(CATEGORIES)))
     probs[:, CATEGORIES.index("hate")] = hate
-    curve = hatecheck_curve(examples, probs, [0.2])
+    curve = hatecheck_curve(examples, probs, [0.2], threshold=0.5)
     assert {t: v["roc_auc"] for t, v in curve["by_target"].items()} == {"immigrants": 1.0,
                                                                       "women": 1.0}
+    # at 0.5 the lower group's hate is missed and the higher group's clean cases flagged
+    assert curve["by_target"]["women"]["caught"] == 0.0
+    assert curve["by_target"]["immigrants"]["flagged"] == 1.0
     assert curve["roc_auc_named_targets"] == pytest.approx(12 / 16)  # the offset costs 4 pairs
     assert curve["roc_auc_named_targets_offsets_removed"] == 1.0
     no_targets = [TextExample(e.text, labels=e.labels) for e in examples]
