@@ -31,7 +31,7 @@ import json
 import statistics
 from pathlib import Path
 
-from bench.identity_balance import figure, train
+from bench.moderation_arms import figure, print_table, train
 from bench.obfuscation import ROWS as COMMON_ROWS
 from models.taxonomy import CATEGORIES
 from training.class_metrics import average_precision
@@ -106,13 +106,8 @@ def main() -> None:
         f"P(hate) of {INSULT!r}": {a: [v["insult"] for v in validation[a]] for a in arms},
         "hate threshold": {a: [v["hate_threshold"] for v in validation[a]] for a in arms}}
     for label, key, field in ROWS:
-        table[label] = {a: [figure(r, key, field) if key in r["eval"] else float("nan")
-                            for r in reports[a]] for a in arms}
-    print(f"\n{'':56}{'default':>24}{'hate also from':>24}   (seeds {args.seeds})")
-    for label, row in table.items():
-        cells = [f"{statistics.mean(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})"
-                 for v in row.values()]
-        print(f"{label[:56]:56}{cells[0]:>24}{cells[1]:>24}")
+        table[label] = {a: [figure(r, key, field) for r in reports[a]] for a in arms}
+    print_table(table, ("default", "hate also from"), args.seeds, 56, 24)
 
     before, new, adopted = rule(validation["base"], validation["hate"])
     print(f"\nrule: hate AUPRC on the sources before {before:+.3f} (at most -{MAX_LOSS} "

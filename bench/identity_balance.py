@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from bench.moderation_arms import TAIL_ROWS, figure, print_table, train
 
 MAX_AUPRC_LOSS = 0.02
 ARMS = {"base": [], "balance": ["--identity-balance"]}
@@ -48,32 +48,8 @@ ROWS = [
     ("TweetEval hate: clean naming a group flagged", "tweeteval-hate/identity",
      "hate_flag_rate_naming_a_group"),
     ("EDOS sexism AUPRC", "edos/sexism", "auprc"),
-    ("ConvAbuse harassment AUPRC", "convabuse/harassment", "auprc"),
-    ("ConvAbuse sexual harassment AUPRC", "convabuse/sexual_harassment", "auprc"),
-    ("Davidson clean side flagged", "davidson/clean", "flag_rate"),
-    ("TweetEval hate clean side flagged", "tweeteval-hate/clean", "flag_rate"),
-    ("EDOS clean side flagged", "edos/clean", "flag_rate"),
-    ("clean requests flagged", "clean-requests/clean", "flag_rate"),
+    *TAIL_ROWS,
 ]
-
-
-def train(runs: Path, arm: str, seed: int, flags: list[str] | None = None) -> dict[str, Any]:
-    """RUNS/ARM-SEED's report, trained with the default preset and `flags` (ARMS[arm] by
-    default) when it is not there yet."""
-    out = runs / f"{arm}-{seed}"
-    report = out / "report.json"
-    if not report.exists():
-        print(f"== training {arm}, seed {seed} -> {out}", flush=True)
-        subprocess.run([sys.executable, "-m", "training.cli", "train", "moderation", "--preset",
-                        "default", "--seed", str(seed), "--output", str(out),
-                        *(ARMS[arm] if flags is None else flags)],
-                       check=True)
-    loaded: dict[str, Any] = json.loads(report.read_text())
-    return loaded
-
-
-def figure(report: dict[str, Any], key: str, field: str) -> float:
-    return float(report["eval"][key][field])
 
 
 def rule(base: list[dict[str, Any]], balance: list[dict[str, Any]]
@@ -95,16 +71,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
-    reports = {arm: [train(args.runs, arm, seed) for seed in args.seeds] for arm in ARMS}
-
-    table: dict[str, dict[str, list[float]]] = {}
-    print(f"\n{'':52}{'default':>22}{'identity balance':>22}   (seeds {args.seeds})")
-    for label, key, field in ROWS:
-        row = {arm: [figure(r, key, field) for r in reports[arm]] for arm in ARMS}
-        table[label] = row
-        cells = [f"{statistics.mean(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})"
-                 for v in row.values()]
-        print(f"{label:52}{cells[0]:>22}{cells[1]:>22}")
+    reports = {arm: [train(args.runs, arm, seed, flags) for seed in args.seeds]
+               for arm, flags in ARMS.items()}
+    table = {label: {arm: [figure(r, key, field) for r in reports[arm]] for arm in ARMS}
+             for label, key, field in ROWS}
+    print_table(table, ("default", "identity balance"), args.seeds, 52, 22)
 
     auprc_change, flag_change, adopted = rule(reports["base"], reports["balance"])
     print(f"\nrule: validation hate AUPRC {auprc_change:+.3f} (at most -{MAX_AUPRC_LOSS} allowed), "

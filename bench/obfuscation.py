@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.identity_balance import figure, train
+from bench.moderation_arms import TAIL_ROWS, figure, print_table, train
 from models.taxonomy import CATEGORIES
 from training.class_metrics import average_precision
 from training.data.obfuscation import NAME, obfuscate
@@ -55,12 +55,7 @@ ROWS = [
     ("TweetEval hate AUPRC", "tweeteval-hate/hate", "auprc"),
     ("TweetEval offensive AUPRC", "tweeteval-offensive/offensive", "auprc"),
     ("EDOS sexism AUPRC", "edos/sexism", "auprc"),
-    ("ConvAbuse harassment AUPRC", "convabuse/harassment", "auprc"),
-    ("ConvAbuse sexual harassment AUPRC", "convabuse/sexual_harassment", "auprc"),
-    ("Davidson clean side flagged", "davidson/clean", "flag_rate"),
-    ("TweetEval hate clean side flagged", "tweeteval-hate/clean", "flag_rate"),
-    ("EDOS clean side flagged", "edos/clean", "flag_rate"),
-    ("clean requests flagged", "clean-requests/clean", "flag_rate"),
+    *TAIL_ROWS,
 ]
 
 
@@ -119,11 +114,7 @@ def main() -> None:
         "misspelt validation hate AUPRC": {a: [m["hate"] for m in misspelt[a]] for a in arms}}
     for label, key, field in ROWS:
         table[label] = {a: [figure(r, key, field) for r in reports[a]] for a in arms}
-    print(f"\n{'':48}{'default':>24}{f'obfuscation {args.share:g}':>24}   (seeds {args.seeds})")
-    for label, row in table.items():
-        cells = [f"{statistics.mean(v):.3f} ({', '.join(f'{x:.3f}' for x in v)})"
-                 for v in row.values()]
-        print(f"{label:48}{cells[0]:>24}{cells[1]:>24}")
+    print_table(table, ("default", f"obfuscation {args.share:g}"), args.seeds, 48, 24)
 
     rows = list(table.values())
     clean, spelt, adopted = rule(rows[0]["base"], rows[0]["obfuscation"], rows[1]["base"],
