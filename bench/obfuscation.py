@@ -100,7 +100,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
-    arms = {"base": [], "obfuscation": ["--obfuscation", str(args.share)]}
+    # the default preset has carried misspelt copies since this bench chose them: the base
+    # arm asks for none, so it stays the default it was measured against
+    arms = {"base": ["--obfuscation", "0"], "obfuscation": ["--obfuscation", str(args.share)]}
     reports = {arm: [train(args.runs, arm, seed, flags) for seed in args.seeds]
                for arm, flags in arms.items()}
     misspelt = {arm: [misspelt_auprc(Path(r["model_dir"]), args.data_dir) for r in rs]
