@@ -23,12 +23,14 @@ misspelling is no cue for abuse in itself. Five kinds, each on a whole word:
 Each word of at least `MIN_LETTERS` letters is misspelt with probability `WORD_RATE`, and at
 least one is, so the word that carries the abuse is often among them.
 
-Measured (bench/obfuscation.py, seeds 0 and 1; docs/measurements.md): at 10% of the texts its
-rule chose it, and it is in the default preset, but not for the reason it was built: HateCheck's
-spelling cases did not rise (they are misspelt "I hate [group]", whose spelt-right form the model
-catches no better) and the misspelt validation copy's hate AUPRC did not move. What rose, on
-both seeds, on validation and on test, is sexual harassment, whose only source (ConvAbuse) is
-small and trained on whole: the copies are more, slightly different looks at it.
+Measured (bench/obfuscation.py; docs/measurements.md): at 10% of the texts its rule chose it
+over seeds 0 and 1, and a third seed agreed; it is in the default preset, but not for the reason
+it was built: HateCheck's spelling cases moved within their seed spread (they are misspelt "I
+hate [group]", whose spelt-right form the model rarely catches either) and the misspelt
+validation copy's hate AUPRC barely (+0.006 over three seeds). What rose is validation AUPRC in
+general, most on sexual harassment, whose only source (ConvAbuse) is small and trained on whole
+(the copies are more looks at it), though one seed of three lost there; every test split's mean
+AUPRC rose over the three seeds.
 """
 
 from __future__ import annotations
