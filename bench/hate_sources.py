@@ -38,7 +38,7 @@ from training.class_metrics import average_precision
 from training.data import labelled_sets
 from training.data.labelled import TextExample
 from training.data.text_sets import HATE_ALSO
-from training.evaluate import load_model, moderation_scores
+from training.evaluate import category_temperatures, load_model, moderation_scores
 
 MAX_LOSS, MIN_GAIN = 0.02, 0.05
 BEFORE = ("davidson", "tweeteval-hate", "clean-requests")
@@ -55,23 +55,31 @@ ROWS = [
 ]
 
 
-def hate_auprc(model_dir: Path, data_dir: Path | None) -> dict[str, float]:
-    """Hate AUPRC on the validation texts of the sources that labelled hate before, and of
-    those whose hate is read from another label; and the hate probability of INSULT."""
+def hate_validation(data_dir: Path | None) -> dict[str, list[TextExample]]:
+    """The validation texts whose hate is known, of the sources that labelled it before
+    ("before") and of those whose hate is read from another label ("new")."""
+    def known(names: tuple[str, ...]) -> list[TextExample]:
+        return [e for name in names
+                for e in labelled_sets.load_labelled(name, data_dir)[1]["validation"].examples
+                if "hate" in e.labels]
+
+    return {"before": known(BEFORE), "new": known(HATE_ALSO)}
+
+
+def hate_auprc(model_dir: Path, validation: dict[str, list[TextExample]]) -> dict[str, float]:
+    """Hate AUPRC on each part of `validation`, and the hate probability of INSULT."""
     manifest, encoder, model = load_model(model_dir)
-    temperatures = manifest.calibration.temperatures if manifest.calibration else {}
+    temperatures = category_temperatures(manifest)
     k = CATEGORIES.index("hate")
 
-    def scored(names: tuple[str, ...]) -> float:
-        examples: list[TextExample] = [e for name in names for e in labelled_sets.load_labelled(
-            name, data_dir)[1]["validation"].examples if "hate" in e.labels]
-        probs, targets = moderation_scores(model, encoder, examples, {
-            c: (temperatures or {}).get(c, 1.0) for c in CATEGORIES}, 4096, "score validation")
+    def scored(examples: list[TextExample]) -> float:
+        probs, targets = moderation_scores(model, encoder, examples, temperatures, 4096,
+                                           "score validation")
         return average_precision(probs[:, k], targets[:, k])
 
-    insult = moderation_scores(model, encoder, [TextExample(INSULT)], {
-        c: (temperatures or {}).get(c, 1.0) for c in CATEGORIES}, 4096, "score insult")[0]
-    return {"before": scored(BEFORE), "new": scored(HATE_ALSO),
+    insult = moderation_scores(model, encoder, [TextExample(INSULT)], temperatures, 4096,
+                               "score insult")[0]
+    return {**{part: scored(examples) for part, examples in validation.items()},
             "insult": float(insult[0, k]), "hate_threshold": manifest.thresholds["hate"]}
 
 
@@ -95,7 +103,8 @@ def main() -> None:
     arms = {"base": [], "hate": ["--hate-also-from", ",".join(HATE_ALSO)]}
     reports = {arm: [train(args.runs, arm, seed, flags) for seed in args.seeds]
                for arm, flags in arms.items()}
-    validation = {arm: [hate_auprc(Path(r["model_dir"]), args.data_dir) for r in rs]
+    texts = hate_validation(args.data_dir)
+    validation = {arm: [hate_auprc(Path(r["model_dir"]), texts) for r in rs]
                   for arm, rs in reports.items()}
 
     table: dict[str, dict[str, list[float]]] = {

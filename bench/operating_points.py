@@ -38,6 +38,7 @@ from training.class_metrics import roc_auc
 from training.data.labelled import TextExample
 from training.data.text_sets import SUITES, load_moderation_data
 from training.evaluate import (
+    category_temperatures,
     evaluate_moderation,
     evaluate_suites,
     load_model,
@@ -110,10 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                      f"each between 0 and 1 (exclusive), not {bad}")
 
     manifest, encoder, model = load_model(args.model)
-    temperatures = manifest.calibration.temperatures if manifest.calibration else None
     tests = load_moderation_data(args.data_dir).tests
-    scored = {name: moderation_scores(model, encoder, examples,
-                                      {c: (temperatures or {}).get(c, 1.0) for c in CATEGORIES},
+    scored = {name: moderation_scores(model, encoder, examples, category_temperatures(manifest),
                                       4096, f"score {name}")
               for name, examples in tests.items()}
 

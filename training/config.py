@@ -200,11 +200,9 @@ class TrainConfig:
                 raise ValueError(f"{kind} is a share of the real training pairs, from 0 to 1, "
                                  f"not {getattr(self, kind)}")
         self.whole_kinds()  # a kind that does not exist is an error now, not a silent no-op
-        from training.data.text_sets import HATE_ALSO
+        from training.data.text_sets import check_hate_also
 
-        if unknown := self.hate_also() - set(HATE_ALSO):
-            raise ValueError(f"hate_also_from names {', '.join(HATE_ALSO)}, not "
-                             f"{', '.join(sorted(unknown))}")
+        check_hate_also(self.hate_also())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -232,13 +232,18 @@ def evaluate_suites(tests: dict[str, list[TextExample]], probs: dict[str, np.nda
     return out
 
 
+def category_temperatures(manifest: Manifest) -> dict[str, float]:
+    """A moderation model's temperature per category, 1.0 where it has none."""
+    temperatures = (manifest.calibration.temperatures or {}) if manifest.calibration else {}
+    return {c: temperatures.get(c, 1.0) for c in CATEGORIES}
+
+
 def evaluate_moderation_model(model_dir: Path, files: Sequence[Path] = (),
                               data_dir: Path | None = None, skip_invalid: bool = False,
                               max_tokens: int = 4096) -> dict[str, dict[str, float]]:
     """With the model's own temperatures and thresholds: your JSONL files, or else every
     catalogued held-out split and behavioural suite."""
     manifest, encoder, model = load_model(model_dir)
-    temperatures = (manifest.calibration.temperatures or {}) if manifest.calibration else {}
     tests = own_sets(files, load_moderation_jsonl, skip_invalid)
     if not files:
         tests = load_moderation_data(data_dir).tests
@@ -246,8 +251,8 @@ def evaluate_moderation_model(model_dir: Path, files: Sequence[Path] = (),
     probs = {}
     for name, examples in tests.items():
         p, targets = moderation_scores(model, encoder, examples,
-                                       {c: temperatures.get(c, 1.0) for c in CATEGORIES},
-                                       max_tokens, f"eval {name}")
+                                       category_temperatures(manifest), max_tokens,
+                                       f"eval {name}")
         probs[name] = p
         metrics.update(moderation_set_metrics(name, examples, p, targets, manifest.thresholds))
     metrics.update(evaluate_suites(tests, {k: v for k, v in probs.items() if k in SUITES},

@@ -235,6 +235,9 @@ def test_device_names_are_checked() -> None:
         CONFIG.with_overrides(counter_speech=-0.1)
     with pytest.raises(ValueError, match=r"obfuscation is a share .* not 2"):
         CONFIG.with_overrides(obfuscation=2)
+    with pytest.raises(ValueError, match="hate can also be read from edos, convabuse, not "
+                                         "davidson"):
+        CONFIG.with_overrides(hate_also_from="davidson")
     with pytest.raises(ValueError, match="brush_off_harmful is one of reply, skip, refusal"):
         CONFIG.with_overrides(brush_off_harmful="never")
     for kind, share in (("brush_off", -0.1), ("relevance", 1.5)):

@@ -97,9 +97,7 @@ def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (
     if unknown:
         raise ValueError(f"cannot exclude {sorted(unknown)}: the moderation sources are "
                          f"{[*MODERATION_SOURCES, *CLEAN_SOURCES]}")
-    if unknown := set(hate_also_from) - set(HATE_ALSO):
-        raise ValueError(f"hate can also be read from {', '.join(HATE_ALSO)}, not "
-                         f"{', '.join(sorted(unknown))}")
+    check_hate_also(hate_also_from)
     data = TextData()
     for name in (*MODERATION_SOURCES, *CLEAN_SOURCES, *(SUITES if suites else ())):
         entry, splits = labelled_sets.load_labelled(name, data_dir)
@@ -121,6 +119,13 @@ def load_moderation_data(data_dir: Path | None = None, extra: Sequence[Path] = (
     for path in train_only:
         _add_own(data, path, load_moderation_jsonl, skip_invalid, train_only=True)
     return data
+
+
+def check_hate_also(names: Collection[str]) -> None:
+    """Refuses a `hate_also_from` source that is not one of HATE_ALSO."""
+    if unknown := set(names) - set(HATE_ALSO):
+        raise ValueError(f"hate_also_from: hate can also be read from {', '.join(HATE_ALSO)}, "
+                         f"not {', '.join(sorted(unknown))}")
 
 
 def _without_hate(examples: list[TextExample]) -> list[TextExample]:
