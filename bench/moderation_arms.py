@@ -1,6 +1,7 @@
 """What the moderation candidates' benches share (identity_balance.py, obfuscation.py,
-hate_sources.py): the default preset trained with a candidate's flags per seed, a report's
-figures, the test-side rows every one of them prints, and the arms printed side by side."""
+hate_sources.py): a preset (the default unless a bench asks for another) trained with a
+candidate's flags per seed, a report's figures, the test-side rows every one of them prints, and
+the arms printed side by side."""
 
 from __future__ import annotations
 
@@ -22,15 +23,15 @@ TAIL_ROWS = [
 ]
 
 
-def train(runs: Path, arm: str, seed: int, flags: list[str]) -> dict[str, Any]:
-    """RUNS/ARM-SEED's report, trained with the default preset and `flags` when it is not
-    there yet."""
+def train(runs: Path, arm: str, seed: int, flags: list[str],
+          preset: str = "default") -> dict[str, Any]:
+    """RUNS/ARM-SEED's report, trained with `preset` and `flags` when it is not there yet."""
     out = runs / f"{arm}-{seed}"
     report = out / "report.json"
     if not report.exists():
         print(f"== training {arm}, seed {seed} -> {out}", flush=True)
         subprocess.run([sys.executable, "-m", "training.cli", "train", "moderation", "--preset",
-                        "default", "--seed", str(seed), "--output", str(out), *flags],
+                        preset, "--seed", str(seed), "--output", str(out), *flags],
                        check=True)
     loaded: dict[str, Any] = json.loads(report.read_text())
     return loaded
