@@ -24,13 +24,13 @@ Each word of at least `MIN_LETTERS` letters is misspelt with probability `WORD_R
 least one is, so the word that carries the abuse is often among them.
 
 Measured (bench/obfuscation.py; docs/measurements.md): at 10% of the texts its rule chose it
-over seeds 0 and 1, and a third seed agreed; it is in the default preset, but not for the reason
-it was built: HateCheck's spelling cases moved within their seed spread (they are misspelt "I
-hate [group]", whose spelt-right form the model rarely catches either) and the misspelt
-validation copy's hate AUPRC barely (+0.006 over three seeds). What rose is validation AUPRC in
-general, most on sexual harassment, whose only source (ConvAbuse) is small and trained on whole
-(the copies are more looks at it), though one seed of three lost there; every test split's mean
-AUPRC rose over the three seeds.
+over seeds 0 and 1, and a third seed agreed; it is in the default preset (and, by the same rule
+on seed 0, in the full one), but not for the reason it was built: HateCheck's spelling cases
+moved within their seed spread (they are misspelt "I hate [group]", whose spelt-right form the
+model rarely catches either) and the misspelt validation copy's hate AUPRC barely (+0.006 over
+three seeds). What rose is validation AUPRC in general, most on sexual harassment, whose only
+source (ConvAbuse) is small and trained on whole (the copies are more looks at it), though one
+seed of three lost there; every test split's mean AUPRC rose over the three seeds.
 """
 
 from __future__ import annotations
