@@ -40,6 +40,7 @@ import numpy as np
 from bench.moderation_arms import TAIL_ROWS, figure, print_table, train
 from models.taxonomy import CATEGORIES
 from training.class_metrics import average_precision
+from training.config import MODERATION_PRESETS
 from training.data.labelled import TextExample
 from training.data.obfuscation import NAME, obfuscate
 from training.data.text_sets import load_moderation_data
@@ -105,7 +106,7 @@ def rule(base: list[float], arm: list[float], base_misspelt: list[float],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/obfuscation"))
-    parser.add_argument("--preset", choices=("default", "full"), default="default")
+    parser.add_argument("--preset", choices=sorted(MODERATION_PRESETS), default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--share", type=float, default=0.1)
     parser.add_argument("--data-dir", type=Path, default=None)
