@@ -80,7 +80,9 @@ def hatecheck_curve(examples: list[TextExample], probs: np.ndarray, flag_rates: 
     named = targets != ""
     if not named.any():
         return curve
-    logits = np.log(hate / (1 - hate))
+    # a probability that rounded to 0 or 1 keeps a finite logit, so no offset becomes inf - inf
+    clipped = np.clip(hate.astype(np.float64), 1e-12, 1 - 1e-12)
+    logits = np.log(clipped / (1 - clipped))
     by_target, offset_free = {}, logits.copy()
     for target in sorted(set(targets) - {""}):
         rows = targets == target

@@ -48,6 +48,21 @@ def test_hatecheck_curve_tells_a_groups_offset_from_what_is_read_inside_it() -> 
     assert "by_target" not in hatecheck_curve(no_targets, probs, [0.2])
 
 
+def test_a_saturated_hate_probability_leaves_every_group_figure_finite() -> None:
+    # a group whose non-hateful median rounds to 1.0: its offset must not be inf
+    hate = [1.0, 1.0, 1.0, 0.0, 0.2, 0.9]
+    gold = [1, 0, 0, 0, 0, 1]
+    examples = [TextExample(f"case {i}", labels={"hate": g}, label=t) for i, (g, t) in
+                enumerate(zip(gold, ["women"] * 3 + ["immigrants"] * 3, strict=True))]
+    probs = np.zeros((len(hate), len(CATEGORIES)))
+    probs[:, CATEGORIES.index("hate")] = hate
+    curve = hatecheck_curve(examples, probs, [0.2], threshold=0.5)
+    # offsets removed, women's three cases sit at one score: their hateful case ties their two
+    # clean ones and falls below immigrants' higher clean one; immigrants' hateful case tops
+    # all four clean cases: 6 of 8 pairs
+    assert curve["roc_auc_named_targets_offsets_removed"] == pytest.approx(6 / 8)
+
+
 def test_a_flag_rate_outside_zero_to_one_is_refused_before_any_scoring(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:  # no model there: refused before it is read
