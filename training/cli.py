@@ -78,6 +78,8 @@ def _artifact_flags(parser: argparse.ArgumentParser, output_help: str) -> None:
     parser.add_argument("--output", type=Path, default=None, help=output_help)
     parser.add_argument("--no-store", action="store_true",
                         help="Build and check the artifact but do not save it to the store.")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch and onnxruntime CPU threads (default: all cores).")
     _data_dir_flag(parser)
 
 

@@ -93,7 +93,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     return _export_to_store(args.checkpoint, args.output or args.checkpoint.parent / "artifact",
-                            args.name, args.data_dir, store=not args.no_store)
+                            args.name, args.data_dir, store=not args.no_store,
+                            threads=args.threads)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -104,15 +105,15 @@ def _import(args: argparse.Namespace) -> int:
     checkpoint = write_checkpoint(source, args.task, args.name, output, args.max_length,
                                   args.data_dir)
     return _export_to_store(checkpoint, output / "artifact", args.name, args.data_dir,
-                            store=not args.no_store)
+                            store=not args.no_store, threads=args.threads)
 
 
 def _export_to_store(checkpoint: Path, output: Path, name: str, data_dir: Path | None,
-                     store: bool) -> int:
+                     store: bool, threads: int | None = None) -> int:
     from models import store as model_store
     from training.export import export_checkpoint
 
-    exported = export_checkpoint(checkpoint, output, name, data_dir=data_dir)
+    exported = export_checkpoint(checkpoint, output, name, data_dir=data_dir, threads=threads)
     exported.save(output)
     int8 = exported.quantisation["int8"]
     print(f"artifact {exported.name}:{exported.version} in {output}")

@@ -123,9 +123,9 @@ def parity_batches(items: Sequence[EncodedPair]) -> list[list[int]]:
 
 
 def check_parity(model: AnyModel, graph: Path, items: Sequence[EncodedPair],
-                 tolerance: float, pad_id: int = 0) -> float:
+                 tolerance: float, pad_id: int = 0, threads: int | None = None) -> float:
     """Shapes first, then values; returns the max absolute difference or raises ParityError."""
-    session = open_session(graph)
+    session = open_session(graph, threads=threads)
     worst = 0.0
     for indices in parity_batches(items):
         arrays = pad_batch([items[i] for i in indices], pad_id)
@@ -163,11 +163,14 @@ def keep_weights(checkpoint: Path, weights: Path) -> None:
 def export_checkpoint(checkpoint: Path, output: Path, name: str,
                       check: ValidationCheck | None = None, opset: int = OPSET,
                       say: Callable[[str], None] | None = None,
-                      data_dir: Path | None = None) -> Manifest:
+                      data_dir: Path | None = None, threads: int | None = None) -> Manifest:
     """Build the artifact in `output`; raises ParityError when a graph disagrees. `check`: what
     the int8 graph must hold; by default the task's own metric on its validation split, read
     from `data_dir` (training/checks.py). `say` hears what each step is doing (the int8 check is
-    the long one: every validation item scored by both graphs); by default, stdout at once."""
+    the long one: every validation item scored by both graphs); by default, stdout at once.
+    `threads`: torch's and onnxruntime's (default: all cores)."""
+    if threads:
+        torch.set_num_threads(threads)
     if say is None:
         def say(line: str) -> None:
             print(line, flush=True)
@@ -193,9 +196,11 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str,
                      config.model_type, num_outputs(model) if isinstance(model, EnsembleModel)
                      else 1)
     raw.unlink()
-    parity = {"fp32": check_parity(model, output / FP32, probe, TOLERANCE[FP32], encoder.pad_id)}
+    parity = {"fp32": check_parity(model, output / FP32, probe, TOLERANCE[FP32],
+                                   encoder.pad_id, threads)}
     to_fp16(output / FP32, output / FP16)
-    parity["fp16"] = check_parity(model, output / FP16, probe, TOLERANCE[FP16], encoder.pad_id)
+    parity["fp16"] = check_parity(model, output / FP16, probe, TOLERANCE[FP16], encoder.pad_id,
+                                  threads)
 
     known = saved_validation_scores(checkpoint, check.items)
     graphs = ("the int8 graph (fp32's: the scores training saved of these inputs)"
@@ -204,10 +209,11 @@ def export_checkpoint(checkpoint: Path, output: Path, name: str,
         f"validation inputs with {graphs} ({check.metric}; stops early once the answer is "
         "sure)")
     quantise_int8(output / FP32, output / INT8)
-    scored = check.outputs(output / FP32, output / INT8, encoder.pad_id, known)
+    scored = check.outputs(output / FP32, output / INT8, encoder.pad_id, known, threads)
     decision = decide_int8(check, scored.fp32, scored.int8, scored.rows)
     if decision.accepted:
-        parity["int8"] = check_parity(model, output / INT8, probe, float("inf"), encoder.pad_id)
+        parity["int8"] = check_parity(model, output / INT8, probe, float("inf"),
+                                      encoder.pad_id, threads)
     else:
         (output / INT8).unlink()
 

@@ -1,20 +1,33 @@
 """`alignserve models build-defaults`: the default models the store lacks, built from the data,
-stage by stage, with the overall progress. `make serve` runs it before serving.
+with the overall progress. `make serve` runs it before serving.
 
-Each default model is two stages: train (`alignserve train TASK --preset default`, resumed from
-its checkpoint when a run was interrupted; skipped when a finished run is in runs/NAME) and
-export (ONNX, the parity gate and the int8 check, then the store). Every stage announces
-itself as "stage N of M" with what it does and the time the whole build has left, estimated from
-the stage times measured on a 2-core CPU (ESTIMATES) and scaled by how fast this machine ran the
-stages so far.
+Each default model is a chain of two stages: train (`alignserve train TASK --preset default`,
+resumed from its checkpoint when a run was interrupted; skipped when a finished run is in
+runs/NAME) and export (ONNX, the parity gate and the int8 check, then the store). On two cores
+or more, two chains run at once, each stage a process on its share of the cores: about a
+quarter of a training step does not speed up with a second core (dropout's random masks and the
+element-wise operations), so two one-core lanes finish the build sooner than one two-core lane
+(docs/measurements.md, "First run"). The figures are the same: one core or two, a run's weights
+agree to 1e-5.
+
+Every stage announces itself as "stage N of M" with what it does and the time the whole build
+has left, estimated from the stage times measured on a 2-core CPU (DEFAULTS) and scaled by how
+fast this machine ran the stages so far; the running stages' progress is shown every minute.
+A stage's whole output goes to runs/NAME/STAGE.log, and is shown when the stage ends, its
+progress bars in their final state.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from models import store
 
@@ -50,6 +63,15 @@ DEFAULTS = (
 )
 
 
+LANES = 2  # chains at once, on a machine with at least as many cores
+# How much longer a stage takes on one core beside another stage than alone on two: 40 reward
+# training steps took 1.44 s each alone on two cores, 2.25 s each on one core beside another
+# run (AMD EPYC with AVX2 alone, 2026-12-07).
+SHARED = 1.56
+HEARTBEAT_S = 60.0  # how often the running stages' progress is shown
+FAILED_TAIL = 40  # lines of a failed stage's output shown
+
+
 @dataclass(frozen=True)
 class Stage:
     model: Default
@@ -64,6 +86,41 @@ class Stage:
             return f"train the {self.model.what}"
         return (f"export {self.model.name} to ONNX (parity gate, int8 check on the validation "
                 "split) and save it in the store")
+
+    def log(self, runs: Path) -> Path:
+        return runs / self.model.name / f"{self.kind}.log"
+
+    def argv(self, runs: Path, threads: int, data: list[str]) -> list[str]:
+        run_dir = runs / self.model.name
+        if self.kind == "export":
+            return ["export", "--checkpoint", str(run_dir / "model"), "--name",
+                    self.model.name, "--threads", str(threads), *data]
+        resume = ["--resume"] if (run_dir / "checkpoints" / "trainer_state.pt").exists() else []
+        return ["train", self.model.task, "--preset", "default", "--output", str(run_dir),
+                *self.model.train_flags, "--threads", str(threads), *resume, *data]
+
+
+class Job(Protocol):
+    """A running stage: subprocess.Popen's part that the build uses."""
+
+    def poll(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def wait(self) -> int: ...
+
+
+Launch = Callable[[list[str], Path, int], Job]
+
+
+def launch(argv: list[str], log: Path, threads: int) -> Job:
+    """`alignserve ARGV` in a process of its own on `threads` cores, its output into `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAYON_NUM_THREADS": str(threads),
+           "TQDM_MININTERVAL": "1"}  # the tokenizers' pool; bars a file can hold
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "training.cli", *argv], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
 
 def _duration(seconds: float) -> str:
@@ -96,47 +153,190 @@ def _say(line: str) -> None:
     print(line, flush=True)  # at once, also when stdout is a pipe (make, CI logs)
 
 
-def build_defaults(runs: Path, data_dir: Path | None = None,
-                   cli: Callable[[list[str]], int] | None = None,
-                   say: Callable[[str], None] = _say,
-                   defaults: tuple[Default, ...] = DEFAULTS) -> int:
-    """Run every stage still to do; the first that fails stops the build with its exit code."""
-    if cli is None:
-        from training.cli import main
+def _read(log: Path) -> str:
+    """A stage's output so far, its carriage returns kept (text mode reads them as newlines)."""
+    return log.read_bytes().decode(errors="replace") if log.exists() else ""
 
-        cli = main
+
+def finished_lines(text: str) -> list[str]:
+    """A stage's output as a terminal would leave it: each progress bar in its last state, a
+    bar that cleared itself gone."""
+    shown = []
+    for line in text.split("\n"):
+        drawn = [part for part in line.split("\r") if part]  # a bare "\r" only moves back
+        if drawn and drawn[-1].strip():  # spaces over a bar clear it
+            shown.append(drawn[-1].rstrip())
+    return shown
+
+
+_BAR = re.compile(r"([^\r\n|]*?):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+
+
+def progress(text: str) -> str:
+    """The latest progress bar in a stage's output, as "train 120/300"; "" before any."""
+    bars = _BAR.findall(text[-4096:])
+    if not bars:
+        return ""
+    what, done, total = bars[-1]
+    return f"{what.strip()} {done}/{total}"
+
+
+def makespan(running: list[float], queued: list[float], lanes: int,
+             shared: float = SHARED) -> float:
+    """Seconds until the chains' remaining work (seconds alone on every core) is done: the
+    running ones now, each queued one as a lane frees; a chain goes `shared` times slower while
+    another runs beside it."""
+    active, waiting, elapsed = [w for w in running if w > 0], list(queued), 0.0
+    while active or waiting:
+        while waiting and len(active) < lanes:
+            active.append(waiting.pop(0))
+        slowdown = shared if len(active) > 1 else 1.0
+        step = min(active)
+        elapsed += step * slowdown
+        active = [w - step for w in active if w - step > 1e-9]
+    return elapsed
+
+
+@dataclass
+class _Running:
+    stage: Stage
+    number: int
+    job: Job
+    threads: int
+    began: float
+    rest: list[Stage] = field(default_factory=list)  # its chain's stages after this one
+
+
+class _Build:
+    """The build's state: which stages run, which wait, and how fast this machine goes."""
+
+    def __init__(self, runs: Path, stages: list[Stage], cores: int, launch: Launch,
+                 say: Callable[[str], None], data: list[str]) -> None:
+        self.runs, self.cores, self.launch, self.say, self.data = runs, cores, launch, say, data
+        self.total = len(stages)
+        self.chains: list[list[Stage]] = []
+        for stage in stages:
+            if self.chains and self.chains[-1][0].model == stage.model:
+                self.chains[-1].append(stage)
+            else:
+                self.chains.append([stage])
+        self.lanes = max(1, min(LANES, cores, len(self.chains)))
+        self.running: list[_Running] = []
+        self.started = time.perf_counter()
+        self.numbered = 0
+        self.spent = self.expected = 0.0  # finished stages: measured, and estimated
+
+    @property
+    def pace(self) -> float:
+        return self.spent / self.expected if self.expected else 1.0
+
+    def _factor(self, threads: int) -> float:
+        return SHARED if threads < self.cores else 1.0
+
+    def left(self) -> float:
+        """The time the build has left, at this machine's pace."""
+        now = time.perf_counter()
+        running = [sum(s.estimate for s in r.rest)
+                   + max(0.0, r.stage.estimate - (now - r.began) / self._factor(r.threads)
+                         / self.pace) for r in self.running]
+        queued = [sum(s.estimate for s in chain) for chain in self.chains]
+        return self.pace * makespan(running, queued, self.lanes)
+
+    def start(self, chain: list[Stage]) -> None:
+        stage = chain[0]
+        # the cores shared among the chains not done, this one among them
+        threads = max(1, self.cores // min(self.lanes, len(self.running) + 1 + len(self.chains)))
+        self.numbered += 1
+        log = stage.log(self.runs)
+        job = self.launch(stage.argv(self.runs, threads, self.data), log, threads)
+        self.running.append(_Running(stage, self.numbered, job, threads, time.perf_counter(),
+                                     chain[1:]))
+        self.say(f"\n[stage {self.numbered} of {self.total}] {stage.describe()} (on "
+                 f"{threads} of {self.cores} cores; about "
+                 f"{_duration(self.pace * self._factor(threads) * stage.estimate)}; elapsed "
+                 f"{_duration(time.perf_counter() - self.started)}, about "
+                 f"{_duration(self.left())} left in all; its output: {log})")
+
+    def fill(self) -> None:
+        while self.chains and len(self.running) < self.lanes:
+            self.start(self.chains.pop(0))
+
+    def finish(self, done: _Running, code: int) -> bool:
+        """Show a stage's output; on success, go on with its chain. False when it failed."""
+        lines = finished_lines(_read(done.stage.log(self.runs)))
+        self.running.remove(done)
+        took = time.perf_counter() - done.began
+        if code != 0:
+            for line in lines[-FAILED_TAIL:]:
+                self.say(line)
+            self.say(f"stage {done.number} of {self.total} failed (exit {code}); its whole "
+                     f"output: {done.stage.log(self.runs)}; run `make serve` again to go on "
+                     "from here")
+            return False
+        for line in lines:
+            self.say(line)
+        self.say(f"[stage {done.number} of {self.total} done in {_duration(took)}: "
+                 f"{done.stage.kind} {done.stage.model.name}]")
+        self.spent += took
+        self.expected += self._factor(done.threads) * done.stage.estimate
+        if done.rest:
+            self.chains.insert(0, done.rest)  # its lane goes on with the same model
+        return True
+
+    def heartbeat(self) -> None:
+        states = []
+        for r in self.running:
+            states.append(f"{r.stage.model.name}: "
+                          f"{progress(_read(r.stage.log(self.runs))) or r.stage.kind}")
+        self.say(f"  elapsed {_duration(time.perf_counter() - self.started)}, about "
+                 f"{_duration(self.left())} left in all; {'; '.join(states)}")
+
+    def stop(self) -> None:
+        """Stop the running stages (a training saves its checkpoint first) and wait for them."""
+        for r in self.running:
+            r.job.terminate()
+        for r in self.running:
+            r.job.wait()
+        self.running.clear()
+
+
+def build_defaults(runs: Path, data_dir: Path | None = None, launch: Launch = launch,
+                   say: Callable[[str], None] = _say, defaults: tuple[Default, ...] = DEFAULTS,
+                   cores: int | None = None, heartbeat_s: float = HEARTBEAT_S,
+                   poll_s: float = 0.5) -> int:
+    """Run every stage still to do, two chains at once where the cores allow; the first that
+    fails stops the build (the others saved where they were) with its exit code."""
     for model in defaults:
         if _stored(model.name):
             say(f"{model.name} model: in the store at {store.store_location()}")
     stages = plan(runs, defaults)
     if not stages:
         return 0
-    data = ["--data-dir", str(data_dir)] if data_dir else []
-    say(f"building {len(stages)} stages, about {_duration(sum(s.estimate for s in stages))} "
-        "on 2 CPU cores (measured); later starts skip all of this")
-    started = time.perf_counter()
-    spent = estimated = 0.0
-    for number, stage in enumerate(stages, 1):
-        pace = spent / estimated if estimated else 1.0
-        left = pace * sum(s.estimate for s in stages[number - 1:])
-        elapsed = time.perf_counter() - started
-        say(f"\n[stage {number} of {len(stages)}] {stage.describe()} (about "
-            f"{_duration(pace * stage.estimate)}; elapsed {_duration(elapsed)}, about "
-            f"{_duration(left)} left in all)")
-        began = time.perf_counter()
-        run_dir = runs / stage.model.name
-        if stage.kind == "train":
-            resume = ["--resume"] if (run_dir / "checkpoints" / "trainer_state.pt").exists() else []
-            code = cli(["train", stage.model.task, "--preset", "default", "--output",
-                        str(run_dir), *stage.model.train_flags, *resume, *data])
-        else:
-            code = cli(["export", "--checkpoint", str(run_dir / "model"), "--name",
-                        stage.model.name, *data])
-        if code != 0:
-            say(f"stage {number} of {len(stages)} failed (exit {code}); run `make serve` again "
-                "to go on from here")
-            return code
-        spent += time.perf_counter() - began
-        estimated += stage.estimate
-    say(f"\nall {len(stages)} stages done in {_duration(time.perf_counter() - started)}")
+    cores = cores or len(os.sched_getaffinity(0))
+    build = _Build(runs, stages, cores, launch, say,
+                   ["--data-dir", str(data_dir)] if data_dir else [])
+    at_once = (f"{build.lanes} at once, each on its share of the {cores} cores"
+               if build.lanes > 1 else f"one at a time on {cores} CPU core(s)")
+    say(f"building {len(stages)} stages, {at_once}: about {_duration(build.left())} in all "
+        "(measured on 2 CPU cores); later starts skip all of this")
+    beat = time.perf_counter()
+    try:
+        build.fill()
+        while build.running:
+            time.sleep(poll_s)
+            for r in list(build.running):
+                code = r.job.poll()
+                if code is not None and not build.finish(r, code):
+                    build.stop()
+                    return code
+            build.fill()
+            if build.running and time.perf_counter() - beat >= heartbeat_s:
+                build.heartbeat()
+                beat = time.perf_counter()
+    except KeyboardInterrupt:
+        build.stop()
+        say("interrupted: each training saved a checkpoint; run `make serve` again to go on "
+            "from there")
+        return 130
+    say(f"\nall {len(stages)} stages done in {_duration(time.perf_counter() - build.started)}")
     return 0

@@ -118,12 +118,14 @@ class ValidationCheck:
     item_rows: Callable[[np.ndarray], np.ndarray] = lambda rows: rows
 
     def outputs(self, fp32: Path, int8: Path, pad_id: int,
-                known_fp32: np.ndarray | None = None) -> CheckOutputs:
+                known_fp32: np.ndarray | None = None, threads: int | None = None
+                ) -> CheckOutputs:
         """Both graphs' outputs, look by look, until every example is scored or int8 surely
         fails or surely passes. `known_fp32`: fp32's outputs of every item, already known
-        (then only int8 is run)."""
+        (then only int8 is run). `threads`: onnxruntime's (default: all cores)."""
         order = np.random.default_rng(BOOTSTRAP_SEED).permutation(self.examples)
-        sessions = (None if known_fp32 is not None else open_session(fp32), open_session(int8))
+        sessions = (None if known_fp32 is not None else open_session(fp32, threads=threads),
+                    open_session(int8, threads=threads))
         outputs: list[np.ndarray | None] = [known_fp32, None]
         runs = sum(s is not None for s in sessions)
         with tqdm(total=runs * len(self.items), unit="seq", desc="int8 check",

@@ -127,7 +127,8 @@ def test_int8_is_rejected_and_reported_when_the_metric_drops(
     monkeypatch.setattr(int8_gate, "INT8_MAX_DROP_POINTS", -100.0)  # nothing can pass
     manifest = export.export_checkpoint(trained_run / "model", tmp_path, "tiny-reward",
                                         int8_gate.pairwise_check(validation.chosen[:50],
-                                                                 validation.rejected[:50]))
+                                                                 validation.rejected[:50]),
+                                        threads=1)  # as a stage of the first run has it
     assert manifest.quantisation["int8"]["accepted"] == "no"
     assert not (tmp_path / "model.int8.onnx").exists() and "model.int8.onnx" not in manifest.files
 

@@ -75,7 +75,7 @@ def test_int8_check_stops_early_only_when_the_answer_is_sure(monkeypatch: pytest
         out[flip] = -out[flip]
         return out
 
-    monkeypatch.setattr(int8_gate, "open_session", str)
+    monkeypatch.setattr(int8_gate, "open_session", lambda path, **_: str(path))
     monkeypatch.setattr(int8_gate, "run", fake_run)
     for flipped, early in ((0, True), (15, True)):
         flips["int8"] = flipped
@@ -147,7 +147,7 @@ def test_int8_check_with_known_fp32_scores_runs_only_int8(tmp_path: Path,
         noise = 0.0 if graph == "fp32" else 0.01
         return np.array([[scores[item.input_ids[0]] + noise] for item in batch], np.float32)
 
-    monkeypatch.setattr(int8_gate, "open_session", str)
+    monkeypatch.setattr(int8_gate, "open_session", lambda path, **_: str(path))
     monkeypatch.setattr(int8_gate, "run", fake_run)
     both = check.outputs(Path("fp32"), Path("int8"), pad_id=0)
     assert set(graphs_run) == {"fp32", "int8"}
