@@ -1,14 +1,15 @@
 """`alignserve models build-defaults`: the default models the store lacks, built from the data,
 with the overall progress. `make serve` runs it before serving.
 
-Each default model is a chain of two stages: train (`alignserve train TASK --preset default`,
-resumed from its checkpoint when a run was interrupted; skipped when a finished run is in
-runs/NAME) and export (ONNX, the parity gate and the int8 check, then the store). On two cores
-or more, two chains run at once, each stage a process on its share of the cores: about a
-quarter of a training step does not speed up with a second core (dropout's random masks and the
-element-wise operations), so two one-core lanes finish the build sooner than one two-core lane
-(docs/measurements.md, "First run"). The figures are the same: one core or two, a run's weights
-agree to 1e-5.
+Each default model is two stages: train (`alignserve train TASK --preset default`, resumed
+from its checkpoint when a run was interrupted; skipped when a finished run is in runs/NAME) and
+export (ONNX, the parity gate and the int8 check, then the store). On two cores or more, two
+stages run at once, each a process on one core: about a quarter of a training step does not
+speed up with a second core (dropout's random masks, the element-wise operations), so two
+one-core lanes finish the build sooner than one two-core lane (docs/measurements.md, "First
+run"). A free lane takes the longest stage that is ready, so the trainings go first and the
+short exports fill the end; a stage with nothing beside it takes every core. The figures do not
+depend on it: one core or two, a training's weights agree to 1e-5.
 
 Every stage announces itself as "stage N of M" with what it does and the time the whole build
 has left, estimated from the stage times measured on a 2-core CPU (DEFAULTS) and scaled by how
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -63,7 +64,7 @@ DEFAULTS = (
 )
 
 
-LANES = 2  # chains at once, on a machine with at least as many cores
+LANES = 2  # stages at once, on a machine with at least as many cores
 # How much longer a stage takes on one core beside another stage than alone on two: 40 reward
 # training steps took 1.44 s each alone on two cores, 2.25 s each on one core beside another
 # run (AMD EPYC with AVX2 alone, 2026-12-07).
@@ -181,19 +182,35 @@ def progress(text: str) -> str:
     return f"{what.strip()} {done}/{total}"
 
 
-def makespan(running: list[float], queued: list[float], lanes: int,
+def next_stage(waiting: list[Stage], busy: set[str]) -> Stage | None:
+    """The stage to start on a free lane: the longest of those ready (no earlier stage of the
+    same model waiting or running), so the trainings start first and the short exports fill
+    the end, where a lane would otherwise idle."""
+    ready = [s for i, s in enumerate(waiting) if s.model.name not in busy
+             and all(w.model.name != s.model.name for w in waiting[:i])]
+    return max(ready, key=lambda s: s.estimate, default=None)
+
+
+def makespan(running: list[tuple[Stage, float]], waiting: list[Stage], lanes: int,
              shared: float = SHARED) -> float:
-    """Seconds until the chains' remaining work (seconds alone on every core) is done: the
-    running ones now, each queued one as a lane frees; a chain goes `shared` times slower while
-    another runs beside it."""
-    active, waiting, elapsed = [w for w in running if w > 0], list(queued), 0.0
+    """Seconds until every stage is done, in estimated seconds alone on every core: the running
+    ones with the work they have left, the waiting ones started as `next_stage` picks them;
+    each goes `shared` times slower while another runs beside it."""
+    active = {stage: work for stage, work in running if work > 0}  # overdue: ending now
+    busy = {stage.model.name for stage in active}
+    waiting, elapsed = list(waiting), 0.0
     while active or waiting:
-        while waiting and len(active) < lanes:
-            active.append(waiting.pop(0))
-        slowdown = shared if len(active) > 1 else 1.0
-        step = min(active)
-        elapsed += step * slowdown
-        active = [w - step for w in active if w - step > 1e-9]
+        while len(active) < lanes and (stage := next_stage(waiting, busy)) is not None:
+            waiting.remove(stage)
+            active[stage] = stage.estimate
+            busy.add(stage.model.name)
+        step = min(active.values())
+        elapsed += step * (shared if len(active) > 1 else 1.0)
+        for stage, work in list(active.items()):
+            active[stage] = work - step
+            if work - step <= 1e-9:
+                del active[stage]
+                busy.discard(stage.model.name)
     return elapsed
 
 
@@ -204,7 +221,6 @@ class _Running:
     job: Job
     threads: int
     began: float
-    rest: list[Stage] = field(default_factory=list)  # its chain's stages after this one
 
 
 class _Build:
@@ -213,17 +229,10 @@ class _Build:
     def __init__(self, runs: Path, stages: list[Stage], cores: int, launch: Launch,
                  say: Callable[[str], None], data: list[str]) -> None:
         self.runs, self.cores, self.launch, self.say, self.data = runs, cores, launch, say, data
-        self.total = len(stages)
-        self.chains: list[list[Stage]] = []
-        for stage in stages:
-            if self.chains and self.chains[-1][0].model == stage.model:
-                self.chains[-1].append(stage)
-            else:
-                self.chains.append([stage])
-        self.lanes = max(1, min(LANES, cores, len(self.chains)))
+        self.waiting, self.total = list(stages), len(stages)
+        self.lanes = max(1, min(LANES, cores, len({s.model.name for s in stages})))
         self.running: list[_Running] = []
         self.started = time.perf_counter()
-        self.numbered = 0
         self.spent = self.expected = 0.0  # finished stages: measured, and estimated
 
     @property
@@ -236,33 +245,35 @@ class _Build:
     def left(self) -> float:
         """The time the build has left, at this machine's pace."""
         now = time.perf_counter()
-        running = [sum(s.estimate for s in r.rest)
-                   + max(0.0, r.stage.estimate - (now - r.began) / self._factor(r.threads)
-                         / self.pace) for r in self.running]
-        queued = [sum(s.estimate for s in chain) for chain in self.chains]
-        return self.pace * makespan(running, queued, self.lanes)
+        running = [(r.stage, r.stage.estimate
+                    - (now - r.began) / self._factor(r.threads) / self.pace)
+                   for r in self.running]
+        return self.pace * makespan(running, self.waiting, self.lanes)
 
-    def start(self, chain: list[Stage]) -> None:
-        stage = chain[0]
-        # the cores shared among the chains not done, this one among them
-        threads = max(1, self.cores // min(self.lanes, len(self.running) + 1 + len(self.chains)))
-        self.numbered += 1
+    def fill(self) -> None:
+        """Start stages on the free lanes."""
+        busy = {r.stage.model.name for r in self.running}
+        while len(self.running) < self.lanes and (
+                stage := next_stage(self.waiting, busy)) is not None:
+            self.waiting.remove(stage)
+            busy.add(stage.model.name)
+            # all the cores, unless another stage runs or could start beside this one
+            beside = self.running or next_stage(self.waiting, busy) is not None
+            threads = max(1, self.cores // self.lanes) if beside else self.cores
+            self._start(stage, self.total - len(self.waiting), threads)
+
+    def _start(self, stage: Stage, number: int, threads: int) -> None:
         log = stage.log(self.runs)
         job = self.launch(stage.argv(self.runs, threads, self.data), log, threads)
-        self.running.append(_Running(stage, self.numbered, job, threads, time.perf_counter(),
-                                     chain[1:]))
-        self.say(f"\n[stage {self.numbered} of {self.total}] {stage.describe()} (on "
+        self.running.append(_Running(stage, number, job, threads, time.perf_counter()))
+        self.say(f"\n[stage {number} of {self.total}] {stage.describe()} (on "
                  f"{threads} of {self.cores} cores; about "
                  f"{_duration(self.pace * self._factor(threads) * stage.estimate)}; elapsed "
                  f"{_duration(time.perf_counter() - self.started)}, about "
                  f"{_duration(self.left())} left in all; its output: {log})")
 
-    def fill(self) -> None:
-        while self.chains and len(self.running) < self.lanes:
-            self.start(self.chains.pop(0))
-
     def finish(self, done: _Running, code: int) -> bool:
-        """Show a stage's output; on success, go on with its chain. False when it failed."""
+        """Show a stage's output; False when it failed."""
         lines = finished_lines(_read(done.stage.log(self.runs)))
         self.running.remove(done)
         took = time.perf_counter() - done.began
@@ -279,15 +290,12 @@ class _Build:
                  f"{done.stage.kind} {done.stage.model.name}]")
         self.spent += took
         self.expected += self._factor(done.threads) * done.stage.estimate
-        if done.rest:
-            self.chains.insert(0, done.rest)  # its lane goes on with the same model
         return True
 
     def heartbeat(self) -> None:
-        states = []
-        for r in self.running:
-            states.append(f"{r.stage.model.name}: "
-                          f"{progress(_read(r.stage.log(self.runs))) or r.stage.kind}")
+        states = [f"{r.stage.model.name}: "
+                  f"{progress(_read(r.stage.log(self.runs))) or r.stage.kind}"
+                  for r in self.running]
         self.say(f"  elapsed {_duration(time.perf_counter() - self.started)}, about "
                  f"{_duration(self.left())} left in all; {'; '.join(states)}")
 
@@ -304,8 +312,8 @@ def build_defaults(runs: Path, data_dir: Path | None = None, launch: Launch = la
                    say: Callable[[str], None] = _say, defaults: tuple[Default, ...] = DEFAULTS,
                    cores: int | None = None, heartbeat_s: float = HEARTBEAT_S,
                    poll_s: float = 0.5) -> int:
-    """Run every stage still to do, two chains at once where the cores allow; the first that
-    fails stops the build (the others saved where they were) with its exit code."""
+    """Run every stage still to do, two at once where the cores allow; the first that fails
+    stops the build (a training stopped beside it saves its checkpoint) with its exit code."""
     for model in defaults:
         if _stored(model.name):
             say(f"{model.name} model: in the store at {store.store_location()}")

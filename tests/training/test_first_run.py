@@ -14,10 +14,12 @@ from training import first_run
 from training.first_run import (
     DEFAULTS,
     Default,
+    Stage,
     build_defaults,
     finished_lines,
     launch,
     makespan,
+    next_stage,
     plan,
     progress,
 )
@@ -87,13 +89,13 @@ def test_every_default_model_is_built_two_at_once_on_a_core_each(tmp_path: Path,
     code, lines = build(tmp_path, fake, cores=2)
     assert code == 0
     started = [(j.argv[0], j.argv[1] if j.argv[0] == "train" else j.argv[-3]) for j in fake.jobs]
-    # the lane that frees first takes the next model; a model's export follows its training
-    assert started == [("train", "reward"), ("train", "moderation"), ("export", "moderation"),
-                       ("train", "intent"), ("export", "intent"), ("export", "reward")]
+    # a free lane takes the longest stage ready (a model's export waits for its training)
+    assert started == [("train", "reward"), ("train", "moderation"), ("train", "intent"),
+                       ("export", "moderation"), ("export", "intent"), ("export", "reward")]
     assert max(fake.at_once) == 2  # never more stages at once than lanes
     threads = [j.argv[j.argv.index("--threads") + 1] for j in fake.jobs]
     assert threads[:5] == ["1"] * 5 and threads[5] == "2"  # the last one alone on both cores
-    assert fake.jobs[3].argv[-4:-2] == ["--dataset", "banking77"]
+    assert fake.jobs[2].argv[-4:-2] == ["--dataset", "banking77"]
     assert "building 6 stages, 2 at once" in lines[0]
     stages = [line for line in lines if line.startswith("\n[stage")]
     assert len(stages) == 6
@@ -110,7 +112,7 @@ def test_one_core_builds_one_stage_at_a_time(tmp_path: Path, stored: set[str]) -
     fake = FakeLaunch()
     code, lines = build(tmp_path, fake, cores=1, data=Path("/data"))
     assert code == 0 and max(fake.at_once) == 1
-    assert [j.argv[0] for j in fake.jobs] == ["train", "export"] * 3
+    assert [j.argv[0] for j in fake.jobs] == ["train"] * 3 + ["export"] * 3
     assert all(j.argv[-2:] == ["--data-dir", "/data"] for j in fake.jobs)
     assert "one at a time on 1 CPU core(s)" in lines[0]
     # the estimate: every stage in turn, 60 + 20 + 50 + 10 + 30 + 10 s
@@ -145,12 +147,21 @@ def test_an_interrupted_run_resumes_and_a_failure_stops_every_stage(tmp_path: Pa
     assert str(tmp_path / "moderation" / "train.log") in lines[-1]
 
 
-def test_the_schedule_estimate() -> None:
-    assert makespan([], [60.0, 30.0], lanes=1) == 90.0
-    # two at once go 1.5 times slower each: 30 s of both, then 30 s alone
-    assert makespan([], [60.0, 30.0], lanes=2, shared=1.5) == pytest.approx(30 * 1.5 + 30)
-    # a queued chain takes the lane the first running one frees
-    assert makespan([10.0, 40.0], [20.0], lanes=2, shared=1.0) == pytest.approx(40.0)
+def test_the_schedule_and_its_estimate() -> None:
+    reward, moderation, intent = (Stage(m, k) for m, k in
+                                  ((THREE[0], "train"), (THREE[1], "train"), (THREE[2], "train")))
+    exports = [Stage(m, "export") for m in THREE]
+    # the longest ready stage; none of a model whose training still runs or waits
+    assert next_stage([reward, exports[0], intent], busy=set()) is reward
+    assert next_stage([exports[0], intent], busy={"reward"}) is intent
+    assert next_stage([exports[0]], busy={"reward"}) is None
+    assert makespan([], [reward, exports[0]], lanes=1) == 80.0
+    # two at once go 1.5 times slower each: 50 s of both trainings, then the rest
+    both = makespan([], [reward, exports[0], moderation], lanes=2, shared=1.5)
+    assert both == pytest.approx(50 * 1.5 + 10 + 20)
+    # running stages count with the work they have left
+    assert makespan([(reward, 10.0)], [exports[0]], lanes=2) == pytest.approx(30.0)
+    assert makespan([(reward, -5.0)], [exports[0]], lanes=2) == pytest.approx(20.0)  # overdue
 
 
 def test_progress_and_finished_output_read_like_a_terminal() -> None:
