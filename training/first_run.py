@@ -4,12 +4,14 @@ with the overall progress. `make serve` runs it before serving.
 Each default model is two stages: train (`alignserve train TASK --preset default`, resumed
 from its checkpoint when a run was interrupted; skipped when a finished run is in runs/NAME) and
 export (ONNX, the parity gate and the int8 check, then the store). On two cores or more, two
-stages run at once, each a process on one core: about a quarter of a training step does not
+stages run at once, each a process on one core (forked from the build, which imports the
+training code once, not once a stage): about a quarter of a training step does not
 speed up with a second core (dropout's random masks, the element-wise operations), so two
 one-core lanes finish the build sooner than one two-core lane (docs/measurements.md, "First
 run"). A free lane takes the longest stage that is ready, so the trainings go first and the
-short exports fill the end; a stage with nothing beside it takes every core. The figures do not
-depend on it: one core or two, a training's weights agree to 1e-5.
+short exports fill the end; a stage with nothing beside it takes every core. The fp32 figures
+do not depend on it (one core or two, a training's weights agree to 1e-5 and its reports to the
+printed digit); an int8 decision at the edge of its gate can (docs/measurements.md).
 
 Every stage announces itself as "stage N of M" with what it does and the time the whole build
 has left, estimated from the stage times measured on a 2-core CPU (DEFAULTS) and scaled by how
@@ -20,9 +22,11 @@ progress bars in their final state.
 
 from __future__ import annotations
 
+import importlib
+import multiprocessing
+import multiprocessing.process
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -65,10 +69,10 @@ DEFAULTS = (
 
 
 LANES = 2  # stages at once, on a machine with at least as many cores
-# How much longer a stage takes on one core beside another stage than alone on two: 40 reward
-# training steps took 1.44 s each alone on two cores, 2.25 s each on one core beside another
-# run (AMD EPYC with AVX2 alone, 2026-12-07).
-SHARED = 1.56
+# How much longer a stage takes on one core beside another stage than alone on two: the
+# reward, moderation and intent trainings took 1.69, 1.66 and 1.55 times as long (AMD EPYC with
+# AVX2 alone, 2026-12-07: fresh-clone first runs at 166b07d and 1673d69).
+SHARED = 1.65
 HEARTBEAT_S = 60.0  # how often the running stages' progress is shown
 FAILED_TAIL = 40  # lines of a failed stage's output shown
 
@@ -102,7 +106,7 @@ class Stage:
 
 
 class Job(Protocol):
-    """A running stage: subprocess.Popen's part that the build uses."""
+    """A running stage, as the build sees it."""
 
     def poll(self) -> int | None: ...
 
@@ -114,14 +118,62 @@ class Job(Protocol):
 Launch = Callable[[list[str], Path, int], Job]
 
 
+# What the stages run, imported once by the build and inherited by every stage it forks: about
+# 17 s of imports on a 2-core AMD EPYC (torch, transformers), which a fresh process per stage
+# would pay six times.
+STAGE_MODULES = ("training.commands", "training.export", "training.intent",
+                 "training.moderation", "training.reward")
+
+
+@dataclass
+class _Forked:
+    process: multiprocessing.process.BaseProcess
+
+    def poll(self) -> int | None:
+        return None if self.process.is_alive() else self.process.exitcode
+
+    def terminate(self) -> None:
+        self.process.terminate()  # SIGTERM: a training saves its checkpoint and stops
+
+    def wait(self) -> int:
+        self.process.join()
+        return self.process.exitcode or 0
+
+
 def launch(argv: list[str], log: Path, threads: int) -> Job:
-    """`alignserve ARGV` in a process of its own on `threads` cores, its output into `log`."""
+    """`alignserve ARGV` in a process of its own on `threads` cores, its output into `log`:
+    forked from this one once it has imported STAGE_MODULES."""
+    for module in STAGE_MODULES:
+        importlib.import_module(module)
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAYON_NUM_THREADS": str(threads),
-           "TQDM_MININTERVAL": "1"}  # the tokenizers' pool; bars a file can hold
-    with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "training.cli", *argv], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    process = multiprocessing.get_context("fork").Process(target=_run_stage,
+                                                          args=(argv, log, threads))
+    process.start()
+    return _Forked(process)
+
+
+def _run_stage(argv: list[str], log: Path, threads: int) -> None:
+    """A forked stage: its output into its log, its share of the cores, then the command."""
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
+    os.close(descriptor)
+    # Python's streams anew on those descriptors, line by line (the build's own may have been
+    # replaced, as pytest does).
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    os.environ.update(RAYON_NUM_THREADS=str(threads),  # the tokenizers' pool
+                      TQDM_MININTERVAL="1")  # progress bars a file can hold
+    from training.cli import main
+
+    try:
+        code = main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    raise SystemExit(code)
 
 
 def _duration(seconds: float) -> str:

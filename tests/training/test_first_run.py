@@ -4,7 +4,6 @@ stage at the first failure."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,8 +174,10 @@ def test_progress_and_finished_output_read_like_a_terminal() -> None:
         "done"]
 
 
-def test_a_stage_runs_as_its_own_process_with_its_output_in_its_log(tmp_path: Path) -> None:
-    job = launch(["models", "--help"], tmp_path / "m" / "train.log", threads=1)
-    assert job.wait() == 0
+def test_a_stage_runs_in_a_process_of_its_own_with_its_output_in_its_log(
+        tmp_path: Path) -> None:
+    ok = launch(["models", "--help"], tmp_path / "m" / "train.log", threads=1)
+    failed = launch(["models", "show", "absent"], tmp_path / "m" / "export.log", threads=1)
+    assert ok.wait() == 0 and ok.poll() == 0
     assert "build-defaults" in (tmp_path / "m" / "train.log").read_text()
-    assert sys.executable  # the same interpreter, so the same environment
+    assert failed.wait() != 0 and (tmp_path / "m" / "export.log").read_text()
