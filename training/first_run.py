@@ -4,14 +4,14 @@ with the overall progress. `make serve` runs it before serving.
 Each default model is two stages: train (`alignserve train TASK --preset default`, resumed
 from its checkpoint when a run was interrupted; skipped when a finished run is in runs/NAME) and
 export (ONNX, the parity gate and the int8 check, then the store). On two cores or more, two
-stages run at once, each a process on one core (forked from the build, which imports the
-training code once, not once a stage): about a quarter of a training step does not
-speed up with a second core (dropout's random masks, the element-wise operations), so two
-one-core lanes finish the build sooner than one two-core lane (docs/measurements.md, "First
-run"). A free lane takes the longest stage that is ready, so the trainings go first and the
-short exports fill the end; a stage with nothing beside it takes every core. The fp32 figures
-do not depend on it (one core or two, a training's weights agree to 1e-5 and its reports to the
-printed digit); an int8 decision at the edge of its gate can (docs/measurements.md).
+stages run at once, each a process on its share of the cores (forked from the build, which
+imports the training code once, not once a stage): a training step gains only 1.7 times from a
+second core (dropout's random masks nothing; `python -m bench.train_threads`), so two one-core lanes
+finish the build sooner than one two-core lane (docs/measurements.md, "First run"). A free
+lane takes the longest stage that is ready, so the trainings go first and the short exports
+fill the end; a stage with nothing beside it takes every core. The fp32 figures
+do not depend on it (one core or two, a training's reports agree to the fourth decimal); an
+int8 decision at the edge of its gate can (docs/measurements.md).
 
 Every stage announces itself as "stage N of M" with what it does and the time the whole build
 has left, estimated from the stage times measured on a 2-core CPU (DEFAULTS) and scaled by how
@@ -47,31 +47,25 @@ class Default:
     what: str = ""
 
 
-# Stage times of the first `make serve` on a fresh clone, 2-core CPU, 2026-11-28
-# (docs/measurements.md, "First run and test suite": 19 min 36 s to ready; the same CPU model
-# ran about a quarter slower on other days). Since 2026-12-04 the reward export's int8 check
-# reads every validation pair with int8 alone (fp32's scores come from training; it used to
-# stop after 256-512 pairs on a rejection): 27 s against 23 s on that day's CPU, so the 44 s
-# of then scaled by as much.
-# Since 2026-12-05 the moderation classifier trains on 800 counter-speech texts more and
-# evaluates clean requests too: 3 min 48 s against 3 min 24 s on that day's CPU, so 386 s * 1.12.
-# Since 2026-12-06 it trains on 1,600 misspelt copies more: against the reward stage of the same
-# first run, its stage took 1.10 times as long as the day before (Intel Xeon), so 432 s * 1.10.
+# Stage times of the first `make serve` on a fresh clone, one stage at a time on both cores of
+# the slowest 2-core CPU measured, an AMD EPYC with AVX2 alone (2026-12-07 at 166b07d, 23 min
+# 42 s to ready; docs/measurements.md, "First run and test suite"). Faster CPUs are rescaled
+# to as each stage ends.
 DEFAULTS = (
-    Default("reward", "reward", 489, 52, what="reward model: ~2,400 pooled preference and "
+    Default("reward", "reward", 579, 53, what="reward model: ~2,400 pooled preference and "
             "contrast pairs, then calibration and every test split"),
-    Default("moderation", "moderation", 476, 49, what="moderation classifier: 16,000 labelled "
+    Default("moderation", "moderation", 542, 45, what="moderation classifier: 16,000 labelled "
             "texts, 800 counter-speech and 1,600 misspelt ones in five categories, thresholds "
             "per category, every test split and suite"),
-    Default("intent", "intent", 116, 22, ("--dataset", "banking77"),
+    Default("intent", "intent", 143, 20, ("--dataset", "banking77"),
             what="intent classifier: banking77's 77 customer-service intents"),
 )
 
 
 LANES = 2  # stages at once, on a machine with at least as many cores
-# How much longer a stage takes on one core beside another stage than alone on two: the
-# reward, moderation and intent trainings took 1.69, 1.66 and 1.55 times as long (AMD EPYC with
-# AVX2 alone, 2026-12-07: fresh-clone first runs at 166b07d and 1673d69).
+# How much longer a stage takes on one core beside another stage than alone on two: the reward
+# and moderation trainings took 1.66 and 1.64 times as long (their report.json's total_s,
+# fresh-clone first runs at 166b07d and 4702e92, AMD EPYC with AVX2 alone, 2026-12-07).
 SHARED = 1.65
 HEARTBEAT_S = 60.0  # how often the running stages' progress is shown
 FAILED_TAIL = 40  # lines of a failed stage's output shown
