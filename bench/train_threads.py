@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=12, help="Operators shown.")
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
+    if args.steps <= WARM:
+        parser.error(f"--steps must be above {WARM}: the profiler starts after step {WARM}")
 
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
     seconds: list[float] = []

@@ -200,9 +200,15 @@ def _say(line: str) -> None:
     print(line, flush=True)  # at once, also when stdout is a pipe (make, CI logs)
 
 
-def _read(log: Path) -> str:
-    """A stage's output so far, its carriage returns kept (text mode reads them as newlines)."""
-    return log.read_bytes().decode(errors="replace") if log.exists() else ""
+def _read(log: Path, last: int | None = None) -> str:
+    """A stage's output so far, or its `last` bytes, its carriage returns kept (text mode reads
+    them as newlines)."""
+    if not log.exists():
+        return ""
+    with log.open("rb") as out:
+        if last is not None:
+            out.seek(max(0, out.seek(0, os.SEEK_END) - last))
+        return out.read().decode(errors="replace")
 
 
 def finished_lines(text: str) -> list[str]:
@@ -217,11 +223,12 @@ def finished_lines(text: str) -> list[str]:
 
 
 _BAR = re.compile(r"([^\r\n|]*?):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+BAR_TAIL = 4096  # the end of a stage's output that holds its latest progress bar
 
 
 def progress(text: str) -> str:
     """The latest progress bar in a stage's output, as "train 120/300"; "" before any."""
-    bars = _BAR.findall(text[-4096:])
+    bars = _BAR.findall(text[-BAR_TAIL:])
     if not bars:
         return ""
     what, done, total = bars[-1]
@@ -340,7 +347,7 @@ class _Build:
 
     def heartbeat(self) -> None:
         states = [f"{r.stage.model.name}: "
-                  f"{progress(_read(r.stage.log(self.runs))) or r.stage.kind}"
+                  f"{progress(_read(r.stage.log(self.runs), BAR_TAIL)) or r.stage.kind}"
                   for r in self.running]
         self.say(f"  elapsed {_duration(time.perf_counter() - self.started)}, about "
                  f"{_duration(self.left())} left in all; {'; '.join(states)}")

@@ -163,10 +163,14 @@ def test_the_schedule_and_its_estimate() -> None:
     assert makespan([(reward, -5.0)], [exports[0]], lanes=2) == pytest.approx(20.0)  # overdue
 
 
-def test_progress_and_finished_output_read_like_a_terminal() -> None:
+def test_progress_and_finished_output_read_like_a_terminal(tmp_path: Path) -> None:
     text = ("training on 8 pairs\ntrain:  10%|#  | 30/300 [00:30<04:30]\r"
             "train:  40%|#### | 120/300 [02:00<03:00, 1.0step/s, loss=0.69]\r")
     assert progress(text) == "train 120/300"
+    log = tmp_path / "train.log"
+    log.write_bytes(("x" * 10_000 + "\n" + text).encode())
+    assert first_run._read(log, first_run.BAR_TAIL).endswith(text)  # the tail alone, \r kept
+    assert progress(first_run._read(log, first_run.BAR_TAIL)) == "train 120/300"
     assert progress("loading\n") == ""
     cleared = "score: 50%|##| 5/10\r          \rdone\n"
     assert finished_lines(text + "\n" + cleared) == [
