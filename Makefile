@@ -43,14 +43,18 @@ lint: $(TEST_STAMP)
 test: lint
 	$(BIN)/pytest -q
 
-serve: models
+# The address is checked first: a port in use is said before the first run's long build.
+serve: $(STAMP)
+	$(BIN)/python -m service --host $(HOST) --port $(PORT) --check
+	$(BUILD_MODELS)
 	$(BIN)/python -m service --host $(HOST) --port $(PORT)
 
 # The default models (reward, moderation, intent), built from the data only when the store
 # lacks them, stage by stage with the time left. An interrupted training run resumes from its
 # checkpoint; a finished one is only exported.
+BUILD_MODELS = $(BIN)/alignserve models build-defaults --runs runs
 models: $(STAMP)
-	$(BIN)/alignserve models build-defaults --runs runs
+	$(BUILD_MODELS)
 
 train: $(STAMP)
 	$(BIN)/alignserve train reward --preset default --output runs/reward
