@@ -59,7 +59,7 @@ def check_address(host: str, port: int) -> None:
             sock.bind(address)
         except OSError as e:
             why = {errno.EADDRINUSE: "is in use by another process; stop it, or serve on "
-                                     "another port (make serve PORT=3001)",
+                                     "another port (--port N; make serve PORT=N)",
                    errno.EACCES: "needs privileges this process lacks; use a port above 1023",
                    errno.EADDRNOTAVAIL: "is not an address of this machine"
                    }.get(e.errno or 0, f"cannot be listened on ({e.strerror})")
