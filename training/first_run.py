@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from models import store
+from training.data.catalogue import default_data_dir
 
 
 @dataclass(frozen=True)
@@ -373,6 +374,12 @@ def build_defaults(runs: Path, data_dir: Path | None = None, launch: Launch = la
     stages = plan(runs, defaults)
     if not stages:
         return 0
+    data = data_dir or default_data_dir()
+    if any(stage.kind == "train" for stage in stages) and not data.is_dir():
+        say(f"no data directory at {data}: the default models are trained from the data sets "
+            "in ../shared/data beside this repository (or wherever ALIGNSERVE_DATA_DIR or "
+            "--data-dir points); nothing was built")
+        return 2
     cores = cores or len(os.sched_getaffinity(0))
     build = _Build(runs, stages, cores, launch, say,
                    ["--data-dir", str(data_dir)] if data_dir else [])

@@ -107,12 +107,24 @@ def test_every_default_model_is_built_two_at_once_on_a_core_each(tmp_path: Path,
     assert "all 6 stages done" in lines[-1]
 
 
+def test_no_data_directory_is_said_before_any_stage_starts(tmp_path: Path,
+                                                          stored: set[str]) -> None:
+    fake = FakeLaunch()
+    code, lines = build(tmp_path / "runs", fake, cores=2, data=tmp_path / "no-such-data")
+    assert code == 2 and not fake.jobs
+    assert lines == [f"no data directory at {tmp_path / 'no-such-data'}: the default models "
+                     "are trained from the data sets in ../shared/data beside this repository "
+                     "(or wherever ALIGNSERVE_DATA_DIR or --data-dir points); nothing was built"]
+
+
 def test_one_core_builds_one_stage_at_a_time(tmp_path: Path, stored: set[str]) -> None:
     fake = FakeLaunch()
-    code, lines = build(tmp_path, fake, cores=1, data=Path("/data"))
+    data = tmp_path / "data"
+    data.mkdir()
+    code, lines = build(tmp_path / "runs", fake, cores=1, data=data)
     assert code == 0 and max(fake.at_once) == 1
     assert [j.argv[0] for j in fake.jobs] == ["train"] * 3 + ["export"] * 3
-    assert all(j.argv[-2:] == ["--data-dir", "/data"] for j in fake.jobs)
+    assert all(j.argv[-2:] == ["--data-dir", str(data)] for j in fake.jobs)
     assert "one at a time on 1 CPU core(s)" in lines[0]
     # the estimate: every stage in turn, 60 + 20 + 50 + 10 + 30 + 10 s
     assert "about 3 min 00 s in all" in lines[0]
