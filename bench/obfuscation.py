@@ -20,7 +20,8 @@ JSON.
 
 `--preset full` asks the same of the full preset (every training text, 128 tokens; 43 to 48
 minutes a run on an AVX2-only 2-core CPU, two side by side at one thread each): the same rule, on
-seed 0 alone (fixed before its runs, 2026-12-06), took them into it too (2026-12-07).
+seed 0 alone (fixed before its runs, 2026-12-06), took them into it too (2026-12-07); seed 1,
+read after, met it again.
 
     .venv/bin/python -m bench.obfuscation --preset full --seeds 0 --runs runs/obfuscation-full
 """
