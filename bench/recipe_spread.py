@@ -46,9 +46,14 @@ def candidates(files: Sequence[Path]) -> list[Candidate]:
     seen: set[tuple[Any, ...]] = set()
     found: dict[tuple[str, str], Candidate] = {}
     for path in files:
-        runs = json.loads(path.read_text())
-        if not isinstance(runs, list):
-            raise SystemExit(f"{path}: not a reward recipe result (a list of runs)")
+        try:
+            runs = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:  # missing, unreadable or not JSON
+            raise SystemExit(f"{path}: cannot read it as a result file ({exc})") from None
+        if not isinstance(runs, list) or not all(
+                isinstance(run, dict) and {"name", "seed"} <= run.keys() for run in runs):
+            raise SystemExit(f"{path}: not a reward recipe result (a list of runs, each "
+                             "with its name and seed)")
         for run in runs:
             metrics = run.get("eval", {})
             if VALIDATION not in metrics or TEST not in metrics:

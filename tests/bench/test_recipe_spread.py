@@ -56,3 +56,11 @@ def test_too_few_candidates_or_a_file_of_another_kind(tmp_path: Path) -> None:
     other.write_text(json.dumps({"summary": {}}))
     with pytest.raises(SystemExit, match="not a reward recipe result"):
         main([str(other)])
+    other.write_text(json.dumps([{"eval": {}}]))  # runs without their name and seed
+    with pytest.raises(SystemExit, match="not a reward recipe result"):
+        main([str(other)])
+    other.write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot read it as a result file"):
+        main([str(other)])
+    with pytest.raises(SystemExit, match="cannot read it as a result file"):
+        main([str(tmp_path / "missing.json")])
