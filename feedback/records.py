@@ -18,9 +18,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
+    model_validator,
+)
 
-from models.inputs import ChatTurn, Text
+from models.inputs import ChatTurn, Text, check_prompt
 from models.taxonomy import CATEGORIES
 
 Kind = Literal["preference", "moderation", "intent"]
@@ -28,6 +36,15 @@ KINDS: tuple[Kind, ...] = ("preference", "moderation", "intent")
 # Printable, no spaces or slashes: ids travel in URLs (GET /v1/feedback/{id}).
 RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:@-]{1,128}$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+
+
+# Validation context for reading the store back: a record stored under an older, laxer rule
+# still reads (it was accepted once; nothing stored is lost), while new ones meet today's.
+STORED = {"stored": True}
+
+
+def stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
 
 
 def new_id() -> str:
@@ -57,9 +74,8 @@ class PreferenceFeedback(Common):
                                  description="How strongly chosen was preferred (>= 0).")
 
     @model_validator(mode="after")
-    def _sound(self) -> PreferenceFeedback:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of 'prompt' or 'messages'")
+    def _sound(self, info: ValidationInfo) -> PreferenceFeedback:
+        check_prompt(self.prompt, self.messages, user_last=not stored(info))
         if self.chosen == self.rejected:
             raise ValueError("'chosen' and 'rejected' are the same text: nothing to learn")
         return self

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from feedback.records import RECORD, Kind, Record, Stored
+from feedback.records import STORED, Kind, Record, Stored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -178,8 +178,9 @@ class FeedbackStore(ABC):
 
 
 def _stored(record: str, received_at: float) -> Stored:
-    return Stored(record=RECORD.validate_python(json.loads(record)),
-                  received_at=datetime.fromtimestamp(received_at, UTC))
+    return Stored.model_validate({"record": json.loads(record),
+                                  "received_at": datetime.fromtimestamp(received_at, UTC)},
+                                 context=STORED)
 
 
 class SqliteStore(FeedbackStore):

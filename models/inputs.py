@@ -68,6 +68,21 @@ class ChatTurn(BaseModel):
         return Message(self.role, self.content)
 
 
+def check_prompt(prompt: str | None, messages: Sequence[ChatTurn] | None, *,
+                 user_last: bool = True) -> None:
+    """The rule for a prompt given as `prompt` (one user turn) or `messages` (a chat history):
+    exactly one of them, and a history that ends with the user's turn, the one the response
+    answers. A history that ends with the assistant's turn most often holds the response itself,
+    which would then be scored as a reply to itself. `user_last=False` reads records stored
+    before the rule."""
+    if (prompt is None) == (messages is None):
+        raise ValueError("give exactly one of 'prompt' or 'messages'")
+    if user_last and messages and messages[-1].role != "user":
+        raise ValueError(f"messages: the last turn is the {messages[-1].role}'s, but the "
+                         "response answers the user's last turn, so a history ends with it "
+                         "(is the response in 'messages' as well?)")
+
+
 def render_prompt(prompt: Prompt, fmt: InputFormat | None = None) -> str:
     """The single text rendering of a prompt or a chat history."""
     labels = (fmt or InputFormat()).role_labels

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from feedback.records import Record
-from models.inputs import ChatTurn, Prompt, Text
+from models.inputs import ChatTurn, Prompt, Text, check_prompt
 from service.errors import ErrorType
 
 
@@ -26,12 +26,12 @@ class Prompted(Strict):
 
     prompt: Text | None = Field(None, description="The user's message.")
     messages: list[ChatTurn] | None = Field(None, min_length=1, description="A chat history, "
-                                           "oldest first; the response answers the last turn.")
+                                           "oldest first, ending with the user's turn that the "
+                                           "response answers.")
 
     @model_validator(mode="after")
     def _one_prompt(self) -> Prompted:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        check_prompt(self.prompt, self.messages)
         return self
 
     def as_prompt(self) -> Prompt:
@@ -118,8 +118,7 @@ class CompareRequest(Strict):
             if a is None or b is None:
                 raise ValueError("give one pair (prompt or messages, response_a, response_b) "
                                  "or a list of them in 'pairs'")
-            if (self.prompt is None) == (self.messages is None):
-                raise ValueError("give exactly one of 'prompt' or 'messages'")
+            check_prompt(self.prompt, self.messages)
             # Every field was validated above; a nested model would be validated twice.
             self.pairs = [ComparePair.model_construct(
                 prompt=self.prompt, messages=self.messages, response_a=a, response_b=b)]

@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from feedback.records import RECORD, ModerationFeedback, Record, export_line
+from feedback.records import RECORD, ModerationFeedback, PreferenceFeedback, Record, export_line
 from feedback.store import FeedbackStore, open_store, source_class
+from models.inputs import ChatTurn
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -100,6 +101,9 @@ def test_a_batch_with_a_repeated_id_is_refused_whole(store: FeedbackStore) -> No
 @pytest.mark.parametrize(("record", "field"), [
     ({"kind": "preference", "prompt": "q", "chosen": "a", "rejected": "a"}, "same text"),
     ({"kind": "preference", "chosen": "a", "rejected": "b"}, "exactly one"),
+    ({"kind": "preference", "messages": [{"role": "user", "content": "q"},
+                                         {"role": "assistant", "content": "a"}],
+      "chosen": "a", "rejected": "b"}, "the last turn is the assistant's"),
     ({"kind": "preference", "prompt": "q", "chosen": "a", "rejected": "b", "margin": -1},
      "margin"),
     ({"kind": "moderation", "text": "t", "labels": {"violence": True}}, "unknown categories"),
@@ -111,6 +115,21 @@ def test_a_batch_with_a_repeated_id_is_refused_whole(store: FeedbackStore) -> No
 def test_bad_records_name_the_problem(record: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         RECORD.validate_python(record)
+
+
+def test_a_record_stored_under_the_laxer_rule_still_reads(store: FeedbackStore) -> None:
+    """Histories ending with the assistant's turn were accepted before the rule: they read
+    back (nothing stored is lost), while the same record is refused as new."""
+    fields = {"kind": "preference", "id": "old-1", "chosen": "a", "rejected": "b",
+              "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    with pytest.raises(ValidationError, match="last turn"):
+        RECORD.validate_python(fields)
+    old = PreferenceFeedback.model_construct(
+        **{**fields, "messages": [ChatTurn(**m) for m in fields["messages"]]})
+    store.add([old], now=NOW)
+    got = store.get("old-1")
+    assert got is not None and got.record.model_dump() == old.model_dump()
+    assert [s.record.id for s in store.select()] == ["old-1"]
 
 
 def test_source_class_bounds_what_metrics_see() -> None:

@@ -72,6 +72,9 @@ async def test_compare_agrees_with_two_scores_and_rank_with_their_order(
                                   "response": "c"}]}, 422, "validation"),
     ("/reward/score", {"items": [{"prompt": "a", "response": "b"}] * 4}, 413, "too_large"),
     ("/reward/compare", {"prompt": "a", "response_a": "private words"}, 422, "validation"),
+    ("/reward/compare", {"messages": [{"role": "user", "content": "a"},
+                                      {"role": "assistant", "content": "private words"}],
+                         "response_a": "private words", "response_b": "b"}, 422, "validation"),
     ("/moderate", {"inputs": ["hello"]}, 503, "model_not_loaded"),
     ("/classify", {"inputs": ["hello"]}, 503, "model_not_loaded"),
 ])

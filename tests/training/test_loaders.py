@@ -53,6 +53,8 @@ def test_generic_good_records(tmp_path: Path) -> None:
     ({"messages": [{"role": "robot", "content": "x"}], "chosen": "a", "rejected": "b"},
      "messages.0.role"),
     ({"chosen": "a", "rejected": "b"}, None),
+    ({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "a"}],
+      "chosen": "a", "rejected": "b"}, None),  # the history ends with the assistant's turn
 ])
 def test_generic_bad_record_names_file_line_field(tmp_path: Path, record: dict[str, object],
                                                   field: str | None) -> None:

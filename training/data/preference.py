@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from models.inputs import ChatTurn, Message
+from models.inputs import ChatTurn, Message, check_prompt
 from training.data.records import (
     DataError,
     Loaded,
@@ -56,8 +56,7 @@ class PreferenceRecord(BaseModel):
 
     @model_validator(mode="after")
     def _one_prompt(self) -> PreferenceRecord:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        check_prompt(self.prompt, self.messages)
         return self
 
 
