@@ -142,7 +142,11 @@ def _models(args: argparse.Namespace) -> int:
     from models import store
 
     if args.action == "list":
-        for tag, path in store.list_stored():
+        listed = store.list_stored()
+        if not listed:
+            print(f"no models in the store at {store.store_location()}: `make models` builds "
+                  "the defaults, `alignserve export` saves a trained one")
+        for tag, path in listed:
             try:
                 manifest = store.verify(path)
                 state = f"{manifest.task.value:<10} files ok  " + " ".join(

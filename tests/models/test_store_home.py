@@ -27,3 +27,12 @@ def test_the_cli_outside_make_reads_the_checkout_store(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
                          capture_output=True, text=True).stdout
     assert out.strip().startswith(str(REPO / ".bentoml"))
+
+
+def test_an_empty_store_says_where_it_looked_and_how_to_fill_it(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BENTOML_HOME": str(tmp_path / "home"),
+           "BENTOML_DO_NOT_TRACK": "true"}
+    out = subprocess.run([sys.executable, "-m", "training.cli", "models", "list"], cwd=REPO,
+                         env=env, check=True, capture_output=True, text=True).stdout
+    assert out.startswith(f"no models in the store at {tmp_path / 'home'}")
+    assert "make models" in out
