@@ -17,6 +17,12 @@ export BENTOML_DO_NOT_TRACK := true
 export PYTHONUNBUFFERED := 1
 # The model store lives in the working tree unless the caller chose one.
 export BENTOML_HOME ?= $(CURDIR)/.bentoml
+# Bytecode caches, all inside .venv. Where the environment sets PYTHONDONTWRITEBYTECODE (this
+# project's machines do) and uv installs without compiling, every Python process compiled
+# torch's and BentoML's sources again: a later `make serve` was ready after 18-21 s instead of
+# 9-11 s, and each of the suite's servers and CLI runs paid the same few seconds.
+unexport PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
 
 HOST   ?= 127.0.0.1
 PORT   ?= 3000

@@ -3,7 +3,8 @@
 #   bench/first_run.sh [WORKDIR]     (default /tmp/first-run; ../shared must exist beside this repo)
 # Clones this repository's HEAD into WORKDIR/alignserve with ../shared beside it, runs
 # `make serve` from nothing, polls /readyz, asks /v1/classify and /v1/reward/compare once,
-# then stops the server. Needs port 3000 free and nothing else running, for a fair time.
+# then stops the server; then times three later starts of the same clone. Needs port 3000 free
+# and nothing else running, for a fair time.
 set -u
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="${1:-/tmp/first-run}"
@@ -25,4 +26,17 @@ rude="I have no idea why you would even ask me that, and frankly I cannot be bot
 rude="$rude it up. Maybe read the website like everyone else instead of wasting my time."
 curl -s 127.0.0.1:3000/v1/reward/compare -H 'content-type: application/json' -d "{\"prompt\":
   \"Do you ship to Canada?\", \"response_a\": \"Yes, in 5-8 days.\", \"response_b\": \"$rude\"}"; echo
-kill -TERM -- -$pid 2>/dev/null; sleep 5; kill -KILL -- -$pid 2>/dev/null; true
+kill -TERM -- -$pid 2>/dev/null; sleep 5; kill -KILL -- -$pid 2>/dev/null
+# Later starts: the same clone, the store full, timed the same way.
+for n in 1 2 3; do
+  start=$(date +%s.%N)
+  setsid make serve >> "$work/serve-later.log" 2>&1 &
+  pid=$!
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:3000/readyz)" = "200" ]; do
+    kill -0 $pid 2>/dev/null || { echo "make serve exited; see $work/serve-later.log"; exit 1; }
+    sleep 0.2
+  done
+  echo "later start $n ready after $(echo "$(date +%s.%N) - $start" | bc) s" | tee -a "$work/ready.txt"
+  kill -TERM -- -$pid 2>/dev/null; sleep 5; kill -KILL -- -$pid 2>/dev/null
+done
+true
