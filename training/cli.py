@@ -324,12 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from training.commands import HANDLERS
-    from training.distributed import WorkerDone
 
     try:
         return HANDLERS[args.command](args)
-    except WorkerDone:  # a data-parallel worker whose training is done (training/distributed.py)
-        return 0
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, ImportError, OSError) as exc:
         from training.data.records import DataError
 

@@ -25,8 +25,12 @@ import torch
 import torch.distributed as dist
 
 
-class WorkerDone(Exception):
-    """Raised on ranks other than 0 once training is over: their part is done."""
+class WorkerDone(SystemExit):
+    """Raised on ranks other than 0 once training is over: their part is done, and the process
+    exits with status 0 (a SystemExit, so no `except Exception` on the way stops it)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
 
 
 def world() -> tuple[int, int, int]:
