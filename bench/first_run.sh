@@ -11,14 +11,22 @@ work="${1:-/tmp/first-run}"
 rm -rf "$work" && mkdir -p "$work" && ln -s "$(cd "$repo/../shared" && pwd)" "$work/shared"
 git clone -q "$repo" "$work/alignserve"
 cd "$work/alignserve"
-start=$(date +%s.%N)
-setsid make serve > "$work/serve.log" 2>&1 &
-pid=$!
-until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:3000/readyz)" = "200" ]; do
-  kill -0 $pid 2>/dev/null || { echo "make serve exited; see $work/serve.log"; exit 1; }
-  sleep 2
-done
-echo "ready after $(echo "$(date +%s.%N) - $start" | bc) s" | tee "$work/ready.txt"
+# `make serve` in its own process group, its output appended to $1, until /readyz answers 200
+# (polled every $2 s); then "$3 after N s" to ready.txt. Sets pid for stop.
+serve() {
+  local start
+  start=$(date +%s.%N)
+  setsid make serve >> "$1" 2>&1 &
+  pid=$!
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:3000/readyz)" = "200" ]; do
+    kill -0 "$pid" 2>/dev/null || { echo "make serve exited; see $1"; exit 1; }
+    sleep "$2"
+  done
+  echo "$3 after $(echo "$(date +%s.%N) - $start" | bc) s" | tee -a "$work/ready.txt"
+}
+stop() { kill -TERM -- -"$pid" 2>/dev/null; sleep 5; kill -KILL -- -"$pid" 2>/dev/null; }
+
+serve "$work/serve.log" 2 "ready"
 grep -a "stage\|stages done\|int8" "$work/serve.log"
 curl -s 127.0.0.1:3000/v1/classify -H 'content-type: application/json' \
   -d '{"inputs": ["I still have not received my new card"], "top_k": 3}'; echo
@@ -26,17 +34,10 @@ rude="I have no idea why you would even ask me that, and frankly I cannot be bot
 rude="$rude it up. Maybe read the website like everyone else instead of wasting my time."
 curl -s 127.0.0.1:3000/v1/reward/compare -H 'content-type: application/json' -d "{\"prompt\":
   \"Do you ship to Canada?\", \"response_a\": \"Yes, in 5-8 days.\", \"response_b\": \"$rude\"}"; echo
-kill -TERM -- -$pid 2>/dev/null; sleep 5; kill -KILL -- -$pid 2>/dev/null
+stop
 # Later starts: the same clone, the store full, timed the same way.
 for n in 1 2 3; do
-  start=$(date +%s.%N)
-  setsid make serve >> "$work/serve-later.log" 2>&1 &
-  pid=$!
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:3000/readyz)" = "200" ]; do
-    kill -0 $pid 2>/dev/null || { echo "make serve exited; see $work/serve-later.log"; exit 1; }
-    sleep 0.2
-  done
-  echo "later start $n ready after $(echo "$(date +%s.%N) - $start" | bc) s" | tee -a "$work/ready.txt"
-  kill -TERM -- -$pid 2>/dev/null; sleep 5; kill -KILL -- -$pid 2>/dev/null
+  serve "$work/serve-later.log" 0.2 "later start $n ready"
+  stop
 done
 true
