@@ -190,7 +190,18 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # brush-off), answering any other is better than a brush-off.
                 ("final, decline pairs and long brush-offs 0.1, a refusal over them on "
                  "red-team prompts",
-                 {"decline": "0.1", "long-brush-off": "0.1", "brush-off-harmful": "refusal"})],
+                 {"decline": "0.1", "long-brush-off": "0.1", "brush-off-harmful": "refusal"}),
+                # 2026-12-07, against the default's six seeds (-v18.json): a reply the 128-token
+                # window cuts ends mid-sentence, as the truncation pairs' worse replies do, and
+                # the default scores it as one: its seed 0 is right on 44% of the pooled
+                # validation pairs where the window cuts only the chosen reply (185) and 60%
+                # where it cuts only the rejected one (131), against 59% where it cuts neither
+                # (1,207; `python -m bench.window_cuts`). Here a cut reply ends with a marker
+                # instead, in training and in serving, so the two can be told apart; the rule
+                # decides as for any candidate, and bench.window_cuts reads the cut pairs on
+                # validation.
+                ("final, a marker where the window cuts a reply",
+                 {"cut-marker": "(continued)"})],
 }
 # The rule chose decline pairs with long brush-offs (bench/results/reward-default-cpu-v24.json;
 # contrast 81.7 against 78.2%, every guard passed, its seed-0 int8 graph kept) and it is not the

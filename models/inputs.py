@@ -10,7 +10,8 @@ A plain string prompt is one user turn, so `prompt="hi"` and `messages=[user: "h
 same. The pair is encoded BERT-style as [CLS] prompt [SEP] response [SEP] with token_type_ids 0
 then 1 (dropping them silently changes scores). Within `max_length` the response is kept whole
 and the prompt loses its oldest tokens, so the latest turns survive; only a response that alone
-overflows is cut from its end, after keeping `min_prompt_tokens` of the prompt.
+overflows is cut from its end, after keeping `min_prompt_tokens` of the prompt, and then ends
+with the format's `cut_marker`, if it has one.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class PairEncoder:
         self.format = fmt
         names, self.pair_seps = TEMPLATE_TOKENS[fmt.template]
         self.cls_id, self.sep_id, self.pad_id = (self._special(name) for name in names)
+        self.cut_marker = self._ids([fmt.cut_marker])[0] if fmt.cut_marker else []
 
     @classmethod
     def from_file(cls, path: Path, fmt: InputFormat) -> PairEncoder:
@@ -201,6 +203,8 @@ class PairEncoder:
         prompt_keep, response_keep = split_budget(len(prompt), len(response), self.format)
         kept_prompt = prompt[len(prompt) - prompt_keep :]
         kept_response = response[:response_keep]
+        if len(kept_response) < len(response) and 0 < len(self.cut_marker) < response_keep:
+            kept_response[-len(self.cut_marker):] = self.cut_marker
         first = [self.cls_id, *kept_prompt, *[self.sep_id] * self.pair_seps]
         second = [*kept_response, self.sep_id]
         return EncodedPair(

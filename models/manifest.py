@@ -53,6 +53,12 @@ class InputFormat(BaseModel):
         description="The response is kept whole; the prompt loses its oldest tokens first.",
     )
     lowercase: bool = Field(True, description="Informational: the tokenizer normalises case.")
+    cut_marker: str = Field(
+        "",
+        description="Text that ends a response the window cuts, in place of its last kept "
+        "tokens, so a reply cut by the window does not read as one that stops mid-sentence "
+        "(which truncation contrast pairs teach is worse); empty: none.",
+    )
 
     @model_validator(mode="after")
     def _prompt_floor_fits(self) -> InputFormat:

@@ -71,6 +71,11 @@ class TrainConfig:
     pool: bool = _opt(True, "Reward: train on every pooled preference source (hh-rlhf, "
                       "Open-Assistant, PandaLM, TruthfulQA, FineGrainedRLHF), weighted; "
                       "--no-pool trains on hh-rlhf alone.")
+    cut_marker: str = _opt("", "Reward: text that ends a response the window (max_length) "
+                           "cuts, in place of its last kept tokens, in training and in "
+                           "serving (the model's input format keeps it), so that a reply cut "
+                           "by the window reads differently from the truncation pairs' "
+                           "replies cut mid-sentence; empty: none (docs/measurements.md).")
     pool_tokens: str | None = _opt(None, "Reward: the tokens of a (prompt, response) input "
                                    "whose mean the head reads: 'response' (its response "
                                    "tokens), 'all' (every token, as MiniLM was pre-trained "

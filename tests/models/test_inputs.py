@@ -54,6 +54,23 @@ def test_overlong_response_is_cut_after_keeping_prompt_floor(encoder: PairEncode
     assert item.input_ids.index(encoder.sep_id) - 1 >= 4  # min_prompt_tokens kept
 
 
+def test_a_response_the_window_cuts_ends_with_the_cut_marker(tiny_backbone: Path) -> None:
+    fmt = InputFormat(max_length=24, min_prompt_tokens=4, cut_marker="(continued)")
+    encoder = PairEncoder.from_file(tiny_backbone / "tokenizer.json", fmt)
+    plain = PairEncoder.from_file(tiny_backbone / "tokenizer.json",
+                                  fmt.model_copy(update={"cut_marker": ""}))
+    marker = encoder.tokenizer.encode("(continued)", add_special_tokens=False).ids
+    (cut,) = encoder.encode_batch(["hello how are you today"], ["money " * 40])
+    (before,) = plain.encode_batch(["hello how are you today"], ["money " * 40])
+    assert len(cut) == len(before) == 24 and cut.response_truncated
+    assert cut.input_ids[-1 - len(marker):-1] == marker  # in place of the last kept tokens
+    assert cut.input_ids[:-1 - len(marker)] == before.input_ids[:-1 - len(marker)]
+    assert cut.token_type_ids == before.token_type_ids
+    # a response read whole is not marked
+    assert encoder.encode_batch(["hello"], ["good answer"]) == plain.encode_batch(
+        ["hello"], ["good answer"])
+
+
 @pytest.mark.parametrize(("prompt", "response", "expected"), [
     (5, 5, (5, 5)), (100, 5, (16, 5)), (2, 100, (2, 19)), (100, 100, (4, 17))])
 def test_split_budget(prompt: int, response: int, expected: tuple[int, int]) -> None:
