@@ -196,10 +196,10 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # the default scores it as one: its seed 0 is right on 44% of the pooled
                 # validation pairs where the window cuts only the chosen reply (185) and 60%
                 # where it cuts only the rejected one (131), against 59% where it cuts neither
-                # (1,207; `python -m bench.window_cuts`). Here a cut reply ends with a marker
-                # instead, in training and in serving, so the two can be told apart; the rule
-                # decides as for any candidate, and bench.window_cuts reads the cut pairs on
-                # validation.
+                # (1,207; `python -m bench.validation_parts`). Here a cut reply ends with a
+                # marker instead, in training and in serving, so the two can be told apart; the
+                # rule decides as for any candidate, and bench.validation_parts reads the cut
+                # pairs on validation.
                 ("final, a marker where the window cuts a reply",
                  {"cut-marker": "(continued)"})],
 }

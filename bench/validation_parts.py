@@ -13,6 +13,12 @@ scores are of other pairs (other data, another split rule) is refused. Reports w
 2026-12-06 give the pooled validation split and its hh-rlhf part only; since then each report
 gives every part itself (`validation/hh-rlhf/harmless-base`, ...), as this does for the runs
 before.
+
+It also splits the pairs by which replies the model's window cuts (`validation/cut: chosen
+only`, ...; the reports do not): a reply longer than the window is read to its edge, and a reward
+that takes the cut for a reply stopping mid-sentence (as the truncation pairs' worse replies do)
+is right less often where the window cuts the chosen reply alone than where it cuts the
+rejected one alone.
 """
 
 from __future__ import annotations
@@ -33,10 +39,22 @@ from training.data.reward_data import load_reward_data, validation_parts
 from training.int8_gate import saved_validation_scores
 from training.pairs import EncodedPairs
 
+CUTS = {"cut: neither": (False, False), "cut: chosen only": (True, False),
+        "cut: rejected only": (False, True), "cut: both": (True, True)}
+
+
+def window_cuts(encoded: EncodedPairs) -> dict[str, np.ndarray]:
+    """The pairs by which of their replies the window cuts (CUTS), as masks."""
+    chosen = np.array([item.response_truncated for item in encoded.chosen])
+    rejected = np.array([item.response_truncated for item in encoded.rejected])
+    return {name: (chosen == c) & (rejected == r) for name, (c, r) in CUTS.items()}
+
 
 def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
-                    parts: dict[str, np.ndarray]) -> dict[str, float]:
-    """Pairwise accuracy, pooled and per part, from the scores `model_dir` saved."""
+                    parts: dict[str, np.ndarray], cuts: bool = False) -> dict[str, float]:
+    """Pairwise accuracy, pooled and per part, from the scores `model_dir` saved; with `cuts`,
+    also by which replies the window cuts (`validation/cut: ...`, and `pairs/cut: ...` their
+    numbers of pairs)."""
     try:
         manifest = Manifest.load(model_dir)
     except FileNotFoundError as exc:  # a mistyped directory: the reason, without a traceback
@@ -48,9 +66,15 @@ def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
         raise SystemExit(f"{model_dir}: no saved validation scores of these pairs (a model "
                          "trained before they were saved, or on other data)")
     margins = scores[:len(pairs), 0] - scores[len(pairs):, 0]
-    return {"validation": float((margins > 0).mean()),
-            **{f"validation/{part}": float((margins[members] > 0).mean())
-               for part, members in parts.items()}}
+    out = {"validation": float((margins > 0).mean()),
+           **{f"validation/{part}": float((margins[members] > 0).mean())
+              for part, members in parts.items()}}
+    if cuts:
+        for part, members in window_cuts(encoded).items():
+            out[f"pairs/{part}"] = int(members.sum())
+            out[f"validation/{part}"] = (float((margins[members] > 0).mean()) if members.any()
+                                         else float("nan"))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,10 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     parts = validation_parts(pairs)
     runs: dict[str, list[dict[str, Any]]] = {}
     for name, *dirs in args.group:
-        runs[name] = [{"model": d, **part_accuracies(Path(d), pairs, parts)} for d in dirs]
+        runs[name] = [{"model": d, **part_accuracies(Path(d), pairs, parts, cuts=True)}
+                      for d in dirs]
 
+    first = next(iter(runs.values()))[0]  # the window's cuts: the same for models of one format
     rows = [("validation", len(pairs)),
-            *((f"validation/{part}", int(members.sum())) for part, members in parts.items())]
+            *((f"validation/{part}", int(members.sum())) for part, members in parts.items()),
+            *((f"validation/{part}", first[f"pairs/{part}"]) for part in CUTS)]
     labels = [f"{key} ({n})" for key, n in rows]
     width, cell = max(map(len, labels)) + 2, max(18, *(len(name) + 2 for name in runs))
     print("part (pairs)".ljust(width) + "".join(name.rjust(cell) for name in runs))
@@ -79,12 +106,14 @@ def main(argv: list[str] | None = None) -> None:
         line = label.ljust(width)
         for seeds in runs.values():
             values = 100 * np.array([run[key] for run in seeds])
+            values = values[~np.isnan(values)]
             sd = f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else ""
             line += f"{values.mean():.1f}{sd} ({len(values)})".rjust(cell)
         print(line)
     if args.out:
         args.out.write_text(json.dumps({"machine": machine(), "pairs": {
-            part: int(members.sum()) for part, members in parts.items()}, "runs": runs},
+            **{part: int(members.sum()) for part, members in parts.items()},
+            **{part: first[f"pairs/{part}"] for part in CUTS}}, "runs": runs},
             indent=1) + "\n")
 
 

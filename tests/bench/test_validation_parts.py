@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.validation_parts import main, part_accuracies
+from bench.validation_parts import CUTS, main, part_accuracies
 from training.data.reward_data import load_reward_data, validation_parts
 
 
@@ -26,6 +26,14 @@ def test_each_part_equals_the_report_and_other_pairs_are_refused(
         "validation"}
     for key, accuracy in figures.items():
         assert accuracy == pytest.approx(report[key]["accuracy"], abs=1e-6), key
+
+    # By which replies the window cuts: the four parts hold every pair once, and their
+    # accuracies add up to the pooled one.
+    cuts = part_accuracies(trained_run / "model", pairs, {}, cuts=True)
+    counts = {part: cuts[f"pairs/{part}"] for part in CUTS}
+    assert sum(counts.values()) == len(pairs)
+    assert sum(cuts[f"validation/{part}"] * n for part, n in counts.items() if n) == (
+        pytest.approx(figures["validation"] * len(pairs)))
 
     with pytest.raises(SystemExit, match="no saved validation scores of these pairs"):
         main(["--group", "tiny", str(trained_run / "model")])  # without that file: other pairs
