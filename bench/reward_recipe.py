@@ -203,6 +203,9 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 ("final, a marker where the window cuts a reply",
                  {"cut-marker": "(continued)"})],
 }
+# The cut marker was stopped after seeds 0 and 1 (bench/results/reward-cut-marker-stopped-cpu.json):
+# the rule's contrast figure 75.1 against 78.2%, beyond reach of four more seeds, and the pairs
+# whose chosen reply alone is cut stayed where they were (42.4% against the default seed 0's 44.3).
 # The rule chose decline pairs with long brush-offs (bench/results/reward-default-cpu-v24.json;
 # contrast 81.7 against 78.2%, every guard passed, its seed-0 int8 graph kept) and it is not the
 # default: its seed 0 scored 50.9% on hh-rlhf test against 56.1%, and every brush-off variant

@@ -75,7 +75,10 @@ class TrainConfig:
                            "cuts, in place of its last kept tokens, in training and in "
                            "serving (the model's input format keeps it), so that a reply cut "
                            "by the window reads differently from the truncation pairs' "
-                           "replies cut mid-sentence; empty: none (docs/measurements.md).")
+                           "replies cut mid-sentence; empty: none. Off: '(continued)' "
+                           "lowered the CPU default's validation contrast pairs 3 points and "
+                           "left its pairs whose chosen reply alone is cut where they were "
+                           "(docs/measurements.md).")
     pool_tokens: str | None = _opt(None, "Reward: the tokens of a (prompt, response) input "
                                    "whose mean the head reads: 'response' (its response "
                                    "tokens), 'all' (every token, as MiniLM was pre-trained "
