@@ -34,9 +34,9 @@ from training.data.text_sets import (
     load_moderation_data,
     own_sets,
 )
-from training.metrics import length_metrics, pairwise_metrics
+from training.metrics import cut_metrics, length_metrics, pairwise_metrics
 from training.modeling import AnyModel
-from training.pairs import score_pairs
+from training.pairs import cut_replies, score_pairs
 from training.run import finite
 from training.texts import UNKNOWN, predict_logits
 
@@ -49,10 +49,14 @@ class SetResult:
 
 
 def set_result(pairs: Sequence[PreferencePair], chosen: np.ndarray, rejected: np.ndarray,
-               temperature: float) -> SetResult:
+               temperature: float, cut: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> SetResult:
+    """A set's metrics; with `cut` (whether the window cuts each chosen and rejected reply),
+    the accuracy where it cuts one side alone too."""
     lengths = np.array([(len(p.chosen), len(p.rejected)) for p in pairs], dtype=np.float64)
     metrics = {**pairwise_metrics(chosen - rejected, temperature),
-               **length_metrics(chosen, rejected, lengths[:, 0], lengths[:, 1])}
+               **length_metrics(chosen, rejected, lengths[:, 0], lengths[:, 1]),
+               **(cut_metrics(chosen, rejected, *cut) if cut is not None else {})}
     return SetResult(metrics, chosen, rejected)
 
 
@@ -65,13 +69,15 @@ def evaluate_sets(model: AnyModel, encoder: PairEncoder,
         if not pairs:
             continue
         chosen, rejected = score_pairs(model, encoder, pairs, max_tokens, desc=f"eval {name}")
-        results[name] = set_result(pairs, chosen, rejected, temperature)
+        cut = cut_replies(encoder, pairs)
+        results[name] = set_result(pairs, chosen, rejected, temperature, cut)
         subsets = np.array([pair.subset for pair in pairs])
         if len(set(subsets)) > 1:
             for subset in sorted(set(subsets)):
                 mask = subsets == subset
                 results[subset] = set_result([p for p, m in zip(pairs, mask, strict=True) if m],
-                                             chosen[mask], rejected[mask], temperature)
+                                             chosen[mask], rejected[mask], temperature,
+                                             (cut[0][mask], cut[1][mask]))
     return results
 
 

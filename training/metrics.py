@@ -80,3 +80,21 @@ def length_metrics(chosen: ArrayLike, rejected: ArrayLike, chosen_length: ArrayL
     if varied:
         out["length_corr"] = float(np.corrcoef(rewards, lengths)[0, 1])
     return out
+
+
+def cut_metrics(chosen: ArrayLike, rejected: ArrayLike, chosen_cut: ArrayLike,
+                rejected_cut: ArrayLike) -> dict[str, float]:
+    """How the reward does where the model's window cuts one reply of a pair and not the other
+    (it reads a cut reply to the window's edge only):
+    acc_chosen_cut     the accuracy on the pairs whose chosen reply alone is cut
+    acc_rejected_cut   the accuracy on the pairs whose rejected reply alone is cut
+    with their numbers of pairs (n_chosen_cut, n_rejected_cut); an accuracy over no pair is
+    left out."""
+    c, r = np.asarray(chosen, dtype=np.float64), np.asarray(rejected, dtype=np.float64)
+    cut_c, cut_r = np.asarray(chosen_cut, dtype=bool), np.asarray(rejected_cut, dtype=bool)
+    out: dict[str, float] = {}
+    for side, alone in (("chosen", cut_c & ~cut_r), ("rejected", cut_r & ~cut_c)):
+        out[f"n_{side}_cut"] = float(alone.sum())
+        if alone.any():
+            out[f"acc_{side}_cut"] = float((c[alone] > r[alone]).mean())
+    return out

@@ -129,6 +129,16 @@ class RewardObjective(nn.Module):
                               "length_weight": float(self.length_weight.detach())}
 
 
+def cut_replies(encoder: PairEncoder, pairs: Sequence[PreferencePair]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Whether the encoder's window cuts each pair's chosen and rejected reply."""
+    prompts = [pair.prompt for pair in pairs]
+    chosen = encoder.encode_batch(prompts, [pair.chosen for pair in pairs])
+    rejected = encoder.encode_batch(prompts, [pair.rejected for pair in pairs])
+    return (np.array([item.response_truncated for item in chosen], dtype=bool),
+            np.array([item.response_truncated for item in rejected], dtype=bool))
+
+
 def score_pairs(model: AnyModel, encoder: PairEncoder, pairs: Sequence[PreferencePair],
                 max_tokens: int = 4096, desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
     """(r_chosen, r_rejected). Each distinct (prompt, response) is scored once: FineGrained

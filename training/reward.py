@@ -48,8 +48,8 @@ SPLIT_RULE = ("each pooled source carved 80/10/10 into train/validation/test by 
               "question), so no conversation or question lands in two splits; HHH and "
               "UKPConvArg are held out whole")
 CONTRAST_CHECK, CHECK_PER_KIND = "contrast (validation)", 100
-COLUMNS = ("accuracy", "longer_wins", "acc_chosen_shorter", "length_corr", "log_loss", "ece",
-           "n")
+COLUMNS = ("accuracy", "longer_wins", "acc_chosen_shorter", "acc_chosen_cut", "acc_rejected_cut",
+           "length_corr", "log_loss", "ece", "n")
 
 
 @dataclass

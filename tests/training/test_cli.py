@@ -43,13 +43,16 @@ def test_training_run_writes_model_report_and_plots(trained_run: Path) -> None:
 
 def test_evaluate_generic_file_as_json(trained_run: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    data = write_jsonl(tmp_path / "mine.jsonl", [*synthetic_pairs(20), {"prompt": "x"}])
+    long = {"prompt": "x", "chosen": "word " * 100, "rejected": "short"}  # past the 64 tokens
+    data = write_jsonl(tmp_path / "mine.jsonl", [*synthetic_pairs(20), long, {"prompt": "x"}])
     assert main(["evaluate", "reward", "--model", str(trained_run / "model"), "--data", str(data),
                  "--json", "--skip-invalid"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["eval"]["mine"]["n"] == 20 and out["skipped"]["mine"] == {"invalid": 1}
-    assert 0 <= out["eval"]["mine"]["accuracy"] <= 1
-    assert {"longer_wins", "n_chosen_shorter"} <= set(out["eval"]["mine"])
+    mine = out["eval"]["mine"]
+    assert mine["n"] == 21 and out["skipped"]["mine"] == {"invalid": 1}
+    assert 0 <= mine["accuracy"] <= 1
+    assert {"longer_wins", "n_chosen_shorter", "acc_chosen_cut"} <= set(mine)
+    assert (mine["n_chosen_cut"], mine["n_rejected_cut"]) == (1, 0)  # the window cut one reply
 
 
 def test_evaluate_reports_each_subset_of_a_file(trained_run: Path, tmp_path: Path,

@@ -76,6 +76,20 @@ def test_length_metrics_by_hand() -> None:
     assert "acc_chosen_shorter" not in none_shorter  # absent, not NaN (manifests refuse NaN)
 
 
+def test_cut_metrics_by_hand() -> None:
+    from training.metrics import cut_metrics
+
+    chosen, rejected = np.array([1.0, 0.0, 2.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0, 3.0, 1.0])
+    out = cut_metrics(chosen, rejected, [True, True, False, True, False],
+                      [False, False, True, True, False])
+    # the chosen alone cut in pairs 0 and 1 (one right); the rejected alone in pair 2 (right);
+    # pair 3 (both cut) and pair 4 (neither) count in neither figure
+    assert out == {"n_chosen_cut": 2.0, "acc_chosen_cut": 0.5, "n_rejected_cut": 1.0,
+                   "acc_rejected_cut": 1.0}
+    assert cut_metrics([1.0], [0.0], [False], [False]) == {"n_chosen_cut": 0.0,
+                                                           "n_rejected_cut": 0.0}
+
+
 def test_moderation_reports_over_flagging_on_the_clean_rows_of_what_a_source_labels() -> None:
     from models.taxonomy import CATEGORIES
     from training.evaluate import evaluate_moderation
