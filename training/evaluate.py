@@ -36,7 +36,7 @@ from training.data.text_sets import (
 )
 from training.metrics import cut_metrics, length_metrics, pairwise_metrics
 from training.modeling import AnyModel
-from training.pairs import cut_replies, score_pairs
+from training.pairs import PairInputs
 from training.run import finite
 from training.texts import UNKNOWN, predict_logits
 
@@ -49,14 +49,12 @@ class SetResult:
 
 
 def set_result(pairs: Sequence[PreferencePair], chosen: np.ndarray, rejected: np.ndarray,
-               temperature: float, cut: tuple[np.ndarray, np.ndarray] | None = None
-               ) -> SetResult:
-    """A set's metrics; with `cut` (whether the window cuts each chosen and rejected reply),
-    the accuracy where it cuts one side alone too."""
+               temperature: float, cut: tuple[np.ndarray, np.ndarray]) -> SetResult:
+    """A set's metrics; `cut` says whether the window cuts each chosen and rejected reply."""
     lengths = np.array([(len(p.chosen), len(p.rejected)) for p in pairs], dtype=np.float64)
     metrics = {**pairwise_metrics(chosen - rejected, temperature),
                **length_metrics(chosen, rejected, lengths[:, 0], lengths[:, 1]),
-               **(cut_metrics(chosen, rejected, *cut) if cut is not None else {})}
+               **cut_metrics(chosen, rejected, *cut)}
     return SetResult(metrics, chosen, rejected)
 
 
@@ -68,8 +66,9 @@ def evaluate_sets(model: AnyModel, encoder: PairEncoder,
     for name, pairs in sets.items():
         if not pairs:
             continue
-        chosen, rejected = score_pairs(model, encoder, pairs, max_tokens, desc=f"eval {name}")
-        cut = cut_replies(encoder, pairs)
+        inputs = PairInputs.build(encoder, pairs)
+        chosen, rejected = inputs.score(model, max_tokens, desc=f"eval {name}")
+        cut = inputs.cut()
         results[name] = set_result(pairs, chosen, rejected, temperature, cut)
         subsets = np.array([pair.subset for pair in pairs])
         if len(set(subsets)) > 1:

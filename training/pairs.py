@@ -129,33 +129,46 @@ class RewardObjective(nn.Module):
                               "length_weight": float(self.length_weight.detach())}
 
 
-def cut_replies(encoder: PairEncoder, pairs: Sequence[PreferencePair]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Whether the encoder's window cuts each pair's chosen and rejected reply."""
-    prompts = [pair.prompt for pair in pairs]
-    chosen = encoder.encode_batch(prompts, [pair.chosen for pair in pairs])
-    rejected = encoder.encode_batch(prompts, [pair.rejected for pair in pairs])
-    return (np.array([item.response_truncated for item in chosen], dtype=bool),
-            np.array([item.response_truncated for item in rejected], dtype=bool))
+@dataclass(frozen=True)
+class PairInputs:
+    """Each distinct (prompt, response) of some pairs encoded once, and where each pair's chosen
+    and rejected replies are among them: FineGrained pairs four answers six ways, so scoring
+    these halves its cost."""
+
+    items: list[EncodedPair]
+    index: np.ndarray  # (pairs, 2): the rows in `items` of each pair's chosen and rejected reply
+    pad_id: int
+
+    @classmethod
+    def build(cls, encoder: PairEncoder, pairs: Sequence[PreferencePair]) -> PairInputs:
+        keys: dict[tuple[str, str], int] = {}
+        prompts: list[Prompt] = []
+        responses: list[str] = []
+        index = np.zeros((len(pairs), 2), dtype=np.int64)
+        for row, pair in enumerate(pairs):
+            rendered = render_prompt(pair.prompt, encoder.format)
+            for col, response in enumerate((pair.chosen, pair.rejected)):
+                key = (rendered, response)
+                if key not in keys:
+                    keys[key] = len(prompts)
+                    prompts.append(pair.prompt)
+                    responses.append(response)
+                index[row, col] = keys[key]
+        return cls(encoder.encode_batch(prompts, responses), index, encoder.pad_id)
+
+    def score(self, model: AnyModel, max_tokens: int = 4096, desc: str = "score"
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(r_chosen, r_rejected)."""
+        rewards = reward_of(score(model, self.items, max_tokens, self.pad_id, desc))
+        return rewards[self.index[:, 0]], rewards[self.index[:, 1]]
+
+    def cut(self) -> tuple[np.ndarray, np.ndarray]:
+        """Whether the window cuts each pair's chosen and rejected reply."""
+        truncated = np.array([item.response_truncated for item in self.items], dtype=bool)
+        return truncated[self.index[:, 0]], truncated[self.index[:, 1]]
 
 
 def score_pairs(model: AnyModel, encoder: PairEncoder, pairs: Sequence[PreferencePair],
                 max_tokens: int = 4096, desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
-    """(r_chosen, r_rejected). Each distinct (prompt, response) is scored once: FineGrained
-    pairs four answers six ways, so this halves its cost."""
-    keys: dict[tuple[str, str], int] = {}
-    prompts: list[Prompt] = []
-    responses: list[str] = []
-    index = np.zeros((len(pairs), 2), dtype=np.int64)
-    for row, pair in enumerate(pairs):
-        rendered = render_prompt(pair.prompt, encoder.format)
-        for col, response in enumerate((pair.chosen, pair.rejected)):
-            key = (rendered, response)
-            if key not in keys:
-                keys[key] = len(prompts)
-                prompts.append(pair.prompt)
-                responses.append(response)
-            index[row, col] = keys[key]
-    rewards = reward_of(score(model, encoder.encode_batch(prompts, responses), max_tokens,
-                              encoder.pad_id, desc))
-    return rewards[index[:, 0]], rewards[index[:, 1]]
+    """(r_chosen, r_rejected), each distinct (prompt, response) scored once."""
+    return PairInputs.build(encoder, pairs).score(model, max_tokens, desc)
