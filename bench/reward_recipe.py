@@ -201,7 +201,18 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # rule decides as for any candidate, and bench.validation_parts reads the cut
                 # pairs on validation.
                 ("final, a marker where the window cuts a reply",
-                 {"cut-marker": "(continued)"})],
+                 {"cut-marker": "(continued)"}),
+                # 2026-12-07 (a new session), against the default's six seeds: the marker left
+                # the cut-only-chosen pairs where they were, so the ragged end is not what the
+                # reward misreads there. A reply the window cuts is also read beside the fewest
+                # prompt tokens (min_prompt_tokens, 32: about the last question alone), while
+                # the whole reply it is compared with sees more of the conversation. Rescoring
+                # only the cut replies of the default's seed 0 with 64 prompt tokens kept, no
+                # training, moved those pairs 44.3 -> 51.4% and the pooled validation 56.7 ->
+                # 57.7% (`python -m bench.validation_parts --prompt-floor 64`, the commit after);
+                # 16 and 96 did not (41.6 and 45.4%). Trained with the same floor: the full
+                # preset's 64, at the default's 128 tokens (a cut reply keeps 61 of them).
+                ("final, 64 prompt tokens kept beside a cut reply", {"min-prompt-tokens": "64"})],
 }
 # The cut marker was stopped after seeds 0 and 1 (bench/results/reward-cut-marker-stopped-cpu.json):
 # the rule's contrast figure 75.1 against 78.2%, beyond reach of four more seeds, and the pairs
