@@ -209,8 +209,9 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # the whole reply it is compared with sees more of the conversation. Rescoring
                 # only the cut replies of the default's seed 0 with 64 prompt tokens kept, no
                 # training, moved those pairs 44.3 -> 51.4% and the pooled validation 56.7 ->
-                # 57.7% (`python -m bench.validation_parts --prompt-floor 64`, the commit after);
-                # 16 and 96 did not (41.6 and 45.4%). Trained with the same floor: the full
+                # 57.7% (`python -m bench.validation_parts --prompt-floor 64`; 16 and 96 did
+                # not: 40.5 and 45.4%; bench/results/validation-parts-prompt-floor-cpu.json).
+                # Trained with the same floor: the full
                 # preset's 64, at the default's 128 tokens (a cut reply keeps 61 of them).
                 ("final, 64 prompt tokens kept beside a cut reply", {"min-prompt-tokens": "64"})],
 }

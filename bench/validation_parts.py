@@ -18,6 +18,12 @@ It also splits the pairs by which replies the model's window cuts (`validation/c
 only`, ...; the reports do not): a reply longer than the window is read to its edge only, and
 the default reward is right on 44% of the pairs whose chosen reply alone is cut, against 60%
 where the rejected one alone is (docs/measurements.md, the cut marker).
+
+`--prompt-floor N` adds a column per group: the same models, with the replies whose input
+another prompt floor (the format's min_prompt_tokens, the prompt tokens kept beside a reply the
+window cuts) changes scored again by the model at that floor, every other score the saved one;
+the cut parts stay those of the model's own format. This one runs the model, on those replies
+only.
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ import numpy as np
 from bench.http_load import machine
 from models.artifact import TOKENIZER_FILE
 from models.inputs import PairEncoder
-from models.manifest import Manifest
+from models.manifest import InputFormat, Manifest
 from training.data.records import PreferencePair
 from training.data.reward_data import load_reward_data, validation_parts
 from training.int8_gate import saved_validation_scores
+from training.modeling import ScoringModel
 from training.pairs import EncodedPairs
+from training.scoring import score
 
 CUTS = {"cut: neither": (False, False), "cut: chosen only": (True, False),
         "cut: rejected only": (False, True), "cut: both": (True, True)}
@@ -50,10 +58,12 @@ def window_cuts(encoded: EncodedPairs) -> dict[str, np.ndarray]:
 
 
 def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
-                    parts: dict[str, np.ndarray], cuts: bool = False) -> dict[str, float]:
+                    parts: dict[str, np.ndarray], cuts: bool = False,
+                    prompt_floor: int | None = None) -> dict[str, float]:
     """Pairwise accuracy, pooled and per part, from the scores `model_dir` saved; with `cuts`,
     also by which replies the window cuts (`validation/cut: ...`, and `pairs/cut: ...` their
-    numbers of pairs)."""
+    numbers of pairs); with `prompt_floor`, the replies whose input that floor changes are
+    scored again by the model."""
     try:
         manifest = Manifest.load(model_dir)
     except FileNotFoundError as exc:  # a mistyped directory: the reason, without a traceback
@@ -64,6 +74,8 @@ def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
     if scores is None:
         raise SystemExit(f"{model_dir}: no saved validation scores of these pairs (a model "
                          "trained before they were saved, or on other data)")
+    if prompt_floor is not None:
+        scores = rescored(model_dir, manifest, pairs, encoded, scores, prompt_floor)
     margins = scores[:len(pairs), 0] - scores[len(pairs):, 0]
     out = {"validation": float((margins > 0).mean()),
            **{f"validation/{part}": float((margins[members] > 0).mean())
@@ -76,6 +88,25 @@ def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
     return out
 
 
+def rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
+             encoded: EncodedPairs, scores: np.ndarray, prompt_floor: int) -> np.ndarray:
+    """`scores` with the inputs that another prompt floor changes scored again at it."""
+    try:
+        fmt = InputFormat.model_validate({**manifest.input.model_dump(),
+                                          "min_prompt_tokens": prompt_floor})
+    except ValueError as exc:  # pydantic's ValidationError: a floor the window cannot hold
+        raise SystemExit(f"--prompt-floor {prompt_floor}: {exc}") from None
+    encoder = PairEncoder.from_file(model_dir / TOKENIZER_FILE, fmt)
+    before = [*encoded.chosen, *encoded.rejected]
+    after = [*(other := EncodedPairs.build(encoder, pairs)).chosen, *other.rejected]
+    changed = [i for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new]
+    out = scores.copy()
+    if changed:
+        out[changed] = score(ScoringModel.load(model_dir), [after[i] for i in changed],
+                             pad_id=encoder.pad_id, desc=f"prompt floor {prompt_floor}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", nargs="+", action="append", required=True,
@@ -83,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="a name, then the model directories (one per seed) it stands for")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--prompt-floor", type=int, default=None, metavar="N",
+                        help="also each group with the replies whose input N prompt tokens "
+                        "kept beside a cut reply changes scored again (runs the models)")
     args = parser.parse_args(argv)
     if bad := [group[0] for group in args.group if len(group) < 2]:
         parser.error(f"--group {bad[0]!r} names no model directory")
@@ -93,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, *dirs in args.group:
         runs[name] = [{"model": d, **part_accuracies(Path(d), pairs, parts, cuts=True)}
                       for d in dirs]
+        if args.prompt_floor is not None:
+            runs[f"{name}, {args.prompt_floor} prompt tokens"] = [
+                {"model": d, **part_accuracies(Path(d), pairs, parts, cuts=True,
+                                               prompt_floor=args.prompt_floor)} for d in dirs]
 
     first = next(iter(runs.values()))[0]  # the window's cuts: the same for models of one format
     rows = [("validation", len(pairs)),

@@ -1,5 +1,6 @@
 """bench.validation_parts: each validation part's accuracy from the scores a run saved, equal
-to what the run's own report now gives; scores of other pairs are refused."""
+to what the run's own report now gives; scores of other pairs are refused; another prompt
+floor rescores the replies it changes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from bench.validation_parts import CUTS, main, part_accuracies
+from models.artifact import TOKENIZER_FILE
+from models.inputs import PairEncoder
+from models.manifest import Manifest
 from training.data.reward_data import load_reward_data, validation_parts
+from training.modeling import ScoringModel
+from training.pairs import EncodedPairs
+from training.scoring import score
 
 
 def test_each_part_equals_the_report_and_other_pairs_are_refused(
@@ -39,3 +46,30 @@ def test_each_part_equals_the_report_and_other_pairs_are_refused(
         main(["--group", "tiny", str(trained_run / "model")])  # without that file: other pairs
     with pytest.raises(SystemExit, match=r"has no manifest\.json"):
         main(["--group", "tiny", str(trained_run)])  # the run, not its model/
+
+
+def test_another_prompt_floor_rescores_the_replies_it_changes(trained_run: Path) -> None:
+    model = trained_run / "model"
+    pairs = load_reward_data(extra=[trained_run.parent / "own.jsonl"], other_sources=False,
+                             skip_invalid=True).splits["validation"]
+    own = Manifest.load(model).input
+    saved = part_accuracies(model, pairs, {}, cuts=True)
+    assert saved["pairs/cut: neither"] < len(pairs)  # some reply is cut, so a floor matters
+    # the model's own floor changes no input: the saved scores, figure for figure
+    assert part_accuracies(model, pairs, {}, cuts=True,
+                           prompt_floor=own.min_prompt_tokens) == saved
+
+    # another floor: as if every reply were scored at it, the cut parts still the model's own
+    floor = own.min_prompt_tokens + 16
+    figures = part_accuracies(model, pairs, {}, cuts=True, prompt_floor=floor)
+    encoder = PairEncoder.from_file(model / TOKENIZER_FILE,
+                                    own.model_copy(update={"min_prompt_tokens": floor}))
+    encoded = EncodedPairs.build(encoder, pairs)
+    rewards = score(ScoringModel.load(model), [*encoded.chosen, *encoded.rejected])[:, 0]
+    right = rewards[:len(pairs)] > rewards[len(pairs):]
+    assert figures["validation"] == pytest.approx(right.mean())
+    assert {k: v for k, v in figures.items() if k.startswith("pairs/")} == {
+        k: v for k, v in saved.items() if k.startswith("pairs/")}
+
+    with pytest.raises(SystemExit, match="--prompt-floor 4000"):
+        part_accuracies(model, pairs, {}, prompt_floor=4000)
