@@ -211,8 +211,8 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # training, moved those pairs 44.3 -> 51.4% and the pooled validation 56.7 ->
                 # 57.7% (`python -m bench.validation_parts --prompt-floor 64`; 16 and 96 did
                 # not: 40.5 and 45.4%; bench/results/validation-parts-prompt-floor-cpu.json).
-                # Trained with the same floor: the full
-                # preset's 64, at the default's 128 tokens (a cut reply keeps 61 of them).
+                # Trained with the same floor: the full preset's 64, at the default's 128
+                # tokens (a cut reply keeps 61 of them).
                 ("final, 64 prompt tokens kept beside a cut reply", {"min-prompt-tokens": "64"})],
 }
 # The cut marker was stopped after seeds 0 and 1 (bench/results/reward-cut-marker-stopped-cpu.json):
