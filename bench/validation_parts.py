@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                 {"model": d, **part_accuracies(Path(d), pairs, parts, cuts=True,
                                                prompt_floor=args.prompt_floor)} for d in dirs]
 
-    first = next(iter(runs.values()))[0]  # the window's cuts: the same for models of one format
+    first = next(iter(runs.values()))[0]  # the cut parts' sizes in the labels: the first model's
     rows = [("validation", len(pairs)),
             *((f"validation/{part}", int(members.sum())) for part, members in parts.items()),
             *((f"validation/{part}", first[f"pairs/{part}"]) for part in CUTS)]
@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> None:
             sd = f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else ""
             line += f"{values.mean():.1f}{sd} ({len(values)})".rjust(cell)
         print(line)
+    for name, seeds in runs.items():  # a model of another input format cuts other pairs
+        if counts := {f"{part}: {run[f'pairs/{part}']}" for run in seeds for part in CUTS
+                      if run[f"pairs/{part}"] != first[f"pairs/{part}"]}:
+            print(f"{name}: its window cuts other pairs ({', '.join(sorted(counts))})")
     if args.out:
         args.out.write_text(json.dumps({"machine": machine(), "pairs": {
             **{part: int(members.sum()) for part, members in parts.items()},
