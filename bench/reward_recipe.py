@@ -310,6 +310,13 @@ def summarise(name: str, seed: int, settings: dict[str, str], report: dict[str, 
             "train_s": report["timings"]["train_s"], "pairs": report["split"]["train_used"]}
 
 
+def missing_seeds(runs: list[dict[str, Any]], name: str, seeds: range) -> list[int]:
+    """The seeds of `seeds` that `runs` holds no run of `name` for: what is left to train of
+    the chosen recipe (none of a baseline read from a file, which holds its own)."""
+    have = {run["seed"] for run in runs if run["name"] == name}
+    return [seed for seed in seeds if seed not in have]
+
+
 def baseline(results: Path, name: str) -> list[dict[str, Any]]:
     """The runs of an earlier results.json named `name`, as the final recipe's."""
     runs = [{**run, "name": FINAL} for run in json.loads(results.read_text())
@@ -403,10 +410,8 @@ def main() -> None:
             best = confirm(best, runs, run_dir(args.output, best["name"], best["seed"])
                            / "model")
             print(f"chosen: {best['name']}", flush=True)
-        have = {r["seed"] for r in runs if r["name"] == best["name"]}  # a baseline's six
         runs += list(pool.map(lambda seed: train(best["name"], best["settings"], seed, args),
-                              [s for s in range(args.candidate_seeds, args.seeds)
-                               if s not in have]))
+                              missing_seeds(runs, best["name"], range(args.seeds))))
     (args.output / "results.json").write_text(json.dumps(runs, indent=1))
     (args.output / "ladder.md").write_text(table(runs) + "\n")
     print(table(runs))

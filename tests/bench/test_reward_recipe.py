@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench.recipe_rule import CONTRAST, FINAL, adds_cue, choose, confirm
-from bench.reward_recipe import LADDER, baseline, flags, run_dir
+from bench.reward_recipe import LADDER, baseline, flags, missing_seeds, run_dir
 
 
 def run(name: str, seed: int, pooled: float, hh: float, settings: dict[str, str] | None = None,
@@ -150,3 +150,10 @@ def test_a_baseline_without_the_subset_figures_the_candidates_have_is_an_error()
         choose(runs)
     with_subset(runs[:2], "harmless-base", [52, 53])
     assert choose(runs)["name"] == "final, b"
+
+
+def test_the_seeds_left_to_train_of_the_chosen_recipe_skip_those_it_has() -> None:
+    recorded = [run(FINAL, seed, 56, 54) for seed in range(6)]  # a baseline's six seeds
+    candidate = [run("final, more restatement", seed, 55, 53) for seed in range(2)]
+    assert missing_seeds(recorded + candidate, FINAL, range(3)) == []
+    assert missing_seeds(recorded + candidate, "final, more restatement", range(3)) == [2]
