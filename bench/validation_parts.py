@@ -42,7 +42,7 @@ from models.manifest import InputFormat, Manifest
 from training.data.records import PreferencePair
 from training.data.reward_data import load_reward_data, validation_parts
 from training.int8_gate import saved_validation_scores
-from training.modeling import ScoringModel
+from training.modeling import load_model
 from training.pairs import EncodedPairs
 from training.scoring import score
 
@@ -102,7 +102,7 @@ def rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
     changed = [i for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new]
     out = scores.copy()
     if changed:
-        out[changed] = score(ScoringModel.load(model_dir), [after[i] for i in changed],
+        out[changed] = score(load_model(model_dir), [after[i] for i in changed],
                              pad_id=encoder.pad_id, desc=f"prompt floor {prompt_floor}")
     return out
 
