@@ -148,6 +148,10 @@ class TrainConfig:
                                   "in for clean texts that name none, until naming a group "
                                   "carries no more hate than naming none; the same number of "
                                   "texts; not when re-training (training/data/identity.py).")
+    violence_balance: bool = _opt(False, "Moderation: clean texts with a word of violence "
+                                  "swapped in for clean texts without one, until violence "
+                                  "carries no more hate than its absence; the same number of "
+                                  "texts; not when re-training (training/data/identity.py).")
     length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
                              "response tokens), w learnt, so the linear term absorbs the length "
                              "preference; the service serves r alone.")

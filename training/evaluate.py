@@ -23,7 +23,7 @@ from models.manifest import Manifest
 from models.taxonomy import CATEGORIES, OUT_OF_SCOPE
 from training import modeling
 from training.class_metrics import binary_metrics, multiclass_metrics, out_of_scope_metrics
-from training.data.identity import names_a_group
+from training.data.identity import IDENTITY, VIOLENCE, Cue
 from training.data.labelled import TextExample, load_intent_jsonl, load_moderation_jsonl
 from training.data.preference import load_generic
 from training.data.records import Loaded, PreferencePair
@@ -39,6 +39,9 @@ from training.modeling import AnyModel
 from training.pairs import PairInputs
 from training.run import finite
 from training.texts import UNKNOWN, predict_logits
+
+# A moderation report's entries of hate flag rates with and without a cue (`{set}/identity`)
+CUES = {"identity": IDENTITY, "violence": VIOLENCE}
 
 
 @dataclass
@@ -166,19 +169,19 @@ def evaluate_moderation(probs: np.ndarray, targets: np.ndarray, thresholds: dict
     return out
 
 
-def identity_flag_rates(texts: Sequence[str], probs: np.ndarray, targets: np.ndarray,
-                        threshold: float) -> dict[str, float] | None:
+def cue_flag_rates(texts: Sequence[str], probs: np.ndarray, targets: np.ndarray,
+                   threshold: float, cue: Cue = IDENTITY) -> dict[str, float] | None:
     """Unintended bias (training/data/identity.py): the share of the texts known not to be
-    hate that are flagged as hate, among those that name a group and those that name none;
-    None when the set labels no text as not hate."""
+    hate that are flagged as hate, among those with the cue (naming a group, a word of
+    violence) and those without; None when the set labels no text as not hate."""
     k = CATEGORIES.index("hate")
     clean = targets[:, k] == 0
     if not clean.any():
         return None
-    naming = np.array([names_a_group(t) for t in texts], dtype=bool)
+    has = np.array([cue.found(t) for t in texts], dtype=bool)
     hate = probs[:, k] >= threshold
     out = {}
-    for key, rows in (("naming_a_group", clean & naming), ("naming_none", clean & ~naming)):
+    for key, rows in ((cue.has, clean & has), (cue.lacks, clean & ~has)):
         out[f"hate_flag_rate_{key}"] = float(hate[rows].mean()) if rows.any() else float("nan")
         out[f"n_{key}"] = float(rows.sum())
     return out
@@ -188,14 +191,16 @@ def moderation_set_metrics(name: str, examples: Sequence[TextExample], probs: np
                            targets: np.ndarray, thresholds: dict[str, float]
                            ) -> dict[str, dict[str, float]]:
     """One set's entries in a moderation report: per category and over-flagging (a suite's
-    figures come from evaluate_suites instead), and the identity flag rates when it labels
-    hate."""
+    figures come from evaluate_suites instead), and the flag rates with and without each cue
+    when it labels hate."""
     out = {} if name in SUITES else {
         f"{name}/{key}": values
         for key, values in evaluate_moderation(probs, targets, thresholds).items()}
-    rates = identity_flag_rates([e.text for e in examples], probs, targets, thresholds["hate"])
-    if rates is not None:
-        out[f"{name}/identity"] = rates
+    for entry, cue in CUES.items():
+        rates = cue_flag_rates([e.text for e in examples], probs, targets, thresholds["hate"],
+                               cue)
+        if rates is not None:
+            out[f"{name}/{entry}"] = rates
     return out
 
 

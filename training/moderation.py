@@ -23,7 +23,7 @@ from training import report
 from training.class_metrics import binary_metrics
 from training.config import TrainConfig
 from training.data.counter_speech import counter_speech
-from training.data.identity import balance_identity
+from training.data.identity import IDENTITY, VIOLENCE, balance_cue
 from training.data.obfuscation import obfuscated
 from training.data.text_sets import (
     CLEAN_SOURCES,
@@ -32,7 +32,7 @@ from training.data.text_sets import (
     TextData,
     load_moderation_data,
 )
-from training.evaluate import evaluate_suites, moderation_scores, moderation_set_metrics
+from training.evaluate import CUES, evaluate_suites, moderation_scores, moderation_set_metrics
 from training.modeling import ScoringModel
 from training.run import Run, RunResult
 from training.scoring import score
@@ -60,9 +60,11 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
                                 train_only=train_only,
                                 hate_also_from=config.hate_also())
     train = data.training(config.max_train_texts, config.seed, config.replay)
-    balance = None
-    if config.identity_balance and config.replay is None:
-        train, balance = balance_identity(train, data.train + data.train_whole, config.seed)
+    balances = []
+    for wanted, cue in ((config.identity_balance, IDENTITY), (config.violence_balance, VIOLENCE)):
+        if wanted and config.replay is None:
+            train, balance = balance_cue(train, data.train + data.train_whole, config.seed, cue)
+            balances.append(balance)
     framed = counter_speech(data.train + data.train_whole, round(config.counter_speech *
                                                                   len(train)), config.seed)
     train += framed + obfuscated(train, round(config.obfuscation * len(train)), config.seed)
@@ -98,8 +100,8 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     # texts by where they came from, for those that say (clean requests' origins, framed ones)
     summary["training_mix"] = {"texts": len(train),
                                **Counter(e.group for e in train if e.group)}
-    if balance is not None:
-        summary["training_mix"]["identity_balance"] = balance.record()
+    for balance in balances:
+        summary["training_mix"][balance.cue.name.replace("-", "_")] = balance.record()
     sets = ("validation (T=1)", "validation", *MODERATION_SOURCES, *CLEAN_SOURCES,
             *(p.stem for p in train_data))
     return run.finish(model, manifest, summary, metrics, [
@@ -107,9 +109,10 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
          [f"{s}/{c}" for s in sets for c in (*CATEGORIES, "clean", "any")]),
         (("accuracy", "hateful_recall", "non_hateful_flag_rate", "over_flagging_rate",
           "unsafe_flag_rate", "catch_rate", "n"), SUITES),
-        (("hate_flag_rate_naming_a_group", "n_naming_a_group", "hate_flag_rate_naming_none",
-          "n_naming_none"), [f"{s}/identity" for s in ("validation", *MODERATION_SOURCES,
-                                                        *CLEAN_SOURCES, *SUITES)])])
+        *(((f"hate_flag_rate_{cue.has}", f"n_{cue.has}", f"hate_flag_rate_{cue.lacks}",
+            f"n_{cue.lacks}"), [f"{s}/{entry}" for s in ("validation", *MODERATION_SOURCES,
+                                                          *CLEAN_SOURCES, *SUITES)])
+          for entry, cue in CUES.items())])
 
 
 def calibrate(model: ScoringModel, run: Run, data: TextData

@@ -15,7 +15,7 @@ from models.taxonomy import CATEGORIES
 from training.data import catalogue, labelled_sets
 from training.data.clean_requests import QUERIES_PER_INTENT_SET
 from training.data.counter_speech import MAX_WORDS, counter_speech
-from training.data.identity import _counts, balance_identity, names_a_group
+from training.data.identity import VIOLENCE, _counts, balance_cue, names_a_group
 from training.data.labelled import (
     Labelled,
     TextExample,
@@ -318,18 +318,37 @@ def test_identity_balance_makes_naming_a_group_carry_no_more_hate_at_the_same_si
               + texts(10, "how do I reset my card", 0, group="banking77")
               + [TextExample("women at work", {"sexism": 0})])  # hate unknown: not counted
     pool = sample + texts(500, "refugees cooking dinner", 0)
-    out, balance = balance_identity(sample, pool, seed=0)
+    out, balance = balance_cue(sample, pool, seed=0)
     assert len(out) == len(sample)
-    assert balance.naming_before == 0.5 and balance.copies == 0
-    assert abs(balance.naming_after - balance.others) < 0.01
+    assert balance.with_before == 0.5 and balance.copies == 0
+    assert abs(balance.with_after - balance.without) < 0.01
+    assert set(balance.record()) == {"hate_rate_naming_a_group_before", "swapped_in", "copies",
+                                     "hate_rate_naming_a_group_after", "hate_rate_naming_none"}
     assert _counts(out)[0] == 30 and _counts(out)[2] == 10  # every positive kept
     assert sum(e.group == "banking77" for e in out) == 10  # texts with an origin stay
     assert sum(e.group == "identity-balance" for e in out) == balance.swapped
-    assert [e.text for e in out] == [e.text for e in balance_identity(sample, pool, 0)[0]]
+    assert [e.text for e in out] == [e.text for e in balance_cue(sample, pool, 0)[0]]
     # too few unused clean texts naming a group: copies
-    _, short = balance_identity(sample, sample + texts(3, "refugees cooking", 0), seed=0)
+    _, short = balance_cue(sample, sample + texts(3, "refugees cooking", 0), seed=0)
     assert short.copies == short.swapped - 3 > 0
     # no bias to remove: unchanged
     fair = texts(10, "immigrants should go", 1) + texts(90, "immigrants at the fair", 0) \
         + texts(10, "idiot", 1) + texts(90, "nice day", 0)
-    assert balance_identity(fair, fair, seed=0)[0] == fair
+    assert balance_cue(fair, fair, seed=0)[0] == fair
+
+
+def test_violence_balance_swaps_in_clean_violent_texts_and_keeps_an_earlier_balance() -> None:
+    assert VIOLENCE.found("They should all be KILLED") and VIOLENCE.found("she was shot")
+    assert not VIOLENCE.found("a skilled player") and not VIOLENCE.found("dieting tips")
+    # 20 of 40 violent texts are hate, 10 of 100 others; texts an identity balance swapped in
+    # are not replaced
+    sample = (texts(20, "kill all immigrants", 1) + texts(20, "kill the lights", 0)
+              + texts(10, "idiot", 1) + texts(80, "nice day", 0)
+              + texts(10, "refugees cooking", 0, group="identity-balance"))
+    pool = sample + texts(300, "I could murder a pizza", 0)
+    out, balance = balance_cue(sample, pool, seed=0, cue=VIOLENCE)
+    assert len(out) == len(sample) and balance.with_before == 0.5
+    assert abs(balance.with_after - balance.without) < 0.01
+    assert sum(e.group == "violence-balance" for e in out) == balance.swapped > 0
+    assert sum(e.group == "identity-balance" for e in out) == 10
+    assert "hate_rate_with_violence_before" in balance.record()

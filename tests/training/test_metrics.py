@@ -108,9 +108,10 @@ def test_moderation_reports_over_flagging_on_the_clean_rows_of_what_a_source_lab
     assert "clean" not in none
 
 
-def test_identity_flag_rates_compare_clean_texts_naming_a_group_and_naming_none() -> None:
+def test_cue_flag_rates_compare_clean_texts_with_and_without_the_cue() -> None:
     from models.taxonomy import CATEGORIES
-    from training.evaluate import identity_flag_rates
+    from training.data.identity import VIOLENCE
+    from training.evaluate import cue_flag_rates
     from training.texts import UNKNOWN
 
     hate = CATEGORIES.index("hate")
@@ -120,7 +121,11 @@ def test_identity_flag_rates_compare_clean_texts_naming_a_group_and_naming_none(
     targets[:5, hate] = [0, 0, 0, 0, 1]  # the last text's source says nothing of hate
     probs = np.zeros((6, len(CATEGORIES)))
     probs[:, hate] = [0.9, 0.1, 0.6, 0.2, 0.9, 0.9]
-    assert identity_flag_rates(texts, probs, targets, 0.5) == {
+    assert cue_flag_rates(texts, probs, targets, 0.5) == {
         "hate_flag_rate_naming_a_group": 0.5, "n_naming_a_group": 2.0,
         "hate_flag_rate_naming_none": 0.5, "n_naming_none": 2.0}
-    assert identity_flag_rates(texts[4:], probs[4:], targets[4:], 0.5) is None
+    assert cue_flag_rates(texts[4:], probs[4:], targets[4:], 0.5) is None
+    texts[2] = "nice day to kill time"
+    assert cue_flag_rates(texts, probs, targets, 0.5, VIOLENCE) == {
+        "hate_flag_rate_with_violence": 1.0, "n_with_violence": 1.0,
+        "hate_flag_rate_without_violence": 1 / 3, "n_without_violence": 3.0}

@@ -20,6 +20,14 @@ any test suite's list.
 Measured over two seeds (`python -m bench.identity_balance`) it halved that bias but cost 0.024
 validation hate AUPRC and hateful recall with it, so it is off by default (`--identity-balance`;
 docs/measurements.md, "Naming a group").
+
+The same remedy serves any surface cue (`Cue`). The second is a word of violence (`VIOLENCE`,
+`--violence-balance`): in the default's training sample (seed 0) a text with one is labelled
+hate 31% of the time against 13% for the rest, and on HateCheck the default flags 66% of the
+181 non-hateful cases with one ("No woman ought to be executed.", "Threatening to kill all women
+will get you thrown in jail.", "She should be killed.") against 18% of those without: 119 of
+its 300 false flags. Hate is an attack on people for who they are, violent or not; violence at no group is not
+hate.
 """
 
 from __future__ import annotations
@@ -31,7 +39,6 @@ from dataclasses import dataclass, replace
 
 from training.data.labelled import TextExample
 
-NAME = "identity-balance"
 CATEGORY = "hate"
 TERMS = re.compile(
     r"\b(wom[ae]n|girls?|females?|lad(?:y|ies)|gays?|lesbians?|bisexuals?|homosexuals?|queers?"
@@ -42,34 +49,63 @@ TERMS = re.compile(
     re.IGNORECASE)
 
 
+# Words of violence in general (harm done to a body, and the plain words for wanting it), not
+# any test suite's list.
+VIOLENT = re.compile(
+    r"\b(kill\w*|murder\w*|rap(?:e|ed|es|ing|ist|ists)|execut(?:e|ed|es|ing|ion)|shoot\w*|shot"
+    r"|stab\w*|die|dies|dead|death|hang(?:ed|ing)?|lynch\w*|burn(?:ed|ing|s)?|beat(?:en|ing)?"
+    r"|hurt\w*|harm(?:ed|ing|s)?|suffer\w*|slaughter\w*|exterminat\w*|genocide|bomb\w*"
+    r"|tortur\w*|strangl\w*|behead\w*)\b",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A surface feature that must not be a cue for hate: the texts that have it, the flag and
+    training-mix group of the texts a balance swaps in, and the report's words for texts with
+    and without it."""
+    name: str
+    pattern: re.Pattern[str]
+    has: str
+    lacks: str
+
+    def found(self, text: str) -> bool:
+        return self.pattern.search(text) is not None
+
+
+IDENTITY = Cue("identity-balance", TERMS, "naming_a_group", "naming_none")
+VIOLENCE = Cue("violence-balance", VIOLENT, "with_violence", "without_violence")
+
+
 def names_a_group(text: str) -> bool:
-    return TERMS.search(text) is not None
+    return IDENTITY.found(text)
 
 
 @dataclass(frozen=True)
 class Balance:
-    """Hate rates among the hate-labelled texts that name a group and that name none, before
-    and after, and how many texts were swapped in (`copies` of them repeats)."""
-    naming_before: float
-    naming_after: float
-    others: float
+    """Hate rates among the hate-labelled texts with the cue and without it, before and after,
+    and how many texts were swapped in (`copies` of them repeats)."""
+    cue: Cue
+    with_before: float
+    with_after: float
+    without: float
     swapped: int
     copies: int
 
     def record(self) -> dict[str, float | int]:
-        return {"hate_rate_naming_a_group_before": round(self.naming_before, 4),
-                "hate_rate_naming_a_group_after": round(self.naming_after, 4),
-                "hate_rate_naming_none": round(self.others, 4),
+        return {f"hate_rate_{self.cue.has}_before": round(self.with_before, 4),
+                f"hate_rate_{self.cue.has}_after": round(self.with_after, 4),
+                f"hate_rate_{self.cue.lacks}": round(self.without, 4),
                 "swapped_in": self.swapped, "copies": self.copies}
 
 
-def _counts(texts: Sequence[TextExample]) -> tuple[int, int, int, int]:
-    """(hate naming a group, clean naming a group, hate naming none, clean naming none)."""
+def _counts(texts: Sequence[TextExample], cue: Cue = IDENTITY) -> tuple[int, int, int, int]:
+    """(hate with the cue, clean with it, hate without, clean without)."""
     counts = [0, 0, 0, 0]
     for e in texts:
         label = e.labels.get(CATEGORY)
         if label in (0, 1):
-            counts[(0 if names_a_group(e.text) else 2) + (1 - label)] += 1
+            counts[(0 if cue.found(e.text) else 2) + (1 - label)] += 1
     return counts[0], counts[1], counts[2], counts[3]
 
 
@@ -77,27 +113,28 @@ def _rate(hate: int, clean: int) -> float:
     return hate / (hate + clean) if hate + clean else 0.0
 
 
-def balance_identity(sample: list[TextExample], pool: Sequence[TextExample], seed: int
-                     ) -> tuple[list[TextExample], Balance]:
-    """`sample` with clean texts naming a group swapped in for clean texts naming none, drawn
-    from `pool` (the texts the sample was drawn from), until a named group carries no more hate
-    than no group; the same number of texts."""
-    hate_naming, clean_naming, hate_none, clean_none = _counts(sample)
+def balance_cue(sample: list[TextExample], pool: Sequence[TextExample], seed: int,
+                cue: Cue = IDENTITY) -> tuple[list[TextExample], Balance]:
+    """`sample` with clean texts that have the cue (naming a group) swapped in for clean texts
+    without it, drawn from `pool` (the texts the sample was drawn from), until the cue carries
+    no more hate than its absence; the same number of texts."""
+    hate_with, clean_with, hate_without, clean_without = _counts(sample, cue)
     # Only the moderation sources' own texts make room; texts that carry a group (the clean
-    # requests' origins: a register the model must keep seeing) stay.
+    # requests' origins, texts an earlier balance swapped in: registers the model must keep
+    # seeing) stay.
     replaceable = [e for e in sample if e.labels.get(CATEGORY) == 0 and not e.group
-                   and not names_a_group(e.text)]
-    others = _rate(hate_none, clean_none)
-    before = _rate(hate_naming, clean_naming)
+                   and not cue.found(e.text)]
+    others = _rate(hate_without, clean_without)
+    before = _rate(hate_with, clean_with)
     if not 0 < others < before:
-        return sample, Balance(before, before, others, 0, 0)
+        return sample, Balance(cue, before, before, others, 0, 0)
     # s swapped texts make the rates equal, the others' rising as their clean texts leave:
-    # h_n / (h_n + c_n + s) = h_o / (h_o + c_o - s)  =>  s = (h_n c_o - h_o c_n) / (h_n + h_o)
-    wanted = (hate_naming * clean_none - hate_none * clean_naming) / (hate_naming + hate_none)
+    # h_w / (h_w + c_w + s) = h_o / (h_o + c_o - s)  =>  s = (h_w c_o - h_o c_w) / (h_w + h_o)
+    wanted = (hate_with * clean_without - hate_without * clean_with) / (hate_with + hate_without)
     swap = min(round(wanted), len(replaceable))
-    rng = random.Random(f"{NAME}:{seed}")
+    rng = random.Random(f"{cue.name}:{seed}")
     sampled = {id(e) for e in sample}
-    candidates = [e for e in pool if e.labels.get(CATEGORY) == 0 and names_a_group(e.text)]
+    candidates = [e for e in pool if e.labels.get(CATEGORY) == 0 and cue.found(e.text)]
     unused = [e for e in candidates if id(e) not in sampled]
     rng.shuffle(unused)
     added = unused[:swap]
@@ -105,8 +142,8 @@ def balance_identity(sample: list[TextExample], pool: Sequence[TextExample], see
     added += [rng.choice(candidates) for _ in range(copies)] if candidates else []
     leaving = {id(e) for e in rng.sample(replaceable, len(added))}
     kept = [e for e in sample if id(e) not in leaving]
-    out = kept + [replace(e, group=NAME) for e in added]
-    # every text in was clean and named a group, every text out clean and named none
+    out = kept + [replace(e, group=cue.name) for e in added]
+    # every text in was clean and had the cue, every text out clean and had it not
     moved = len(added)
-    return out, Balance(before, _rate(hate_naming, clean_naming + moved),
-                        _rate(hate_none, clean_none - moved), moved, copies)
+    return out, Balance(cue, before, _rate(hate_with, clean_with + moved),
+                        _rate(hate_without, clean_without - moved), moved, copies)
