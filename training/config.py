@@ -151,7 +151,8 @@ class TrainConfig:
     violence_balance: bool = _opt(False, "Moderation: clean texts with a word of violence "
                                   "swapped in for clean texts without one, until violence "
                                   "carries no more hate than its absence; the same number of "
-                                  "texts; not when re-training (training/data/identity.py).")
+                                  "texts; not when re-training (training/data/identity.py). On "
+                                  "in the default preset.")
     length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
                              "response tokens), w learnt, so the linear term absorbs the length "
                              "preference; the service serves r alone.")
@@ -284,9 +285,12 @@ MODERATION_PRESETS: dict[str, TrainConfig] = {
     # (validation mean AUPRC 0.736 -> 0.759, the misspelt copy's 0.651 -> 0.666), and for the
     # full preset by the same rule on seed 0 (0.776 -> 0.789, 0.684 -> 0.697; 2026-12-07;
     # seed 1, read after: 0.799 -> 0.807, 0.693 -> 0.704).
+    # The violence balance: chosen by bench/identity_balance.py's rule over seeds 0 and 1
+    # (validation hate AUPRC 0.586 -> 0.622, clean texts with a word of violence flagged as hate
+    # 46 -> 31%; 2026-12-07). Not measured in the full preset, which goes without it.
     "default": TrainConfig(max_length=96, batch_size=32, grad_accum=1, lr=5e-5,
                            max_train_texts=16_000, checkpoint_every=100, counter_speech=0.05,
-                           obfuscation=0.1),
+                           obfuscation=0.1, violence_balance=True),
     "full": TrainConfig(max_length=128, batch_size=32, grad_accum=1, lr=4e-5,
                         checkpoint_every=200, counter_speech=0.05, obfuscation=0.1),
 }

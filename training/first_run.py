@@ -56,8 +56,9 @@ DEFAULTS = (
     Default("reward", "reward", 579, 53, what="reward model: ~2,400 pooled preference and "
             "contrast pairs, then calibration and every test split"),
     Default("moderation", "moderation", 542, 45, what="moderation classifier: 16,000 labelled "
-            "texts, 800 counter-speech and 1,600 misspelt ones in five categories, thresholds "
-            "per category, every test split and suite"),
+            "texts (about 570 clean ones with a word of violence swapped in), 800 "
+            "counter-speech and 1,600 misspelt ones in five categories, thresholds per "
+            "category, every test split and suite"),
     Default("intent", "intent", 143, 20, ("--dataset", "banking77"),
             what="intent classifier: banking77's 77 customer-service intents"),
 )

@@ -26,8 +26,10 @@ The same remedy serves any surface cue (`Cue`). The second is a word of violence
 hate 31% of the time against 13% for the rest, and on HateCheck the default flags 66% of the
 181 non-hateful cases with one ("No woman ought to be executed.", "Threatening to kill all women
 will get you thrown in jail.", "She should be killed.") against 18% of those without: 119 of
-its 300 false flags. Hate is an attack on people for who they are, violent or not; violence at no group is not
-hate.
+its 300 false flags. Hate is an attack on people for who they are, violent or not; violence
+at no group is not hate. Measured over two seeds by the same rule (`python -m
+bench.identity_balance --cue violence`), it raised validation hate AUPRC (0.586 -> 0.622) and
+is on in the default preset since 2026-12-07 (docs/measurements.md, "The violence balance").
 """
 
 from __future__ import annotations
