@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.moderation_arms import TAIL_ROWS, figure, print_table, train
-from training.data.identity import Cue
-from training.evaluate import CUES
+from training.data.identity import CUES, Cue
 
 MAX_AUPRC_LOSS = 0.02
 
@@ -35,20 +34,21 @@ MAX_AUPRC_LOSS = 0.02
 def rows(entry: str) -> list[tuple[str, str, str]]:
     """(label, report key, field) for the cue's bench; validation first: the rule reads only
     those."""
-    has, lacks = CUES[entry].has.replace("_", " "), CUES[entry].lacks.replace("_", " ")
+    cue = CUES[entry]
+
+    def flagged(where: str, key: str, side: str) -> tuple[str, str, str]:
+        return (f"{where}: clean {side.replace('_', ' ')} flagged as hate", f"{key}/{entry}",
+                f"hate_flag_rate_{side}")
+
     return [
         ("validation hate AUPRC", "validation/hate", "auprc"),
-        (f"validation: clean {has} flagged as hate", f"validation/{entry}",
-         f"hate_flag_rate_{CUES[entry].has}"),
-        (f"validation: clean {lacks} flagged as hate", f"validation/{entry}",
-         f"hate_flag_rate_{CUES[entry].lacks}"),
+        flagged("validation", "validation", cue.has),
+        flagged("validation", "validation", cue.lacks),
         ("validation hate recall", "validation/hate", "recall"),
         ("HateCheck non-hateful flagged", "hatecheck", "non_hateful_flag_rate"),
         ("HateCheck hateful caught", "hatecheck", "hateful_recall"),
-        (f"HateCheck: clean {has} flagged", f"hatecheck/{entry}",
-         f"hate_flag_rate_{CUES[entry].has}"),
-        (f"HateCheck: clean {lacks} flagged", f"hatecheck/{entry}",
-         f"hate_flag_rate_{CUES[entry].lacks}"),
+        flagged("HateCheck", "hatecheck", cue.has),
+        flagged("HateCheck", "hatecheck", cue.lacks),
         ("HateCheck negated hate right", "hatecheck/negate_neg_nh", "accuracy"),
         ("HateCheck counter-speech (reference) right", "hatecheck/counter_ref_nh", "accuracy"),
         ("HateCheck abuse of individuals right", "hatecheck/target_indiv_nh", "accuracy"),
@@ -59,8 +59,7 @@ def rows(entry: str) -> list[tuple[str, str, str]]:
         ("XSTest safe prompts flagged", "xstest", "over_flagging_rate"),
         ("Davidson hate AUPRC", "davidson/hate", "auprc"),
         ("TweetEval hate AUPRC", "tweeteval-hate/hate", "auprc"),
-        (f"TweetEval hate: clean {has} flagged", f"tweeteval-hate/{entry}",
-         f"hate_flag_rate_{CUES[entry].has}"),
+        flagged("TweetEval hate", "tweeteval-hate", cue.has),
         ("EDOS sexism AUPRC", "edos/sexism", "auprc"),
         *TAIL_ROWS,
     ]

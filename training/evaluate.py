@@ -23,7 +23,7 @@ from models.manifest import Manifest
 from models.taxonomy import CATEGORIES, OUT_OF_SCOPE
 from training import modeling
 from training.class_metrics import binary_metrics, multiclass_metrics, out_of_scope_metrics
-from training.data.identity import IDENTITY, VIOLENCE, Cue
+from training.data.identity import CUES, IDENTITY, Cue
 from training.data.labelled import TextExample, load_intent_jsonl, load_moderation_jsonl
 from training.data.preference import load_generic
 from training.data.records import Loaded, PreferencePair
@@ -39,9 +39,6 @@ from training.modeling import AnyModel
 from training.pairs import PairInputs
 from training.run import finite
 from training.texts import UNKNOWN, predict_logits
-
-# A moderation report's entries of hate flag rates with and without a cue (`{set}/identity`)
-CUES = {"identity": IDENTITY, "violence": VIOLENCE}
 
 
 @dataclass

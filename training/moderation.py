@@ -23,7 +23,7 @@ from training import report
 from training.class_metrics import binary_metrics
 from training.config import TrainConfig
 from training.data.counter_speech import counter_speech
-from training.data.identity import IDENTITY, VIOLENCE, balance_cue
+from training.data.identity import CUES, IDENTITY, VIOLENCE, balance_cue
 from training.data.obfuscation import obfuscated
 from training.data.text_sets import (
     CLEAN_SOURCES,
@@ -32,7 +32,7 @@ from training.data.text_sets import (
     TextData,
     load_moderation_data,
 )
-from training.evaluate import CUES, evaluate_suites, moderation_scores, moderation_set_metrics
+from training.evaluate import evaluate_suites, moderation_scores, moderation_set_metrics
 from training.modeling import ScoringModel
 from training.run import Run, RunResult
 from training.scoring import score

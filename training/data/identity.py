@@ -77,6 +77,8 @@ class Cue:
 
 IDENTITY = Cue("identity-balance", TERMS, "naming_a_group", "naming_none")
 VIOLENCE = Cue("violence-balance", VIOLENT, "with_violence", "without_violence")
+# Each moderation report's entries of hate flag rates with and without a cue (`{set}/identity`)
+CUES = {"identity": IDENTITY, "violence": VIOLENCE}
 
 
 def names_a_group(text: str) -> bool:
