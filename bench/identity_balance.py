@@ -99,13 +99,12 @@ def main() -> None:
     print(f"\nrule: validation hate AUPRC {auprc_change:+.3f} (at most -{MAX_AUPRC_LOSS} allowed), "
           f"clean {cue.has.replace('_', ' ')} flagged {flag_change:+.3f} (must fall): "
           f"{'ADOPT ' + cue.name if adopted else 'keep the default'}")
-    mix_key = cue.name.replace("-", "_")
-    mix = [r["training_mix"].get(mix_key) for r in reports["balance"]]
+    mix = [r["training_mix"].get(cue.mix_key) for r in reports["balance"]]
     print(f"training mix: {mix}")
     if args.out:
         args.out.write_text(json.dumps({
             "cue": args.cue, "seeds": args.seeds, "table": table, "auprc_change": auprc_change,
-            "flag_change": flag_change, "adopted": adopted, f"{mix_key}_mix": mix,
+            "flag_change": flag_change, "adopted": adopted, f"{cue.mix_key}_mix": mix,
             "runs": {arm: [r["model_dir"] for r in reports[arm]] for arm in arms}},
             indent=2) + "\n")
 

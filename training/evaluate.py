@@ -193,9 +193,9 @@ def moderation_set_metrics(name: str, examples: Sequence[TextExample], probs: np
     out = {} if name in SUITES else {
         f"{name}/{key}": values
         for key, values in evaluate_moderation(probs, targets, thresholds).items()}
+    texts = [e.text for e in examples]
     for entry, cue in CUES.items():
-        rates = cue_flag_rates([e.text for e in examples], probs, targets, thresholds["hate"],
-                               cue)
+        rates = cue_flag_rates(texts, probs, targets, thresholds["hate"], cue)
         if rates is not None:
             out[f"{name}/{entry}"] = rates
     return out

@@ -101,7 +101,7 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     summary["training_mix"] = {"texts": len(train),
                                **Counter(e.group for e in train if e.group)}
     for balance in balances:
-        summary["training_mix"][balance.cue.name.replace("-", "_")] = balance.record()
+        summary["training_mix"][balance.cue.mix_key] = balance.record()
     sets = ("validation (T=1)", "validation", *MODERATION_SOURCES, *CLEAN_SOURCES,
             *(p.stem for p in train_data))
     return run.finish(model, manifest, summary, metrics, [

@@ -352,3 +352,4 @@ def test_violence_balance_swaps_in_clean_violent_texts_and_keeps_an_earlier_bala
     assert sum(e.group == "violence-balance" for e in out) == balance.swapped > 0
     assert sum(e.group == "identity-balance" for e in out) == 10
     assert "hate_rate_with_violence_before" in balance.record()
+    assert VIOLENCE.mix_key == "violence_balance"

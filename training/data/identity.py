@@ -74,6 +74,11 @@ class Cue:
     def found(self, text: str) -> bool:
         return self.pattern.search(text) is not None
 
+    @property
+    def mix_key(self) -> str:
+        """Where a run's report.json keeps the balance's record (`training_mix.<key>`)."""
+        return self.name.replace("-", "_")
+
 
 IDENTITY = Cue("identity-balance", TERMS, "naming_a_group", "naming_none")
 VIOLENCE = Cue("violence-balance", VIOLENT, "with_violence", "without_violence")
