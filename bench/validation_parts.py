@@ -22,8 +22,9 @@ where the rejected one alone is (docs/measurements.md, the cut marker).
 `--prompt-floor N` adds a column per group: the same models, with the replies whose input
 another prompt floor (the format's min_prompt_tokens, the prompt tokens kept beside a reply the
 window cuts) changes scored again by the model at that floor, every other score the saved one;
-the cut parts stay those of the model's own format. This one runs the model, on those replies
-only.
+the cut parts stay those of the model's own format. `--response-tail N` does the same for
+another response tail (response_tail_tokens, the last tokens of a cut reply read after its
+opening); given together, one column has both. These run the model, on those replies only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from bench.http_load import machine
 from models.artifact import TOKENIZER_FILE
@@ -59,11 +61,11 @@ def window_cuts(encoded: EncodedPairs) -> dict[str, np.ndarray]:
 
 def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
                     parts: dict[str, np.ndarray], cuts: bool = False,
-                    prompt_floor: int | None = None) -> dict[str, float]:
+                    other_format: dict[str, Any] | None = None) -> dict[str, float]:
     """Pairwise accuracy, pooled and per part, from the scores `model_dir` saved; with `cuts`,
     also by which replies the window cuts (`validation/cut: ...`, and `pairs/cut: ...` their
-    numbers of pairs); with `prompt_floor`, the replies whose input that floor changes are
-    scored again by the model."""
+    numbers of pairs); with `other_format` (fields of the input format and their values), the
+    replies whose input those values change are scored again by the model."""
     try:
         manifest = Manifest.load(model_dir)
     except FileNotFoundError as exc:  # a mistyped directory: the reason, without a traceback
@@ -74,8 +76,8 @@ def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
     if scores is None:
         raise SystemExit(f"{model_dir}: no saved validation scores of these pairs (a model "
                          "trained before they were saved, or on other data)")
-    if prompt_floor is not None:
-        scores = rescored(model_dir, manifest, pairs, encoded, scores, prompt_floor)
+    if other_format:
+        scores = rescored(model_dir, manifest, pairs, encoded, scores, other_format)
     margins = scores[:len(pairs), 0] - scores[len(pairs):, 0]
     out = {"validation": float((margins > 0).mean()),
            **{f"validation/{part}": float((margins[members] > 0).mean())
@@ -89,13 +91,14 @@ def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
 
 
 def rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
-             encoded: EncodedPairs, scores: np.ndarray, prompt_floor: int) -> np.ndarray:
-    """`scores` with the inputs that another prompt floor changes scored again at it."""
+             encoded: EncodedPairs, scores: np.ndarray, other_format: dict[str, Any]
+             ) -> np.ndarray:
+    """`scores` with the inputs that `other_format`'s values change scored again with them."""
     try:
-        fmt = InputFormat.model_validate({**manifest.input.model_dump(),
-                                          "min_prompt_tokens": prompt_floor})
-    except ValueError as exc:  # pydantic's ValidationError: a floor the window cannot hold
-        raise SystemExit(f"--prompt-floor {prompt_floor}: {exc}") from None
+        fmt = InputFormat.model_validate({**manifest.input.model_dump(), **other_format})
+    except ValidationError as exc:  # values the window cannot hold
+        reasons = "; ".join(error["msg"] for error in exc.errors())
+        raise SystemExit(f"{describe(other_format)}: {reasons}") from None
     encoder = PairEncoder.from_file(model_dir / TOKENIZER_FILE, fmt)
     before = [*encoded.chosen, *encoded.rejected]
     after = [*(other := EncodedPairs.build(encoder, pairs)).chosen, *other.rejected]
@@ -103,8 +106,18 @@ def rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
     out = scores.copy()
     if changed:
         out[changed] = score(load_model(model_dir), [after[i] for i in changed],
-                             pad_id=encoder.pad_id, desc=f"prompt floor {prompt_floor}")
+                             pad_id=encoder.pad_id, desc=describe(other_format))
     return out
+
+
+FORMAT_FLAGS = {"prompt_floor": ("min_prompt_tokens", "prompt tokens"),
+                "response_tail": ("response_tail_tokens", "tail tokens")}
+
+
+def describe(other_format: dict[str, Any]) -> str:
+    """A column's name for the input format's values it changes: "64 prompt tokens", ..."""
+    words = {field: name for field, name in FORMAT_FLAGS.values()}
+    return ", ".join(f"{value} {words[field]}" for field, value in other_format.items())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,9 +130,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-floor", type=int, default=None, metavar="N",
                         help="also each group with the replies whose input N prompt tokens "
                         "kept beside a cut reply changes scored again (runs the models)")
+    parser.add_argument("--response-tail", type=int, default=None, metavar="N",
+                        help="also each group with the replies whose input the last N tokens "
+                        "of a cut reply read after its opening changes scored again (runs "
+                        "the models)")
     args = parser.parse_args(argv)
     if bad := [group[0] for group in args.group if len(group) < 2]:
         parser.error(f"--group {bad[0]!r} names no model directory")
+    other_format = {field: value for flag, (field, _) in FORMAT_FLAGS.items()
+                    if (value := getattr(args, flag)) is not None}
 
     pairs = load_reward_data(args.data_dir, other_sources=False).splits["validation"]
     parts = validation_parts(pairs)
@@ -127,10 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, *dirs in args.group:
         runs[name] = [{"model": d, **part_accuracies(Path(d), pairs, parts, cuts=True)}
                       for d in dirs]
-        if args.prompt_floor is not None:
-            runs[f"{name}, {args.prompt_floor} prompt tokens"] = [
+        if other_format:
+            runs[f"{name}, {describe(other_format)}"] = [
                 {"model": d, **part_accuracies(Path(d), pairs, parts, cuts=True,
-                                               prompt_floor=args.prompt_floor)} for d in dirs]
+                                               other_format=other_format)} for d in dirs]
 
     first = next(iter(runs.values()))[0]  # the cut parts' sizes in the labels: the first model's
     rows = [("validation", len(pairs)),

@@ -10,8 +10,9 @@ A plain string prompt is one user turn, so `prompt="hi"` and `messages=[user: "h
 same. The pair is encoded BERT-style as [CLS] prompt [SEP] response [SEP] with token_type_ids 0
 then 1 (dropping them silently changes scores). Within `max_length` the response is kept whole
 and the prompt loses its oldest tokens, so the latest turns survive; only a response that alone
-overflows is cut from its end, after keeping `min_prompt_tokens` of the prompt, and then ends
-with the format's `cut_marker`, if it has one.
+overflows is cut, after keeping `min_prompt_tokens` of the prompt: its opening is kept, with its
+last `response_tail_tokens` tokens behind it when the format asks for them, and the kept opening
+ends with the format's `cut_marker`, if it has one.
 """
 
 from __future__ import annotations
@@ -202,9 +203,13 @@ class PairEncoder:
     def _assemble(self, prompt: list[int], response: list[int]) -> EncodedPair:
         prompt_keep, response_keep = split_budget(len(prompt), len(response), self.format)
         kept_prompt = prompt[len(prompt) - prompt_keep :]
-        kept_response = response[:response_keep]
-        if len(kept_response) < len(response) and 0 < len(self.cut_marker) < response_keep:
+        cut = response_keep < len(response)
+        tail = self.format.response_tail_tokens if cut else 0
+        kept_response = response[:response_keep - tail]
+        if cut and 0 < len(self.cut_marker) < len(kept_response):
             kept_response[-len(self.cut_marker):] = self.cut_marker
+        if tail:
+            kept_response += response[-tail:]
         first = [self.cls_id, *kept_prompt, *[self.sep_id] * self.pair_seps]
         second = [*kept_response, self.sep_id]
         return EncodedPair(

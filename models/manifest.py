@@ -59,11 +59,21 @@ class InputFormat(BaseModel):
         "tokens, so a reply cut by the window does not read as one that stops mid-sentence "
         "(which truncation contrast pairs teach is worse); empty: none.",
     )
+    response_tail_tokens: int = Field(
+        0,
+        ge=0,
+        description="Of a response the window cuts, this many of its last tokens are kept "
+        "after its opening (head and tail, the middle dropped), so that how a long reply ends "
+        "is read too; 0: the opening alone.",
+    )
 
     @model_validator(mode="after")
     def _prompt_floor_fits(self) -> InputFormat:
         if self.min_prompt_tokens > self.max_length - 4:
             raise ValueError("min_prompt_tokens must leave room for a response within max_length")
+        if self.response_tail_tokens > (self.max_length - 4 - self.min_prompt_tokens) // 2:
+            raise ValueError("response_tail_tokens must be at most half of the response tokens "
+                             "a cut response keeps (max_length - 4 - min_prompt_tokens)")
         return self
 
 

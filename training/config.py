@@ -79,6 +79,11 @@ class TrainConfig:
                            "lowered the CPU default's validation contrast pairs 3 points and "
                            "left its pairs whose chosen reply alone is cut where they were "
                            "(docs/measurements.md).")
+    response_tail_tokens: int = _opt(0, "Reward: of a response the window (max_length) cuts, "
+                                     "this many of its last tokens are read after its "
+                                     "opening, in training and in serving (the model's input "
+                                     "format keeps it), so that how a long reply ends is read "
+                                     "too; 0 reads its opening alone.")
     pool_tokens: str | None = _opt(None, "Reward: the tokens of a (prompt, response) input "
                                    "whose mean the head reads: 'response' (its response "
                                    "tokens), 'all' (every token, as MiniLM was pre-trained "

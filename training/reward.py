@@ -70,7 +70,8 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
     run = Run.start("reward", name, preset, config, output,
                     InputFormat(max_length=config.max_length,
                                 min_prompt_tokens=config.min_prompt_tokens,
-                                cut_marker=config.cut_marker))
+                                cut_marker=config.cut_marker,
+                                response_tail_tokens=config.response_tail_tokens))
     data = load_reward_data(data_dir, train_data, skip_invalid, train_only=train_only)
     train_pairs = training_pairs(data.splits["train"], config, seen_whole(run.encoder))
     encoded = EncodedPairs.build(run.encoder, train_pairs)

@@ -1,6 +1,6 @@
 """bench.validation_parts: each validation part's accuracy from the scores a run saved, equal
 to what the run's own report now gives; scores of other pairs are refused; another prompt
-floor rescores the replies it changes."""
+floor or response tail rescores the replies it changes."""
 
 from __future__ import annotations
 
@@ -48,28 +48,32 @@ def test_each_part_equals_the_report_and_other_pairs_are_refused(
         main(["--group", "tiny", str(trained_run)])  # the run, not its model/
 
 
-def test_another_prompt_floor_rescores_the_replies_it_changes(trained_run: Path) -> None:
+@pytest.mark.parametrize(("field", "step"), [("min_prompt_tokens", 16),
+                                             ("response_tail_tokens", 8)])
+def test_another_input_format_rescores_the_replies_it_changes(
+        trained_run: Path, field: str, step: int) -> None:
     model = trained_run / "model"
     pairs = load_reward_data(extra=[trained_run.parent / "own.jsonl"], other_sources=False,
                              skip_invalid=True).splits["validation"]
     own = Manifest.load(model).input
     saved = part_accuracies(model, pairs, {}, cuts=True)
     assert saved["pairs/cut: neither"] < len(pairs)  # some reply is cut, so a floor matters
-    # the model's own floor changes no input: the saved scores, figure for figure
+    # the model's own value changes no input: the saved scores, figure for figure
     assert part_accuracies(model, pairs, {}, cuts=True,
-                           prompt_floor=own.min_prompt_tokens) == saved
+                           other_format={field: getattr(own, field)}) == saved
 
-    # another floor: as if every reply were scored at it, the cut parts still the model's own
-    floor = own.min_prompt_tokens + 16
-    figures = part_accuracies(model, pairs, {}, cuts=True, prompt_floor=floor)
-    encoder = PairEncoder.from_file(model / TOKENIZER_FILE,
-                                    own.model_copy(update={"min_prompt_tokens": floor}))
+    # another value: as if every reply were scored with it, the cut parts still the model's own
+    value = getattr(own, field) + step
+    figures = part_accuracies(model, pairs, {}, cuts=True, other_format={field: value})
+    encoder = PairEncoder.from_file(model / TOKENIZER_FILE, own.model_copy(update={field: value}))
     encoded = EncodedPairs.build(encoder, pairs)
     rewards = score(ScoringModel.load(model), [*encoded.chosen, *encoded.rejected])[:, 0]
     right = rewards[:len(pairs)] > rewards[len(pairs):]
     assert figures["validation"] == pytest.approx(right.mean())
+    before = EncodedPairs.build(PairEncoder.from_file(model / TOKENIZER_FILE, own), pairs)
+    assert encoded.chosen + encoded.rejected != before.chosen + before.rejected  # inputs moved
     assert {k: v for k, v in figures.items() if k.startswith("pairs/")} == {
         k: v for k, v in saved.items() if k.startswith("pairs/")}
 
-    with pytest.raises(SystemExit, match="--prompt-floor 4000"):
-        part_accuracies(model, pairs, {}, prompt_floor=4000)
+    with pytest.raises(SystemExit, match=f"4000 .* tokens: .*{field} must"):
+        part_accuracies(model, pairs, {}, other_format={field: 4000})

@@ -71,6 +71,26 @@ def test_a_response_the_window_cuts_ends_with_the_cut_marker(tiny_backbone: Path
         ["hello"], ["good answer"])
 
 
+def test_a_response_the_window_cuts_keeps_its_tail(tiny_backbone: Path) -> None:
+    fmt = InputFormat(max_length=24, min_prompt_tokens=4, response_tail_tokens=5)
+    encoder = PairEncoder.from_file(tiny_backbone / "tokenizer.json", fmt)
+    plain = PairEncoder.from_file(tiny_backbone / "tokenizer.json",
+                                  fmt.model_copy(update={"response_tail_tokens": 0}))
+    response = "money " * 20 + "thank you for waiting"
+    ending = encoder.tokenizer.encode(response, add_special_tokens=False).ids[-5:]
+    (cut,) = encoder.encode_batch(["hello how are you today"], [response])
+    (before,) = plain.encode_batch(["hello how are you today"], [response])
+    assert len(cut) == len(before) == 24 and cut.response_truncated
+    assert cut.input_ids[-6:-1] == ending  # the reply's last tokens, before the final [SEP]
+    assert cut.input_ids[:-6] == before.input_ids[:-6]  # the opening, 5 tokens shorter
+    assert cut.token_type_ids == before.token_type_ids
+    # a response read whole is as before
+    assert encoder.encode_batch(["hello"], ["good answer"]) == plain.encode_batch(
+        ["hello"], ["good answer"])
+    with pytest.raises(ValueError, match="response_tail_tokens must be at most half"):
+        InputFormat(max_length=24, min_prompt_tokens=4, response_tail_tokens=9)
+
+
 @pytest.mark.parametrize(("prompt", "response", "expected"), [
     (5, 5, (5, 5)), (100, 5, (16, 5)), (2, 100, (2, 19)), (100, 100, (4, 17))])
 def test_split_budget(prompt: int, response: int, expected: tuple[int, int]) -> None:
