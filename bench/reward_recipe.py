@@ -213,7 +213,21 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # not: 40.5 and 45.4%; bench/results/validation-parts-prompt-floor-cpu.json).
                 # Trained with the same floor: the full preset's 64, at the default's 128
                 # tokens (a cut reply keeps 61 of them).
-                ("final, 64 prompt tokens kept beside a cut reply", {"min-prompt-tokens": "64"})],
+                ("final, 64 prompt tokens kept beside a cut reply", {"min-prompt-tokens": "64"}),
+                # 2026-12-07 (a new session), against the default's six seeds: the marker and
+                # the prompt floor both left the cut-only-chosen pairs where they were, and the
+                # floor showed the cost of a shorter opening (repetition and truncation fall past
+                # the window). What the window hides of a long reply is its ending: a whole reply
+                # it cuts cannot show that it ends well, and a truncation or repetition pair whose
+                # replies both pass the window reads the same on both sides. Here a cut reply is
+                # read as its opening and its last 32 tokens (61 + 32 of the 93 it keeps), in
+                # training and in serving; the response's opening alone is read as before when
+                # it fits. Rescoring the default seed 0's cut replies so, no training, moved
+                # nothing beyond noise (cut-only-chosen 44.3 -> 41.6, 45.4, 41.6% at 16, 32, 46
+                # tail tokens; pooled 56.7 -> 56.2, 56.7, 57.2%): a model must learn to read a
+                # tail, so the test is training; 32, the middle, fixed before the runs.
+                ("final, the last 32 tokens of a cut reply read after its opening",
+                 {"response-tail-tokens": "32"})],
 }
 # The prompt floor of 64 was stopped after seeds 0 and 1
 # (bench/results/reward-prompt-floor-stopped-cpu.json): the rule's contrast figure 71.6 against
