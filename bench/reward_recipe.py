@@ -229,6 +229,10 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 ("final, the last 32 tokens of a cut reply read after its opening",
                  {"response-tail-tokens": "32"})],
 }
+# The response tail of 32 was stopped after seeds 0-3
+# (bench/results/reward-response-tail-stopped-cpu.json): the rule's contrast figure 77.8 against
+# 78.2%, out of reach of the 1.6-point lead, and repetition 54.8 against 63.5%, past KIND_SLACK;
+# truncation rose (63.7 against 58.0), the cut-only-chosen pairs did not move (44.7%).
 # The prompt floor of 64 was stopped after seeds 0 and 1
 # (bench/results/reward-prompt-floor-stopped-cpu.json): the rule's contrast figure 71.6 against
 # 78.2% (repetition 47.5, truncation 49.4 against 63.5, 58.0: a cut reply keeps 61 tokens, not

@@ -83,7 +83,9 @@ class TrainConfig:
                                      "this many of its last tokens are read after its "
                                      "opening, in training and in serving (the model's input "
                                      "format keeps it), so that how a long reply ends is read "
-                                     "too; 0 reads its opening alone.")
+                                     "too; 0 reads its opening alone. Off: 32 raised the "
+                                     "CPU default's truncation pairs 6 points and cost its "
+                                     "repetition pairs 9 (docs/measurements.md).")
     pool_tokens: str | None = _opt(None, "Reward: the tokens of a (prompt, response) input "
                                    "whose mean the head reads: 'response' (its response "
                                    "tokens), 'all' (every token, as MiniLM was pre-trained "
