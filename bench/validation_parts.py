@@ -24,7 +24,11 @@ another prompt floor (the format's min_prompt_tokens, the prompt tokens kept bes
 window cuts) changes scored again by the model at that floor, every other score the saved one;
 the cut parts stay those of the model's own format. `--response-tail N` does the same for
 another response tail (response_tail_tokens, the last tokens of a cut reply read after its
-opening); given together, one column has both. These run the model, on those replies only.
+opening); given together, one column has both. `--reply-windows` adds a column with each reply
+the window cuts scored as the mean reward of windows that read all of it (each beside the prompt
+tokens the cut reply kept, as long as the stretch of it the window kept, a third overlapping the
+next): whether what the window hides is what the reward misses there. These run the model, on
+those replies only.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pydantic import ValidationError
 
 from bench.http_load import machine
 from models.artifact import TOKENIZER_FILE
-from models.inputs import PairEncoder
+from models.inputs import EncodedPair, PairEncoder, window_starts
 from models.manifest import InputFormat, Manifest
 from training.data.records import PreferencePair
 from training.data.reward_data import load_reward_data, validation_parts
@@ -61,11 +65,13 @@ def window_cuts(encoded: EncodedPairs) -> dict[str, np.ndarray]:
 
 def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
                     parts: dict[str, np.ndarray], cuts: bool = False,
-                    other_format: dict[str, Any] | None = None) -> dict[str, float]:
+                    other_format: dict[str, Any] | None = None,
+                    reply_windows: bool = False) -> dict[str, float]:
     """Pairwise accuracy, pooled and per part, from the scores `model_dir` saved; with `cuts`,
     also by which replies the window cuts (`validation/cut: ...`, and `pairs/cut: ...` their
     numbers of pairs); with `other_format` (fields of the input format and their values), the
-    replies whose input those values change are scored again by the model."""
+    replies whose input those values change are scored again by the model; with
+    `reply_windows`, each reply the window cuts is scored as the mean over windows of it."""
     try:
         manifest = Manifest.load(model_dir)
     except FileNotFoundError as exc:  # a mistyped directory: the reason, without a traceback
@@ -78,6 +84,8 @@ def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
                          "trained before they were saved, or on other data)")
     if other_format:
         scores = rescored(model_dir, manifest, pairs, encoded, scores, other_format)
+    if reply_windows:
+        scores = windows_rescored(model_dir, manifest, pairs, encoded, scores)
     margins = scores[:len(pairs), 0] - scores[len(pairs):, 0]
     out = {"validation": float((margins > 0).mean()),
            **{f"validation/{part}": float((margins[members] > 0).mean())
@@ -110,6 +118,38 @@ def rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
     return out
 
 
+def windows_rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
+                     encoded: EncodedPairs, scores: np.ndarray) -> np.ndarray:
+    """`scores` with each reply the window cuts scored as the mean reward of windows over the
+    whole reply, each read beside the prompt tokens its cut input kept; the first window is
+    that input."""
+    encoder = PairEncoder.from_file(model_dir / TOKENIZER_FILE, manifest.input)
+    items = [*encoded.chosen, *encoded.rejected]
+    cut = [i for i, item in enumerate(items) if item.response_truncated]
+    replies = [pair.chosen for pair in pairs] + [pair.rejected for pair in pairs]
+    ids = encoder.tokenizer.encode_batch([replies[i] for i in cut], add_special_tokens=False)
+    windows: list[EncodedPair] = []
+    owners: list[int] = []
+    for i, reply in zip(cut, ids, strict=True):
+        item = items[i]
+        head = item.token_type_ids.index(1)  # [CLS], the prompt tokens kept, the separators
+        size = len(item) - head - 1  # the reply tokens the cut input kept
+        for start in window_starts(len(reply.ids), size, size - size // 3):
+            second = [*reply.ids[start:start + size], encoder.sep_id]
+            windows.append(EncodedPair(item.input_ids[:head] + second,
+                                       item.token_type_ids[:head] + [1] * len(second),
+                                       item.prompt_truncated, True))
+            owners.append(i)
+    out = scores.copy()
+    if windows:
+        rewards = score(load_model(model_dir), windows, pad_id=encoder.pad_id,
+                        desc="windows of cut replies")[:, 0]
+        owner = np.array(owners)
+        for i in cut:
+            out[i, 0] = rewards[owner == i].mean()
+    return out
+
+
 FORMAT_FLAGS = {"prompt_floor": ("min_prompt_tokens", "prompt tokens"),
                 "response_tail": ("response_tail_tokens", "tail tokens")}
 
@@ -134,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="also each group with the replies whose input the last N tokens "
                         "of a cut reply read after its opening changes scored again (runs "
                         "the models)")
+    parser.add_argument("--reply-windows", action="store_true",
+                        help="also each group with every reply the window cuts scored as the "
+                        "mean reward of windows over all of it (runs the models)")
     args = parser.parse_args(argv)
     if bad := [group[0] for group in args.group if len(group) < 2]:
         parser.error(f"--group {bad[0]!r} names no model directory")
@@ -150,6 +193,10 @@ def main(argv: list[str] | None = None) -> None:
             runs[f"{name}, {describe(other_format)}"] = [
                 {"model": d, **part_accuracies(Path(d), pairs, parts, cuts=True,
                                                other_format=other_format)} for d in dirs]
+        if args.reply_windows:
+            runs[f"{name}, every window of a cut reply"] = [
+                {"model": d, **part_accuracies(Path(d), pairs, parts, cuts=True,
+                                               reply_windows=True)} for d in dirs]
 
     first = next(iter(runs.values()))[0]  # the cut parts' sizes in the labels: the first model's
     rows = [("validation", len(pairs)),

@@ -1,15 +1,17 @@
 """bench.validation_parts: each validation part's accuracy from the scores a run saved, equal
 to what the run's own report now gives; scores of other pairs are refused; another prompt
-floor or response tail rescores the replies it changes."""
+floor or response tail rescores the replies it changes; windows over a cut reply replace its
+score and no other."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.validation_parts import CUTS, main, part_accuracies
+from bench.validation_parts import CUTS, main, part_accuracies, windows_rescored
 from models.artifact import TOKENIZER_FILE
 from models.inputs import PairEncoder
 from models.manifest import Manifest
@@ -77,3 +79,23 @@ def test_another_input_format_rescores_the_replies_it_changes(
 
     with pytest.raises(SystemExit, match=f"4000 .* tokens: .*{field} must"):
         part_accuracies(model, pairs, {}, other_format={field: 4000})
+
+
+def test_windows_over_a_cut_reply_replace_its_score_alone(trained_run: Path) -> None:
+    model = trained_run / "model"
+    pairs = load_reward_data(extra=[trained_run.parent / "own.jsonl"], other_sources=False,
+                             skip_invalid=True).splits["validation"]
+    manifest = Manifest.load(model)
+    encoded = EncodedPairs.build(PairEncoder.from_file(model / TOKENIZER_FILE, manifest.input),
+                                 pairs)
+    items = [*encoded.chosen, *encoded.rejected]
+    saved = score(ScoringModel.load(model), items)
+    out = windows_rescored(model, manifest, pairs, encoded, saved)
+    cut = np.array([item.response_truncated for item in items])
+    assert cut.any()
+    np.testing.assert_array_equal(out[~cut], saved[~cut])  # a reply read whole keeps its score
+    assert not np.allclose(out[cut], saved[cut])  # the windows read past the cut
+    figures = part_accuracies(model, pairs, {}, cuts=True, reply_windows=True)
+    assert {k: v for k, v in figures.items() if k.startswith("pairs/")} == {
+        k: v for k, v in part_accuracies(model, pairs, {}, cuts=True).items()
+        if k.startswith("pairs/")}
