@@ -121,8 +121,9 @@ def rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
 def windows_rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
                      encoded: EncodedPairs, scores: np.ndarray) -> np.ndarray:
     """`scores` with each reply the window cuts scored as the mean reward of windows over the
-    whole reply, each read beside the prompt tokens its cut input kept; the first window is
-    that input."""
+    whole reply, each read beside the prompt tokens its cut input kept and as long as the
+    stretch of the reply that input kept (for a format without a cut marker or a response
+    tail, the first window is that input)."""
     encoder = PairEncoder.from_file(model_dir / TOKENIZER_FILE, manifest.input)
     items = [*encoded.chosen, *encoded.rejected]
     cut = [i for i, item in enumerate(items) if item.response_truncated]

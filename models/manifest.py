@@ -68,7 +68,7 @@ class InputFormat(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _prompt_floor_fits(self) -> InputFormat:
+    def _cut_fits(self) -> InputFormat:
         if self.min_prompt_tokens > self.max_length - 4:
             raise ValueError("min_prompt_tokens must leave room for a response within max_length")
         if self.response_tail_tokens > (self.max_length - 4 - self.min_prompt_tokens) // 2:
