@@ -227,7 +227,19 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # tail tokens; pooled 56.7 -> 56.2, 56.7, 57.2%): a model must learn to read a
                 # tail, so the test is training; 32, the middle, fixed before the runs.
                 ("final, the last 32 tokens of a cut reply read after its opening",
-                 {"response-tail-tokens": "32"})],
+                 {"response-tail-tokens": "32"}),
+                # 2026-12-07, after it: scoring every window of a cut reply left the default's
+                # cut-only-chosen pairs where they were (bench.validation_parts --reply-windows):
+                # in pairs of one reply past the window and one within it, the reward prefers
+                # the shorter, against the people. The contrast kinds whose worse side is the
+                # longer are where the window cuts the worse reply alone: restatement (the reply
+                # said twice) and repetition, in the default's training mix, far more often than
+                # truncation cuts the better one alone; so they may teach "a reply that fills the
+                # window is worse". Those two kinds only where both replies are read whole (the
+                # 2026-11-28 candidate, on today's default and rule; the contrast check's
+                # validation pairs stay the same for every candidate).
+                ("final, repetition and restatement pairs only where read whole",
+                 {"contrast-whole": "repetition,restatement"})],
 }
 # The response tail of 32 was stopped after seeds 0-3
 # (bench/results/reward-response-tail-stopped-cpu.json): the rule's contrast figure 77.8 against
