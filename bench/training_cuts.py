@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = replace(PRESETS[args.preset], seed=args.seed)
     if args.contrast_whole is not None:
-        config = replace(config, contrast_whole=args.contrast_whole)
+        try:
+            config = replace(config, contrast_whole=args.contrast_whole)
+        except ValueError as exc:  # a kind that does not exist: the reason, no traceback
+            parser.error(str(exc))
 
     counts = cut_counts(config, args.data_dir)
     width = max(map(len, counts)) + 2
