@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bench.training_cuts import HUMAN, cut_counts
+import pytest
+
+from bench.training_cuts import HUMAN, cut_counts, main
 from bench.validation_parts import CUTS
 from training.config import PRESETS
 
@@ -21,3 +23,9 @@ def test_every_training_pair_is_counted_once_and_whole_kinds_are_whole() -> None
     whole = cut_counts(replace(config, contrast_whole="repetition,restatement"))
     for kind in ("repetition", "restatement"):
         assert whole[kind]["cut: neither"] == sum(whole[kind].values())
+
+
+def test_an_unknown_kind_stops_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--contrast-whole", "repetiton"])
+    assert "no contrast kind ['repetiton']" in capsys.readouterr().err
