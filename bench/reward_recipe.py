@@ -237,9 +237,11 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # truncation cuts the better one alone; so they may teach "a reply that fills the
                 # window is worse". Those two kinds only where both replies are read whole (the
                 # 2026-11-28 candidate, on today's default and rule; the contrast check's
-                # validation pairs stay the same for every candidate).
-                ("final, repetition and restatement pairs only where read whole",
-                 {"contrast-whole": "repetition,restatement"})],
+                # validation pairs stay the same for every candidate). Its first runs bore the
+                # 2026-11-28 entry's name, so they trained that entry (restatement 0.1) in its
+                # place: bench/results/reward-whole-restatement-0.1-stopped-cpu.json.
+                ("final, repetition and restatement pairs only where read whole, restatement "
+                 "0.2", {"contrast-whole": "repetition,restatement"})],
 }
 # The response tail of 32 was stopped after seeds 0-3
 # (bench/results/reward-response-tail-stopped-cpu.json): the rule's contrast figure 77.8 against

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench.recipe_rule import CONTRAST, FINAL, adds_cue, choose, confirm
-from bench.reward_recipe import LADDER, baseline, flags, missing_seeds, run_dir
+from bench.reward_recipe import LADDER, VARIANTS, baseline, flags, missing_seeds, run_dir
 
 
 def run(name: str, seed: int, pooled: float, hh: float, settings: dict[str, str] | None = None,
@@ -157,3 +157,11 @@ def test_the_seeds_left_to_train_of_the_chosen_recipe_skip_those_it_has() -> Non
     candidate = [run("final, more restatement", seed, 55, 53) for seed in range(2)]
     assert missing_seeds(recorded + candidate, FINAL, range(3)) == []
     assert missing_seeds(recorded + candidate, "final, more restatement", range(3)) == [2]
+
+
+def test_each_preset_names_a_candidate_once() -> None:
+    """Two candidates of one name would share their run directories: the second would read
+    the first's runs as its own."""
+    for preset, variants in VARIANTS.items():
+        names = [name for name, _ in variants]
+        assert len(names) == len(set(names)), preset
