@@ -22,13 +22,12 @@ from bench.http_load import machine
 from bench.validation_parts import CUTS, window_cuts
 from models.artifact import TOKENIZER_FILE
 from models.inputs import PairEncoder
-from models.manifest import InputFormat
 from training.config import PRESETS, TrainConfig
 from training.data.records import PreferencePair
 from training.data.reward_data import load_reward_data
 from training.modeling import resolve_backbone
 from training.pairs import CONTRAST_SUBSET, EncodedPairs
-from training.reward import seen_whole, training_pairs
+from training.reward import input_format, seen_whole, training_pairs
 
 HUMAN = "human"
 
@@ -41,10 +40,7 @@ def kind_of(pair: PreferencePair) -> str:
 def cut_counts(config: TrainConfig, data_dir: Path | None = None) -> dict[str, dict[str, int]]:
     """Per kind of the config's training pairs, how many fall in each of CUTS."""
     encoder = PairEncoder.from_file(resolve_backbone(config.backbone) / TOKENIZER_FILE,
-                                    InputFormat(max_length=config.max_length,
-                                                min_prompt_tokens=config.min_prompt_tokens,
-                                                cut_marker=config.cut_marker,
-                                                response_tail_tokens=config.response_tail_tokens))
+                                    input_format(config))
     data = load_reward_data(data_dir, other_sources=False)
     pairs = training_pairs(data.splits["train"], config, seen_whole(encoder))
     masks = window_cuts(EncodedPairs.build(encoder, pairs))

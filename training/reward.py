@@ -60,6 +60,13 @@ class Calibrated:
     rewards: np.ndarray  # every validation pair's chosen, then every rejected
 
 
+def input_format(config: TrainConfig) -> InputFormat:
+    """How the reward model that `config` trains reads a (prompt, response) pair."""
+    return InputFormat(max_length=config.max_length, min_prompt_tokens=config.min_prompt_tokens,
+                       cut_marker=config.cut_marker,
+                       response_tail_tokens=config.response_tail_tokens)
+
+
 def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None,
                  name: str = "reward", preset: str | None = None, resume: bool = False,
                  stop_at: int | None = None, train_data: Sequence[Path] = (),
@@ -67,11 +74,7 @@ def train_reward(config: TrainConfig, output: Path, data_dir: Path | None = None
                  ) -> RunResult | None:
     """Run everything; returns None when stopped early (at `stop_at`, or by Ctrl-C or SIGTERM)
     with a checkpoint to --resume from."""
-    run = Run.start("reward", name, preset, config, output,
-                    InputFormat(max_length=config.max_length,
-                                min_prompt_tokens=config.min_prompt_tokens,
-                                cut_marker=config.cut_marker,
-                                response_tail_tokens=config.response_tail_tokens))
+    run = Run.start("reward", name, preset, config, output, input_format(config))
     data = load_reward_data(data_dir, train_data, skip_invalid, train_only=train_only)
     train_pairs = training_pairs(data.splits["train"], config, seen_whole(run.encoder))
     encoded = EncodedPairs.build(run.encoder, train_pairs)
