@@ -76,8 +76,8 @@ def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
         manifest = Manifest.load(model_dir)
     except FileNotFoundError as exc:  # a mistyped directory: the reason, without a traceback
         raise SystemExit(str(exc)) from None
-    encoded = EncodedPairs.build(PairEncoder.from_file(model_dir / TOKENIZER_FILE,
-                                                       manifest.input), pairs)
+    encoder = PairEncoder.from_file(model_dir / TOKENIZER_FILE, manifest.input)
+    encoded = EncodedPairs.build(encoder, pairs)
     scores = saved_validation_scores(model_dir, [*encoded.chosen, *encoded.rejected])
     if scores is None:
         raise SystemExit(f"{model_dir}: no saved validation scores of these pairs (a model "
@@ -85,7 +85,7 @@ def part_accuracies(model_dir: Path, pairs: list[PreferencePair],
     if other_format:
         scores = rescored(model_dir, manifest, pairs, encoded, scores, other_format)
     if reply_windows:
-        scores = windows_rescored(model_dir, manifest, pairs, encoded, scores)
+        scores = windows_rescored(model_dir, encoder, pairs, encoded, scores)
     margins = scores[:len(pairs), 0] - scores[len(pairs):, 0]
     out = {"validation": float((margins > 0).mean()),
            **{f"validation/{part}": float((margins[members] > 0).mean())
@@ -118,13 +118,12 @@ def rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
     return out
 
 
-def windows_rescored(model_dir: Path, manifest: Manifest, pairs: list[PreferencePair],
+def windows_rescored(model_dir: Path, encoder: PairEncoder, pairs: list[PreferencePair],
                      encoded: EncodedPairs, scores: np.ndarray) -> np.ndarray:
     """`scores` with each reply the window cuts scored as the mean reward of windows over the
     whole reply, each read beside the prompt tokens its cut input kept and as long as the
     stretch of the reply that input kept (for a format without a cut marker or a response
-    tail, the first window is that input)."""
-    encoder = PairEncoder.from_file(model_dir / TOKENIZER_FILE, manifest.input)
+    tail, the first window is that input); `encoder`, the model's own, encoded `encoded`."""
     items = [*encoded.chosen, *encoded.rejected]
     cut = [i for i, item in enumerate(items) if item.response_truncated]
     replies = [pair.chosen for pair in pairs] + [pair.rejected for pair in pairs]

@@ -86,11 +86,11 @@ def test_windows_over_a_cut_reply_replace_its_score_alone(trained_run: Path) -> 
     pairs = load_reward_data(extra=[trained_run.parent / "own.jsonl"], other_sources=False,
                              skip_invalid=True).splits["validation"]
     manifest = Manifest.load(model)
-    encoded = EncodedPairs.build(PairEncoder.from_file(model / TOKENIZER_FILE, manifest.input),
-                                 pairs)
+    encoder = PairEncoder.from_file(model / TOKENIZER_FILE, manifest.input)
+    encoded = EncodedPairs.build(encoder, pairs)
     items = [*encoded.chosen, *encoded.rejected]
     saved = score(ScoringModel.load(model), items)
-    out = windows_rescored(model, manifest, pairs, encoded, saved)
+    out = windows_rescored(model, encoder, pairs, encoded, saved)
     cut = np.array([item.response_truncated for item in items])
     assert cut.any()
     np.testing.assert_array_equal(out[~cut], saved[~cut])  # a reply read whole keeps its score
