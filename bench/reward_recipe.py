@@ -243,11 +243,11 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 ("final, repetition and restatement pairs only where read whole, restatement "
                  "0.2", {"contrast-whole": "repetition,restatement"})],
 }
-# Repetition and restatement read whole (restatement 0.2) has two seeds, 0 and 1
-# (bench/results/reward-whole-repetition-restatement-stopped-cpu.json, runs/recipe-default-v32):
-# undecided, its contrast figure 79.0 against 78.2%, truncation and substitution 5.3 and 5.2
-# points below the default's six-seed means; --candidate-seeds 6 trains seeds 2-5 and applies
-# the rule. It lifted the cut-only-chosen validation pairs 44.3 -> 53.5%.
+# Repetition and restatement read whole (restatement 0.2) was stopped after seeds 0-3
+# (bench/results/reward-whole-repetition-restatement-stopped-cpu.json): the rule's contrast
+# figure 78.5 against 78.2%, out of reach of the 1.6-point lead, and truncation 50.0 against
+# 58.0%, past KIND_SLACK. The cut-only-chosen validation pairs rose 44.3 -> 55.0% and the
+# cut-only-rejected fell 60.3 -> 51.5%: the window-filling cue turned off, not a reply read.
 # The response tail of 32 was stopped after seeds 0-3
 # (bench/results/reward-response-tail-stopped-cpu.json): the rule's contrast figure 77.8 against
 # 78.2%, out of reach of the 1.6-point lead, and repetition 54.8 against 63.5%, past KIND_SLACK;
