@@ -160,6 +160,12 @@ class TrainConfig:
                                   "carries no more hate than its absence; the same number of "
                                   "texts; not when re-training (training/data/identity.py). On "
                                   "in the default preset.")
+    attention_entropy: float = _opt(0.0, "Moderation: weight of entropy-based "
+                                    "attention regularisation (Attanasio et al. 2022): this "
+                                    "times the mean entropy of a token's attention, summed over "
+                                    "the layers, is taken off the loss, so that no single word "
+                                    "(a group's name, a word of violence) draws a token's "
+                                    "attention; 0 disables (training/texts.py).")
     length_term: bool = _opt(True, "Reward: during training a reply scores r + w * log(1 + "
                              "response tokens), w learnt, so the linear term absorbs the length "
                              "preference; the service serves r alone.")
@@ -208,6 +214,9 @@ class TrainConfig:
         if self.pool_tokens is not None and self.pool_tokens not in POOLS:
             raise ValueError(f"pool_tokens is one of {', '.join(POOLS)}, not "
                              f"{self.pool_tokens!r}")
+        if self.attention_entropy < 0:
+            raise ValueError(f"attention_entropy is a weight, 0 or more, not "
+                             f"{self.attention_entropy}")
         for share in ("counter_speech", "obfuscation"):
             if not 0 <= getattr(self, share) <= 1:
                 raise ValueError(f"{share} is a share of the training texts, from 0 to 1, "

@@ -134,6 +134,18 @@ class ScoringModel(nn.Module):
                               token_type_ids=token_type_ids).last_hidden_state
         return self.head(pooled(hidden, attention_mask, token_type_ids, self.pool))
 
+    def forward_with_attentions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                                token_type_ids: torch.Tensor
+                                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The scores and each layer's attention probabilities, (batch, heads, query, key),
+        after attention dropout in training; for a loss that reads the attention. Needs the
+        eager attention from_backbone loads."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids, output_attentions=True)
+        scores = self.head(pooled(out.last_hidden_state, attention_mask, token_type_ids,
+                                  self.pool))
+        return scores, out.attentions
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(directory / "encoder")

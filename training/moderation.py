@@ -70,7 +70,7 @@ def train_moderation(config: TrainConfig, output: Path, data_dir: Path | None = 
     train += framed + obfuscated(train, round(config.obfuscation * len(train)), config.seed)
     model = run.new_model(len(CATEGORIES))
     trained = run.train(model, EncodedTexts.multilabel(run.encoder, train, CATEGORIES), "texts",
-                        multilabel_objective(), resume, stop_at)
+                        multilabel_objective(config.attention_entropy), resume, stop_at)
     if trained is None:
         return None
     trainer, history = trained

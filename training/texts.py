@@ -62,14 +62,45 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (losses * known).sum() / known.sum().clamp(min=1)
 
 
-def multilabel_objective() -> Objective:
+def attention_entropy(attentions: Sequence[torch.Tensor], attention_mask: torch.Tensor
+                      ) -> torch.Tensor:
+    """Entropy-based attention regularisation's quantity (Attanasio et al. 2022, "EAR"): per
+    layer, each real token's attention averaged over the heads, its entropy over the real
+    tokens, the mean over the real tokens; summed over the layers, the mean over the batch.
+    Low entropy is a token that attends to a few words; the regulariser rewards spreading it,
+    against a classifier that learns single words (a group's name) as the label. Each averaged
+    row is renormalised, since attention dropout rescales what training returns."""
+    mask = attention_mask.to(attentions[0].dtype)
+    keys = mask[:, None, :]  # (batch, 1, key)
+    total = torch.zeros((), dtype=mask.dtype, device=mask.device)
+    for layer in attentions:
+        rows = layer.mean(dim=1) * keys  # (batch, query, key), padding's share dropped
+        rows = rows / rows.sum(-1, keepdim=True).clamp(min=1e-12)
+        # -p log p, with log's argument kept off 0 so a padded key's gradient stays finite
+        per_token = -(rows * rows.clamp(min=1e-12).log()).sum(-1)  # (batch, query)
+        total = total + ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    return total
+
+
+def multilabel_objective(entropy_weight: float = 0.0) -> Objective:
+    """Masked binary cross-entropy; with entropy_weight > 0, less that weight times
+    attention_entropy (the model must return its attention: ScoringModel)."""
     def objective(model: ScoringModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         targets = batch["targets"]
-        logits = model(**{k: v for k, v in batch.items() if k != "targets"})
+        inputs = {k: v for k, v in batch.items() if k != "targets"}
+        if entropy_weight:
+            logits, attentions = model.forward_with_attentions(**inputs)
+        else:
+            logits = model(**inputs)
         known = targets != UNKNOWN
         correct = ((logits.detach() > 0) == (targets == 1)) & known
         accuracy = (correct.sum() / known.sum().clamp(min=1)).item()
-        return masked_bce(logits, targets), {"accuracy": accuracy}
+        loss = masked_bce(logits, targets)
+        if not entropy_weight:
+            return loss, {"accuracy": accuracy}
+        entropy = attention_entropy(attentions, inputs["attention_mask"])
+        return loss - entropy_weight * entropy, {"accuracy": accuracy,
+                                                 "attention_entropy": entropy.item()}
 
     return objective
 

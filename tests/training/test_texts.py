@@ -20,6 +20,7 @@ from training.temperature import fit_softmax_temperature
 from training.texts import (
     UNKNOWN,
     EncodedTexts,
+    attention_entropy,
     best_f1_threshold,
     masked_bce,
     multilabel_objective,
@@ -40,6 +41,53 @@ def test_unknown_labels_do_not_move_the_loss() -> None:
     assert logits.grad is not None and torch.all(logits.grad[:, 1] == 0)
     assert masked_bce(logits, flipped).item() != pytest.approx(loss.item())
     assert masked_bce(logits, torch.full((2, 2), UNKNOWN)).item() == 0.0
+
+
+def test_attention_entropy_by_hand() -> None:
+    """Uniform attention over n real tokens has entropy log n, one-hot has 0; padding, as a
+    query or as a key, counts for nothing; heads are averaged before the entropy."""
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    uniform = mask[:, None, None, :].float().expand(2, 2, 4, 4)
+    uniform = uniform / uniform.sum(-1, keepdim=True)
+    one_hot = torch.zeros(2, 2, 4, 4)
+    one_hot[..., 0] = 1.0
+    assert attention_entropy([uniform], mask).item() == pytest.approx(
+        (math.log(4) + math.log(2)) / 2, rel=1e-6)
+    assert attention_entropy([one_hot], mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert attention_entropy([uniform, one_hot], mask).item() == pytest.approx(
+        (math.log(4) + math.log(2)) / 2, rel=1e-6)  # summed over the layers
+    # two heads on different single words: their mean attends to two, log 2
+    split = one_hot.clone()
+    split[:, 1] = 0.0
+    split[:, 1, :, 1] = 1.0
+    assert attention_entropy([split], mask).item() == pytest.approx(math.log(2), rel=1e-6)
+    # a padded query's row (what the model attends from padding) is ignored
+    noisy = uniform.clone()
+    noisy[1, :, 2:, :] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert attention_entropy([noisy], mask).item() == pytest.approx(
+        attention_entropy([uniform], mask).item(), rel=1e-6)
+
+
+def test_the_entropy_term_reaches_the_attention(tiny_backbone: Path) -> None:
+    """With a weight, the objective is the cross-entropy less weight x entropy, read from the
+    model's own attention, and its gradient moves the attention's weights."""
+    encoder = PairEncoder.from_file(tiny_backbone / "tokenizer.json",
+                                    InputFormat(kind="text", max_length=16, min_prompt_tokens=0))
+    encoded = EncodedTexts.multilabel(encoder, [TextExample("the day was good", {"good": 1}),
+                                                TextExample("a bad book", {"good": 0})],
+                                      ["good"])
+    batch = encoded.collate([0, 1], encoder.pad_id)
+    torch.manual_seed(0)
+    model = ScoringModel.from_backbone(tiny_backbone, num_outputs=1)
+    model.eval()  # no dropout: both objectives see the same forward pass
+    plain, _ = multilabel_objective()(model, batch)
+    loss, stats = multilabel_objective(0.5)(model, batch)
+    assert stats["attention_entropy"] > 0
+    assert loss.item() == pytest.approx(plain.item() - 0.5 * stats["attention_entropy"],
+                                        rel=1e-5)
+    loss.backward()
+    query = next(p for n, p in model.named_parameters() if "attention.self.query.weight" in n)
+    assert query.grad is not None and query.grad.abs().sum() > 0
 
 
 def test_average_precision_and_roc_auc_by_hand() -> None:

@@ -235,6 +235,8 @@ def test_device_names_are_checked() -> None:
         CONFIG.with_overrides(counter_speech=-0.1)
     with pytest.raises(ValueError, match=r"obfuscation is a share .* not 2"):
         CONFIG.with_overrides(obfuscation=2)
+    with pytest.raises(ValueError, match=r"attention_entropy is a weight, 0 or more, not -0\.01"):
+        CONFIG.with_overrides(attention_entropy=-0.01)
     with pytest.raises(ValueError, match="hate can also be read from edos, convabuse, not "
                                          "davidson"):
         CONFIG.with_overrides(hate_also_from="davidson")
