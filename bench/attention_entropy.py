@@ -16,6 +16,12 @@ before the first run (2026-12-07):
 (b) is the bias the method is for: a classifier that learns a group's name as the label flags
 clean texts that name the group. Test splits, HateCheck and XSTest are printed for reading after
 the choice; the rule never reads them. Writes --out as JSON.
+
+At 0.01 (bench/results/attention-entropy-cpu.json) the rule kept the default: mean validation
+AUPRC -0.025, clean texts naming a group flagged 33.0 -> 29.4%. A third of it, 0.003, is held
+to the same rule, fixed before its runs (its own --runs, the default's runs copied in):
+
+    .venv/bin/python -m bench.attention_entropy --weight 0.003 --runs runs/attention-0.003
 """
 
 from __future__ import annotations
