@@ -1,7 +1,7 @@
 """Entropy-based attention regularisation against the moderation default, over seeds, and the
 rule that decides it.
 
-    .venv/bin/python -m bench.attention_entropy --runs runs/attention     # ~12 min on 2 cores
+    .venv/bin/python -m bench.attention_entropy --runs runs/attention     # 8-9 min a run, 2 cores
 
 Trains `alignserve train moderation --preset default` with and without `--attention-entropy
 WEIGHT` (training/texts.py; Attanasio et al. 2022, "EAR", whose weight 0.01 is the default here)

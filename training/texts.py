@@ -82,25 +82,26 @@ def attention_entropy(attentions: Sequence[torch.Tensor], attention_mask: torch.
     return total
 
 
+def known_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The share of the known labels a logit's sign gets right."""
+    known = targets != UNKNOWN
+    correct = ((logits.detach() > 0) == (targets == 1)) & known
+    return (correct.sum() / known.sum().clamp(min=1)).item()
+
+
 def multilabel_objective(entropy_weight: float = 0.0) -> Objective:
     """Masked binary cross-entropy; with entropy_weight > 0, less that weight times
     attention_entropy (the model must return its attention: ScoringModel)."""
     def objective(model: ScoringModel, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         targets = batch["targets"]
         inputs = {k: v for k, v in batch.items() if k != "targets"}
-        if entropy_weight:
-            logits, attentions = model.forward_with_attentions(**inputs)
-        else:
-            logits = model(**inputs)
-        known = targets != UNKNOWN
-        correct = ((logits.detach() > 0) == (targets == 1)) & known
-        accuracy = (correct.sum() / known.sum().clamp(min=1)).item()
-        loss = masked_bce(logits, targets)
         if not entropy_weight:
-            return loss, {"accuracy": accuracy}
+            logits = model(**inputs)
+            return masked_bce(logits, targets), {"accuracy": known_accuracy(logits, targets)}
+        logits, attentions = model.forward_with_attentions(**inputs)
         entropy = attention_entropy(attentions, inputs["attention_mask"])
-        return loss - entropy_weight * entropy, {"accuracy": accuracy,
-                                                 "attention_entropy": entropy.item()}
+        return (masked_bce(logits, targets) - entropy_weight * entropy,
+                {"accuracy": known_accuracy(logits, targets), "attention_entropy": entropy.item()})
 
     return objective
 
