@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.identity_balance import rows
-from bench.moderation_arms import figure, print_table, train
+from bench.moderation_arms import arm_rows, figure, model_dirs, print_table, train
 from bench.obfuscation import validation_auprc
 from training.data.identity import CUES
 
@@ -73,8 +73,7 @@ def main() -> None:
         "validation mean AUPRC (the rule)": {a: [validation_auprc(r) for r in reports[a]]
                                              for a in arms}}
     violence = [row for row in rows("violence") if "violence" in row[0]]
-    for label, key, field in [*rows("identity"), *violence]:
-        table[label] = {a: [figure(r, key, field) for r in reports[a]] for a in arms}
+    table.update(arm_rows(reports, [*rows("identity"), *violence]))
     print_table(table, ("default", f"entropy {args.weight:g}"), args.seeds, 52, 24)
 
     auprc, flagged, adopted = rule(reports["base"], reports["entropy"])
@@ -86,7 +85,7 @@ def main() -> None:
             "seeds": args.seeds, "weight": args.weight, "table": table,
             "validation_auprc_change": auprc, "named_group_flag_change": flagged,
             "adopted": adopted,
-            "runs": {arm: [r["model_dir"] for r in reports[arm]] for arm in arms}},
+            "runs": model_dirs(reports)},
             indent=2) + "\n")
 
 

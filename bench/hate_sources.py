@@ -31,7 +31,7 @@ import json
 import statistics
 from pathlib import Path
 
-from bench.moderation_arms import figure, print_table, train
+from bench.moderation_arms import arm_rows, model_dirs, print_table, train
 from bench.obfuscation import ROWS as COMMON_ROWS
 from models.taxonomy import CATEGORIES
 from training.class_metrics import average_precision
@@ -114,8 +114,7 @@ def main() -> None:
             {a: [v["new"] for v in validation[a]] for a in arms},
         f"P(hate) of {INSULT!r}": {a: [v["insult"] for v in validation[a]] for a in arms},
         "hate threshold": {a: [v["hate_threshold"] for v in validation[a]] for a in arms}}
-    for label, key, field in ROWS:
-        table[label] = {a: [figure(r, key, field) for r in reports[a]] for a in arms}
+    table.update(arm_rows(reports, ROWS))
     print_table(table, ("default", "hate also from"), args.seeds, 56, 24)
 
     before, new, adopted = rule(validation["base"], validation["hate"])
@@ -126,7 +125,7 @@ def main() -> None:
         args.out.write_text(json.dumps({
             "seeds": args.seeds, "table": table, "before_change": before, "new_change": new,
             "adopted": adopted, "validation": validation,
-            "runs": {arm: [r["model_dir"] for r in reports[arm]] for arm in arms}},
+            "runs": model_dirs(reports)},
             indent=2) + "\n")
 
 

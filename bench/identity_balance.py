@@ -25,7 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.moderation_arms import TAIL_ROWS, figure, print_table, train
+from bench.moderation_arms import TAIL_ROWS, arm_rows, figure, model_dirs, print_table, train
 from training.data.identity import CUES, Cue
 
 MAX_AUPRC_LOSS = 0.02
@@ -91,8 +91,7 @@ def main() -> None:
     runs = args.runs or Path("runs") / args.cue
     reports = {arm: [train(runs, arm, seed, flags) for seed in args.seeds]
                for arm, flags in arms.items()}
-    table = {label: {arm: [figure(r, key, field) for r in reports[arm]] for arm in arms}
-             for label, key, field in rows(args.cue)}
+    table = arm_rows(reports, rows(args.cue))
     print_table(table, ("default", cue.name.replace("-", " ")), args.seeds, 52, 22)
 
     auprc_change, flag_change, adopted = rule(reports["base"], reports["balance"], args.cue)
@@ -105,7 +104,7 @@ def main() -> None:
         args.out.write_text(json.dumps({
             "cue": args.cue, "seeds": args.seeds, "table": table, "auprc_change": auprc_change,
             "flag_change": flag_change, "adopted": adopted, f"{cue.mix_key}_mix": mix,
-            "runs": {arm: [r["model_dir"] for r in reports[arm]] for arm in arms}},
+            "runs": model_dirs(reports)},
             indent=2) + "\n")
 
 

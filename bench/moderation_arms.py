@@ -42,6 +42,18 @@ def figure(report: dict[str, Any], key: str, field: str) -> float:
     return float(report["eval"][key][field]) if key in report["eval"] else float("nan")
 
 
+def arm_rows(reports: dict[str, list[dict[str, Any]]], rows: list[tuple[str, str, str]]
+             ) -> dict[str, dict[str, list[float]]]:
+    """Each (label, report key, field) row's figures: per arm, one per seed."""
+    return {label: {arm: [figure(r, key, field) for r in runs] for arm, runs in reports.items()}
+            for label, key, field in rows}
+
+
+def model_dirs(reports: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """Each arm's trained model directories, one per seed, for the results file."""
+    return {arm: [r["model_dir"] for r in runs] for arm, runs in reports.items()}
+
+
 def print_table(table: dict[str, dict[str, list[float]]], headers: tuple[str, str],
                 seeds: list[int], label_width: int, cell_width: int) -> None:
     """Each row's two arms: the mean over the seeds, each seed's figure in brackets."""

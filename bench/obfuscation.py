@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.moderation_arms import TAIL_ROWS, figure, print_table, train
+from bench.moderation_arms import TAIL_ROWS, arm_rows, figure, model_dirs, print_table, train
 from models.taxonomy import CATEGORIES
 from training.class_metrics import average_precision
 from training.config import MODERATION_PRESETS
@@ -128,8 +128,7 @@ def main() -> None:
         "validation mean AUPRC (the rule)": clean_rule,
         "misspelt validation mean AUPRC (the rule)": misspelt_rule,
         "misspelt validation hate AUPRC": {a: [m["hate"] for m in misspelt[a]] for a in arms}}
-    for label, key, field in ROWS:
-        table[label] = {a: [figure(r, key, field) for r in reports[a]] for a in arms}
+    table.update(arm_rows(reports, ROWS))
     print_table(table, (args.preset, f"obfuscation {args.share:g}"), args.seeds, 48, 24)
 
     clean, spelt, adopted = rule(clean_rule["base"], clean_rule["obfuscation"],
@@ -142,7 +141,7 @@ def main() -> None:
             "preset": args.preset, "seeds": args.seeds, "share": args.share, "table": table,
             "validation_auprc_change": clean, "misspelt_auprc_change": spelt,
             "adopted": adopted, "misspelt": misspelt,
-            "runs": {arm: [r["model_dir"] for r in reports[arm]] for arm in arms}},
+            "runs": model_dirs(reports)},
             indent=2) + "\n")
 
 
