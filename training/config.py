@@ -306,8 +306,9 @@ MODERATION_PRESETS: dict[str, TrainConfig] = {
     # 46 -> 31%; 2026-12-07). Not measured in the full preset, which goes without it.
     # Attention entropy at 0.003: chosen by bench/attention_entropy.py's rule over seeds 0 and 1
     # (validation mean AUPRC 0.775 -> 0.774, clean texts naming a group flagged as hate 33.0 ->
-    # 32.2%; 2026-12-07), within noise on both; 0.01 had cost 0.025 of AUPRC. About 1% more
-    # time a step. Not measured in the full preset either.
+    # 32.2%; 2026-12-07), within noise on both; 0.01 had cost 0.025 of AUPRC. The first run's
+    # moderation stage with it: 14 min 48 s, against 15 min 1 s without (docs/measurements.md).
+    # Not measured in the full preset either.
     "default": TrainConfig(max_length=96, batch_size=32, grad_accum=1, lr=5e-5,
                            max_train_texts=16_000, checkpoint_every=100, counter_speech=0.05,
                            obfuscation=0.1, violence_balance=True, attention_entropy=0.003),
