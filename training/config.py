@@ -68,6 +68,10 @@ class TrainConfig:
     use_margin: bool = _opt(True, "Subtract each pair's 'margin' inside the Bradley-Terry loss.")
     freeze_embeddings: bool = _opt(True, "Keep the word embeddings fixed: half of MiniLM's "
                                    "parameters, little to gain from a few thousand pairs.")
+    freeze_layers: int = _opt(0, "Keep the encoder's lowest N transformer layers fixed, and "
+                              "everything below them (all the embeddings): no backward pass "
+                              "runs through them, so a step costs less (three of MiniLM's six: "
+                              "about 0.7 of the time). 0 trains every layer.")
     pool: bool = _opt(True, "Reward: train on every pooled preference source (hh-rlhf, "
                       "Open-Assistant, PandaLM, TruthfulQA, FineGrainedRLHF), weighted; "
                       "--no-pool trains on hh-rlhf alone.")
@@ -206,6 +210,9 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay is a factor in (0, 1], not {self.layer_decay}")
+        if self.freeze_layers < 0:
+            raise ValueError(f"freeze_layers is a number of layers, 0 or more, not "
+                             f"{self.freeze_layers}")
         if not 0 <= self.average_tail <= 1:
             raise ValueError(f"average_tail is a share of the optimizer steps, from 0 to 1, "
                              f"not {self.average_tail}")

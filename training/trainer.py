@@ -105,6 +105,12 @@ def _optimizer(model: ScoringModel, config: TrainConfig, extra: list[nn.Paramete
         for parameter in model.encoder.get_input_embeddings().parameters():
             parameter.requires_grad_(False)
     depth = model.encoder.config.num_hidden_layers
+    if config.freeze_layers > depth:
+        raise ValueError(f"freeze_layers {config.freeze_layers}: the encoder has {depth} layers")
+    if config.freeze_layers:
+        for name, parameter in model.encoder.named_parameters():
+            if _layer(name, depth) < config.freeze_layers:
+                parameter.requires_grad_(False)
     rates: dict[tuple[float, bool], list[nn.Parameter]] = {}  # (lr, decayed?) -> parameters
     for name, parameter in model.encoder.named_parameters():
         if parameter.requires_grad:

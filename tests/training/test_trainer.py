@@ -291,6 +291,26 @@ def test_layer_decay_outside_its_range_is_refused() -> None:
         TrainConfig(layer_decay=1.5)
 
 
+def test_frozen_layers_stay_put_and_the_rest_train(tiny_backbone: Path, tmp_path: Path) -> None:
+    """--freeze-layers 1: the lowest layer and every embedding keep their weights and are in no
+    optimizer group; the layers above and the head move (its bias stays: a pair's loss reads
+    only the difference of two rewards)."""
+    trainer, _ = _trainer(tiny_backbone, tmp_path, replace(CONFIG, freeze_layers=1))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer._optimizer_step()
+    optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    for name, parameter in trainer.model.named_parameters():
+        frozen = name.startswith(("encoder.embeddings.", "encoder.encoder.layer.0."))
+        assert (id(parameter) in optimised) is not frozen, name
+        if frozen or name.startswith("encoder.encoder.layer.1.") or name == "head.weight":
+            assert torch.equal(parameter, before[name]) is frozen, name
+    with pytest.raises(ValueError, match="freeze_layers is a number of layers, 0 or more"):
+        replace(CONFIG, freeze_layers=-1)
+    depth = trainer.model.encoder.config.num_hidden_layers
+    with pytest.raises(ValueError, match=f"the encoder has {depth} layers"):
+        _trainer(tiny_backbone, tmp_path / "deeper", replace(CONFIG, freeze_layers=depth + 1))
+
+
 def test_dropout_off_makes_training_passes_deterministic(tiny_backbone: Path) -> None:
     """--dropout 0: two passes in training mode agree (no mask noise on a pair's difference);
     the backbone's own dropout (None) still draws masks; the encoder's config records it."""
