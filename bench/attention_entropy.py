@@ -24,6 +24,12 @@ rule took it into the default (bench/results/attention-entropy-0.003-cpu.json: m
 AUPRC -0.001, clean texts naming a group flagged 33.0 -> 32.2%):
 
     .venv/bin/python -m bench.attention_entropy --weight 0.003 --runs runs/attention-0.003
+
+Between the two, 0.005, fixed before its runs (2026-12-07, night; the same base runs copied
+in): it replaces 0.003 in the default if the same rule takes it and its mean validation hate
+flag rate on clean texts that name a group is below 0.003's, what a stronger weight is for:
+
+    .venv/bin/python -m bench.attention_entropy --weight 0.005 --runs runs/attention-0.005
 """
 
 from __future__ import annotations
