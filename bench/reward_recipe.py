@@ -245,8 +245,8 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
                 # 2026-12-07 (night), against the six seeds of -v18.json: 3,600 pairs won on
                 # validation (79.5 against 77.3%) and lost on the int8 gate and the first run's
                 # time. A step through the top three of MiniLM's six layers alone (the lowest
-                # three and the embeddings fixed: no backward pass below them) takes about 0.7
-                # of a full step on one core, so the same training time holds 3,400 pairs in 425
+                # three and the embeddings fixed: no backward pass below them) costs about two
+                # thirds of a full step by count, so the same training time holds 3,400 pairs in 425
                 # steps, the same mix; the lower layers already train at a third to a half of
                 # the top one's rate (layer-wise decay 0.8), and keep MiniLM's weights.
                 ("final, the lowest three layers fixed, 3,400 pairs",

@@ -71,7 +71,7 @@ class TrainConfig:
     freeze_layers: int = _opt(0, "Keep the encoder's lowest N transformer layers fixed, and "
                               "everything below them (all the embeddings): no backward pass "
                               "runs through them, so a step costs less (three of MiniLM's six: "
-                              "about 0.7 of the time). 0 trains every layer. Off: on the "
+                              "about two thirds, by count). 0 trains every layer. Off: on the "
                               "reward's CPU default, three fixed with 3,400 pairs in the same "
                               "time lost repetition pairs and hh-rlhf harmless-base "
                               "(docs/measurements.md).")
