@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=0.01)
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
-    # the default preset has carried 0.003 since this bench chose it: the base arm asks for
+    # the default preset carries a weight since this bench chose one: the base arm asks for
     # none, so it stays the default it was measured against
     arms = {"base": ["--attention-entropy", "0"],
             "entropy": ["--attention-entropy", str(args.weight)]}
