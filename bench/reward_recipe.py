@@ -256,7 +256,7 @@ VARIANTS: dict[str, list[tuple[str, dict[str, str]]]] = {
 # (bench/results/reward-frozen-layers-stopped-cpu.json): the rule's contrast figure 78.0 against
 # 78.2%, out of reach of the 1.6-point lead, and repetition 55.5 against 63.5%, past KIND_SLACK;
 # pooled validation 56.7 against 55.7%. Read after: hh-rlhf test 54.6 against 54.0%, its
-# harmless-base 48.3 against 54.2% (helpful-base and helpful-online up 4-5 points).
+# harmless-base 48.3 against 54.2% (helpful-base and helpful-online up 3.8 and 5.0 points).
 # Repetition and restatement read whole (restatement 0.2) was stopped after seeds 0-3
 # (bench/results/reward-whole-repetition-restatement-stopped-cpu.json): the rule's contrast
 # figure 78.5 against 78.2%, out of reach of the 1.6-point lead, and truncation 50.0 against
