@@ -107,14 +107,13 @@ def _optimizer(model: ScoringModel, config: TrainConfig, extra: list[nn.Paramete
     depth = model.encoder.config.num_hidden_layers
     if config.freeze_layers > depth:
         raise ValueError(f"freeze_layers {config.freeze_layers}: the encoder has {depth} layers")
-    if config.freeze_layers:
-        for name, parameter in model.encoder.named_parameters():
-            if _layer(name, depth) < config.freeze_layers:
-                parameter.requires_grad_(False)
     rates: dict[tuple[float, bool], list[nn.Parameter]] = {}  # (lr, decayed?) -> parameters
     for name, parameter in model.encoder.named_parameters():
+        layer = _layer(name, depth)
+        if config.freeze_layers and layer < config.freeze_layers:  # the embeddings (-1) too
+            parameter.requires_grad_(False)
         if parameter.requires_grad:
-            rate = config.lr * config.layer_decay ** (depth - 1 - _layer(name, depth))
+            rate = config.lr * config.layer_decay ** (depth - 1 - layer)
             rates.setdefault((rate, parameter.ndim >= 2), []).append(parameter)
     groups = [{"params": params, "lr": rate, "weight_decay": config.weight_decay if decay else 0.0}
               for (rate, decay), params in rates.items()]
