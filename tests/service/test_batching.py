@@ -167,6 +167,31 @@ def test_a_job_whose_deadline_passes_in_the_queue_is_answered_not_run_late(
     assert error.status == 429 and "past its deadline" in error.message
 
 
+def test_a_job_admitted_by_an_idle_engine_keeps_its_deadline_when_it_fits(
+        parts: tuple[RewardFront, Engine]) -> None:
+    """An idle engine refuses nothing, but a request that fits its deadline keeps it: held in
+    the queue past it (here a blocked event loop, as at a storm's first instant) it is answered
+    429, not run late; one that cannot be in time even alone still runs."""
+    front, engine = parts
+
+    async def scenario() -> tuple[ServiceError, int]:
+        batcher = Batcher(engine, "tiny", max_batch_size=64, max_latency_ms=0,
+                          max_queued_items=100_000, max_queue_wait_ms=100)
+        batcher.seconds_per_item = 0.001
+        held = asyncio.ensure_future(batcher.run(items(front, 1)))
+        await asyncio.sleep(0)  # admitted and queued; its lane not yet run
+        time.sleep(0.15)  # the event loop busy past the 100 ms deadline
+        with pytest.raises(ServiceError) as expired:
+            await held
+        batcher.seconds_per_item = 0.01  # 20 items: 0.2 s alone, past the 0.1 s deadline
+        oversized = await batcher.run(items(front, 20))
+        return expired.value, len(oversized.outputs)
+
+    error, scored = asyncio.run(scenario())
+    assert error.status == 429 and "past its deadline" in error.message
+    assert scored == 20
+
+
 def test_the_deadline_counts_time_in_the_server_and_the_loop_lag(
         parts: tuple[RewardFront, Engine]) -> None:
     """A caller's deadline also covers the time since the request reached the app and the event
