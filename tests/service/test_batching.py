@@ -183,6 +183,7 @@ def test_a_job_admitted_by_an_idle_engine_keeps_its_deadline_when_it_fits(
         time.sleep(0.15)  # the event loop busy past the 100 ms deadline
         with pytest.raises(ServiceError) as expired:
             await held
+        assert batcher.queued_items == 0  # its place given back
         batcher.seconds_per_item = 0.01  # 20 items: 0.2 s alone, past the 0.1 s deadline
         oversized = await batcher.run(items(front, 20))
         return expired.value, len(oversized.outputs)
